@@ -1,0 +1,106 @@
+import type { Command } from "commander";
+import type { Config } from "./config.ts";
+import type { Database } from "./db/client.ts";
+import { Interrupted } from "./errors.ts";
+import type { Storage } from "./storage/types.ts";
+import type { Output } from "./ui/output.ts";
+import type { ZodType, z as zod } from "zod";
+
+// What every command's action gets: lazily built config, output, database and storage,
+// an abort signal for Ctrl-C, and cleanups that run however the command ends. Heavy
+// modules (Prisma, the AWS SDK, zod) are imported only when a command asks for them,
+// so `genstore --help` stays fast.
+
+export interface GlobalOptions {
+  verbose?: boolean;
+  home?: string;
+  databaseUrl?: string;
+  storage?: string;
+  color?: boolean;
+}
+
+export class Context {
+  private readonly cleanups: (() => Promise<void>)[] = [];
+  private configPromise?: Promise<Config>;
+  private outputInstance?: Output;
+
+  constructor(
+    readonly globals: GlobalOptions,
+    readonly signal: AbortSignal,
+  ) {}
+
+  config(): Promise<Config> {
+    this.configPromise ??= import("./config.ts").then(({ loadDotEnv, loadConfig }) => {
+      loadDotEnv();
+      return loadConfig(process.env, { home: this.globals.home, databaseUrl: this.globals.databaseUrl, storage: this.globals.storage });
+    });
+    return this.configPromise;
+  }
+
+  async output(options: { json?: boolean } = {}): Promise<Output> {
+    if (!this.outputInstance) {
+      const { Output } = await import("./ui/output.ts");
+      this.outputInstance = new Output({ json: options.json, verbose: this.globals.verbose, color: this.globals.color });
+    }
+    return this.outputInstance;
+  }
+
+  /** Validates a command's options with a zod schema built on demand. */
+  async parse<S extends ZodType>(value: unknown, build: (z: typeof zod) => S): Promise<zod.output<S>> {
+    const [{ z }, { UserError, ExitCode }] = await Promise.all([import("zod"), import("./errors.ts")]);
+    const result = build(z).safeParse(value);
+    if (result.success) return result.data;
+    const issue = result.error.issues[0]!;
+    const flag = issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ` : "";
+    throw new UserError(`Invalid option: ${flag}${issue.message}.`, { exitCode: ExitCode.usage, hint: "See --help for the accepted values." });
+  }
+
+  /** The database, migrated (embedded) or checked (PostgreSQL); closed when the command ends. */
+  async database(options: { migrate?: boolean } = {}): Promise<Database> {
+    const config = await this.config();
+    const [{ openDatabase }, { ensureMigrated }] = await Promise.all([import("./db/client.ts"), import("./db/migrations.ts")]);
+    const db = await openDatabase(config.database);
+    this.defer(() => db.close());
+    if (options.migrate !== false) await ensureMigrated(db);
+    return db;
+  }
+
+  async storage(): Promise<Storage> {
+    const config = await this.config();
+    const { createStorage } = await import("./storage/index.ts");
+    const storage = await createStorage(config.storage);
+    this.defer(() => storage.close());
+    return storage;
+  }
+
+  defer(cleanup: () => Promise<void>): void {
+    this.cleanups.push(cleanup);
+  }
+
+  throwIfInterrupted(): void {
+    if (this.signal.aborted) throw new Interrupted("Interrupted.", "Run the same command again to continue where it stopped.");
+  }
+
+  async close(): Promise<void> {
+    for (const cleanup of this.cleanups.splice(0).reverse()) {
+      await cleanup().catch(() => {});
+    }
+  }
+}
+
+export type Action<O> = (options: O, context: Context, command: Command) => Promise<void>;
+
+/** Wraps a command's action so it receives a Context that is always closed. */
+export function withContext<O>(action: Action<O>, signal: AbortSignal) {
+  return async (...args: unknown[]) => {
+    const command = args.at(-1) as Command;
+    const positional = args.slice(0, -2);
+    const options = { ...(command.opts() as object), ...(positional.length > 0 ? { args: positional } : {}) } as O;
+    const context = new Context(command.optsWithGlobals() as GlobalOptions, signal);
+    try {
+      await action(options, context, command);
+    } finally {
+      await context.close();
+    }
+  };
+}

@@ -1,0 +1,85 @@
+import type { Command } from "commander";
+import type { Context } from "../app.ts";
+import { withContext } from "../app.ts";
+import type { ListFilters } from "../core/list-query.ts";
+import type { Database } from "../db/client.ts";
+import type { Generation } from "../generated/prisma/client.ts";
+
+export interface ListResult {
+  rows: Generation[];
+  /** Pass as --after to get the next page; undefined on the last page. */
+  next?: string;
+}
+
+export async function runList(filters: ListFilters, deps: { db: Database }): Promise<ListResult> {
+  const { buildListQuery } = await import("../core/list-query.ts");
+  const { UserError } = await import("../errors.ts");
+  if (filters.after !== undefined) {
+    const exists = await deps.db.prisma.generation.findUnique({ where: { id: filters.after }, select: { id: true } });
+    if (!exists) throw new UserError(`Unknown cursor: no generation has id ${filters.after}.`, { hint: "Pass the id of the last row of the previous page." });
+  }
+  const { sql, params } = buildListQuery(filters);
+  const ids = (await deps.db.query<{ id: string }>(sql, ...params)).map((r) => r.id);
+  const page = ids.slice(0, filters.limit);
+  const found = await deps.db.prisma.generation.findMany({ where: { id: { in: page } } });
+  const byId = new Map(found.map((row) => [row.id, row]));
+  const rows = page.map((id) => byId.get(id)).filter((row): row is Generation => row !== undefined);
+  return { rows, next: ids.length > filters.limit ? page.at(-1) : undefined };
+}
+
+export function registerList(program: Command, signal: AbortSignal): void {
+  program
+    .command("list")
+    .description("List generations, newest first")
+    .option("-u, --user <userId>", "only this user's generations")
+    .option("-c, --context <context>", "generated | edited | upscaled | videos (operationType column, else prompt prefix)")
+    .option("-s, --status <status...>", "starting | processing | succeeded | failed | canceled | aborted")
+    .option("--since <date>", "created at or after: ISO date/time, or a duration back from now (24h, 7d)")
+    .option("--until <date>", "created before: ISO date/time, or a duration back from now")
+    .option("-n, --limit <n>", "rows per page (1-1000)", "50")
+    .option("--after <id>", "start after this generation id (the cursor printed after a page)")
+    .option("--json", "print one JSON array of rows (Prisma's field names) and nothing else")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ genstore list --context edited --user user_123
+  $ genstore list --status failed --since 24h --json | jq '.[].replicateId'
+  $ genstore list --limit 100 --after cmx3n36gb0000q87dpi7cyys1`,
+    )
+    .action(withContext(listAction, signal));
+}
+
+async function listAction(options: Record<string, unknown>, context: Context): Promise<void> {
+  const { STORAGE_CONTEXTS } = await import("../core/operation.ts");
+  const { STATUSES } = await import("../core/status.ts");
+  const { parseDateInput } = await import("../core/dates.ts");
+  const date = (text: string | undefined) => (text === undefined ? undefined : parseDateInput(text));
+  const input = await context.parse(options, (z) =>
+    z.object({
+      user: z.string().min(1).optional(),
+      context: z.enum(STORAGE_CONTEXTS, { message: `must be one of ${STORAGE_CONTEXTS.join(", ")}` }).optional(),
+      status: z.array(z.enum(STATUSES, { message: `must be one of ${STATUSES.join(", ")}` })).optional(),
+      since: z.string().optional().refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
+      until: z.string().optional().refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
+      limit: z.coerce.number().int().min(1, "must be between 1 and 1000").max(1000, "must be between 1 and 1000"),
+      after: z.string().min(1).optional(),
+      json: z.boolean().optional(),
+    }),
+  );
+  const output = await context.output({ json: input.json });
+  const db = await context.database();
+  const result = await runList(
+    { userId: input.user, context: input.context, statuses: input.status, since: date(input.since), until: date(input.until), after: input.after, limit: input.limit },
+    { db },
+  );
+  if (input.json) {
+    output.printJson(result.rows);
+    if (result.next) process.stderr.write(`next: --after ${result.next}\n`);
+    return;
+  }
+  const { renderGenerationTable } = await import("../ui/table.ts");
+  if (result.rows.length === 0) output.info("No generations match.");
+  else output.print(renderGenerationTable(result.rows, output));
+  if (result.next) output.info(`More rows: add --after ${result.next}`);
+}

@@ -1,0 +1,103 @@
+import { mkdir } from "node:fs/promises";
+import type { SqlMigrationAwareDriverAdapterFactory } from "@prisma/driver-adapter-utils";
+import { describeDatabase, type DatabaseConfig } from "../config.ts";
+import { DatabaseError } from "../errors.ts";
+import { PrismaClient } from "../generated/prisma/client.ts";
+
+export type { PrismaClient };
+
+/** One database connection per process: the Prisma client and the adapter it runs on. */
+export interface Database {
+  prisma: PrismaClient;
+  kind: DatabaseConfig["kind"];
+  /** The same adapter, for the schema engine (migrations). */
+  factory: SqlMigrationAwareDriverAdapterFactory;
+  /** Schema that holds genstore's tables (for raw SQL and the migrations table). */
+  schema: string;
+  describe: string;
+  /** Runs raw SQL that returns rows (no parameters interpolated by us: use $n). */
+  query<T = Record<string, unknown>>(sql: string, ...params: unknown[]): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(config: DatabaseConfig): Promise<Database> {
+  return config.kind === "embedded" ? openEmbedded(config.dir) : openPostgres(config);
+}
+
+async function openEmbedded(dir: string): Promise<Database> {
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
+  // PGlite does not create parent folders.
+  await mkdir(dir, { recursive: true });
+  let pglite: InstanceType<typeof PGlite>;
+  try {
+    pglite = await PGlite.create(dir);
+  } catch (error) {
+    throw new DatabaseError(
+      `Cannot open the embedded database in ${dir}: ${firstLine(error)}.`,
+      "It may have been made by another PGlite/PostgreSQL version. Move the folder away (or set GENSTORE_HOME elsewhere) and run again.",
+      error,
+    );
+  }
+  const factory = new PrismaPGlite(pglite) as unknown as SqlMigrationAwareDriverAdapterFactory;
+  const prisma = new PrismaClient({ adapter: factory as never });
+  return {
+    prisma,
+    kind: "embedded",
+    factory,
+    schema: "public",
+    describe: describeDatabase({ kind: "embedded", dir }),
+    query: async <T>(sql: string, ...params: unknown[]) => (await pglite.query(sql, params)).rows as T[],
+    close: async () => {
+      await prisma.$disconnect();
+      await pglite.close();
+    },
+  };
+}
+
+async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }>): Promise<Database> {
+  const [{ default: pg }, { PrismaPg }] = await Promise.all([import("pg"), import("@prisma/adapter-pg")]);
+  const schema = config.schema ?? "public";
+  const pool = new pg.Pool({
+    connectionString: config.url,
+    // Raw SQL finds genstore's tables in the configured schema, like Prisma's own queries.
+    options: `-c search_path="${schema}"`,
+    connectionTimeoutMillis: 10_000,
+    max: 10,
+  });
+  pool.on("error", () => {
+    // An idle connection dropped by the server; the pool replaces it on the next query.
+  });
+  const describe = describeDatabase(config);
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw new DatabaseError(
+      `Cannot reach ${describe}: ${firstLine(error)}.`,
+      "Check DATABASE_URL and that the server is running.",
+      error,
+    );
+  }
+  const factory = new PrismaPg(pool, { schema: config.schema }) as unknown as SqlMigrationAwareDriverAdapterFactory;
+  const prisma = new PrismaClient({ adapter: factory as never });
+  return {
+    prisma,
+    kind: "postgres",
+    factory,
+    schema,
+    describe,
+    query: async <T>(sql: string, ...params: unknown[]) => (await pool.query(sql, params)).rows as T[],
+    close: async () => {
+      await prisma.$disconnect();
+      // adapter-pg does not end a pool it was given; without this the process waits 10 s.
+      await pool.end();
+    },
+  };
+}
+
+function firstLine(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  const text = (e?.message || e?.code || String(error)).split("\n")[0]!.replace(/\.$/, "");
+  return e?.code && !text.includes(e.code) ? `${text} (${e.code})` : text;
+}

@@ -1,0 +1,1 @@
+export async function createStorage(..._a: unknown[]): Promise<never> { throw new Error("todo"); }

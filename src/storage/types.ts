@@ -1,0 +1,49 @@
+import type { Readable } from "node:stream";
+
+// One interface, two providers (local folder, any S3-compatible service). Keys always use
+// "/" and are relative to the provider's root (bucket or folder).
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Provider's entity tag without quotes (S3 ETag; for local, an md5 hex of the content). */
+  etag: string;
+  contentType?: string;
+  lastModified?: Date;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  /** Known length, when the source tells it (lets providers skip multipart for small bodies). */
+  contentLength?: number;
+  /**
+   * Refuse to replace an existing object: the put fails with ObjectExistsError. Providers
+   * that cannot do this atomically check first and say so in their docs.
+   */
+  ifNoneMatch?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface Storage {
+  readonly provider: "local" | "aws";
+  /** Bucket name, or the root folder for local. */
+  readonly bucket: string;
+  /**
+   * Streams body to key. The object appears at key only when complete (multipart upload
+   * on S3, write to a temporary file then rename locally): no reader sees half an object.
+   */
+  put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
+  /** Server-side copy (no bytes through this process on S3). */
+  copy(sourceKey: string, targetKey: string): Promise<ObjectInfo>;
+  /** Metadata of key, or undefined when there is no such object. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Reads an object as a stream; throws ObjectNotFoundError when missing. */
+  get(key: string): Promise<Readable>;
+  /** Deletes key; deleting a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every object under prefix, in key order, page by page (memory stays flat). */
+  list(prefix?: string, options?: { pageSize?: number; startAfter?: string }): AsyncIterable<ObjectInfo>;
+  /** Checks the storage is reachable and usable; throws StorageError with a clear message. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
