@@ -31,6 +31,9 @@ export interface Storage {
   /**
    * Streams body to key. The object appears at key only when complete (multipart upload
    * on S3, write to a temporary file then rename locally): no reader sees half an object.
+   * A Readable body belongs to put from then on: it is destroyed when the put ends, even
+   * when refused. A body shorter or longer than contentLength stores nothing
+   * (IncompleteBodyError).
    */
   put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
   /** Server-side copy (no bytes through this process on S3). */

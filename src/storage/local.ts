@@ -1,0 +1,390 @@
+import { createHash, randomBytes } from "node:crypto";
+import { constants, createReadStream, type Stats } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { contentTypeFor } from "../core/keys.ts";
+import { StorageError } from "../errors.ts";
+import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
+import type { ObjectInfo, PutOptions, Storage } from "./types.ts";
+
+// The local provider: key "a/b/c.png" is the file <root>/a/b/c.png.
+//
+// Beside each object sits a sidecar ".<name>.meta.json" with its md5 etag (computed while
+// the body streams in) and the content type given to put. Hashing on every head would be
+// cheap for images but not for videos, and list would have to hash the whole tree. The
+// sidecar records the size, mtime and inode of the file it describes: when they no longer
+// match (file replaced by hand, crash between the rename and the sidecar write), the etag
+// is recomputed from the content and the sidecar rewritten. Without a stored content type
+// it is inferred from the key's extension.
+//
+// Names starting with "." belong to the provider (sidecars, ".partial" temp files), so
+// keys may not have segments starting with "." and list never shows such files.
+
+interface Sidecar {
+  etag: string;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  contentType?: string;
+}
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Leaves room under the usual 255-byte name limit for the sidecar and temp-file names. */
+const MAX_SEGMENT_BYTES = 200;
+
+/** Why key cannot be a local key (it could escape root or clash with our own files), or undefined. */
+export function localKeyProblem(key: string): string | undefined {
+  if (key === "") return "is empty";
+  if (CONTROL.test(key)) return "contains a control character";
+  if (key.includes("\\")) return "contains a backslash";
+  if (key.startsWith("/")) return "is an absolute path";
+  for (const segment of key.split("/")) {
+    if (segment === "") return "has an empty segment (a leading, trailing or doubled /)";
+    if (segment === "." || segment === "..") return `has a "${segment}" segment`;
+    if (segment.startsWith(".")) return "has a segment starting with a dot (reserved for genstore's own files)";
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  }
+  return undefined;
+}
+
+export function createLocalStorage(root: string): Storage {
+  return new LocalStorage(path.resolve(root));
+}
+
+class LocalStorage implements Storage {
+  readonly provider = "local" as const;
+
+  constructor(readonly bucket: string) {}
+
+  private get where(): string {
+    return `local storage ${this.bucket}`;
+  }
+
+  /** The file for key, after refusing any key that could leave root. */
+  private fileFor(key: string): string {
+    const problem = localKeyProblem(key);
+    if (problem !== undefined) {
+      throw new StorageError(`Refusing storage key ${JSON.stringify(key)}: it ${problem}.`);
+    }
+    return path.join(this.bucket, ...key.split("/"));
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    try {
+      return await this.write(key, body, options);
+    } finally {
+      if (body instanceof Readable) body.destroy(); // put owns the stream, refused or not
+    }
+  }
+
+  private async write(key: string, body: Readable | Uint8Array, options: PutOptions): Promise<ObjectInfo> {
+    const file = this.fileFor(key);
+    options.signal?.throwIfAborted();
+    // Refuse early rather than after writing a whole video; link() below still decides.
+    if (options.ifNoneMatch && (await this.statObject(key, file)) !== undefined) throw new ObjectExistsError(key, this.where);
+    const temp = await this.createTemp(file, key);
+    try {
+      const written = await writeBody(temp.handle, body, options.signal, (error) => this.fsError("write", key, error));
+      if (options.contentLength !== undefined && written.size !== options.contentLength) {
+        throw new IncompleteBodyError(key, options.contentLength, written.size);
+      }
+      // Stat before the rename: the inode, size and mtime travel with the file, and a
+      // concurrent put of the same key cannot slip its own file in between.
+      const stat = await fs.stat(temp.path);
+      await (options.ifNoneMatch ? this.linkNew(temp.path, file, key) : this.replace(temp.path, file, key));
+      const sidecar = sidecarFrom(written.etag, stat, options.contentType);
+      await writeSidecar(file, sidecar).catch(() => undefined); // head() rebuilds a missing sidecar
+      return infoOf(key, sidecar, stat);
+    } finally {
+      await temp.handle.close().catch(() => undefined);
+      await fs.rm(temp.path, { force: true });
+    }
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<ObjectInfo> {
+    const sourceFile = this.fileFor(sourceKey);
+    const targetFile = this.fileFor(targetKey);
+    const source = await this.describe(sourceKey, sourceFile);
+    if (source === undefined) throw new ObjectNotFoundError(sourceKey, this.where);
+    const temp = await this.createTemp(targetFile, targetKey);
+    await temp.handle.close();
+    try {
+      await this.guard("copy", sourceKey, () => fs.copyFile(sourceFile, temp.path, constants.COPYFILE_FICLONE));
+      const after = await fs.stat(sourceFile).catch(() => undefined);
+      // The sidecar's etag is only the copy's etag if the source did not change meanwhile.
+      const etag = after && sameFile(source.stat, after) ? source.sidecar.etag : await md5OfFile(temp.path);
+      const stat = await fs.stat(temp.path);
+      await this.replace(temp.path, targetFile, targetKey);
+      const sidecar = sidecarFrom(etag, stat, source.sidecar.contentType);
+      await writeSidecar(targetFile, sidecar).catch(() => undefined);
+      return infoOf(targetKey, sidecar, stat);
+    } finally {
+      await fs.rm(temp.path, { force: true });
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const found = await this.describe(key, this.fileFor(key));
+    return found && infoOf(key, found.sidecar, found.stat);
+  }
+
+  async get(key: string): Promise<Readable> {
+    const file = this.fileFor(key);
+    const handle = await fs.open(file, "r").catch((error: NodeJS.ErrnoException) => {
+      if (isMissing(error)) throw new ObjectNotFoundError(key, this.where, error);
+      throw this.fsError("read", key, error);
+    });
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      throw new ObjectNotFoundError(key, this.where);
+    }
+    return handle.createReadStream();
+  }
+
+  async delete(key: string): Promise<void> {
+    const file = this.fileFor(key);
+    try {
+      await fs.unlink(file);
+    } catch (error) {
+      // A key that names a folder holds no object (unlink says EISDIR, or EPERM on macOS).
+      const folder = await fs.lstat(file).then((stat) => stat.isDirectory(), () => false);
+      if (!isMissing(error) && !folder) throw this.fsError("delete", key, error);
+    }
+    await fs.rm(sidecarPath(file), { force: true });
+    await this.removeEmptyFolders(path.dirname(file));
+  }
+
+  async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
+    // Walking starts in the folder holding the prefix; a partial last segment
+    // ("generated/us") is matched against names inside it. pageSize has no use here:
+    // memory holds the sorted entries of the folders on the current path, nothing more.
+    const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
+    if (folder !== "") this.fileFor(folder.slice(0, -1));
+    yield* this.walk(folder, prefix, options.startAfter);
+  }
+
+  async check(): Promise<void> {
+    const probe = path.join(this.bucket, `.genstore-check.${randomBytes(8).toString("hex")}.partial`);
+    try {
+      await fs.mkdir(this.bucket, { recursive: true });
+      await fs.writeFile(probe, "");
+      await fs.rm(probe);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "error";
+      throw new StorageError(
+        `Local storage folder ${this.bucket} is not a writable folder (${code}).`,
+        "Check GENSTORE_HOME and the folder's permissions.",
+        error,
+      );
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  // --- helpers -----------------------------------------------------------------------
+
+  /** Opens a fresh temp file beside file, creating its folders (again, if a delete pruned them). */
+  private async createTemp(file: string, key: string): Promise<{ path: string; handle: fs.FileHandle }> {
+    const tempPath = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString("hex")}.partial`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        return { path: tempPath, handle: await fs.open(tempPath, "wx") };
+      } catch (error) {
+        // A concurrent delete may remove the empty folder between mkdir and open.
+        if (!isMissing(error) || attempt === 3) throw this.fsError("write", key, error);
+      }
+    }
+  }
+
+  /** Atomic replace: readers see the old object or the new one, never a partial one. */
+  private async replace(temp: string, file: string, key: string): Promise<void> {
+    await this.guard("write", key, () => fs.rename(temp, file));
+  }
+
+  /** Atomic create-if-absent: link() refuses an existing name, where rename() would replace it. */
+  private async linkNew(temp: string, file: string, key: string): Promise<void> {
+    try {
+      await fs.link(temp, file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" && (await fs.lstat(file)).isFile()) throw new ObjectExistsError(key, this.where, error);
+      throw this.fsError("write", key, error);
+    }
+  }
+
+  /** The file's sidecar, rebuilt from the content when missing or stale; undefined when there is no object. */
+  private async statObject(key: string, file: string): Promise<Stats | undefined> {
+    try {
+      const stat = await fs.stat(file);
+      return stat.isFile() ? stat : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw this.fsError("read", key, error);
+    }
+  }
+
+  private async describe(key: string, file: string): Promise<{ sidecar: Sidecar; stat: Stats } | undefined> {
+    const stat = await this.statObject(key, file);
+    if (stat === undefined) return undefined;
+    const stored = await readSidecar(file);
+    if (stored && sameFile(stored, stat)) return { sidecar: stored, stat };
+    const etag = await this.guard("read", key, () => md5OfFile(file));
+    const sidecar = sidecarFrom(etag, stat, stored?.contentType);
+    await writeSidecar(file, sidecar).catch(() => undefined);
+    return { sidecar, stat };
+  }
+
+  /** Yields the objects under folder (a key prefix ending in "/" or ""), in key order. */
+  private async *walk(folder: string, prefix: string, startAfter: string | undefined): AsyncGenerator<ObjectInfo> {
+    const entries = await fs.readdir(path.join(this.bucket, folder), { withFileTypes: true }).catch((error) => {
+      if (isMissing(error)) return [];
+      throw this.fsError("list", folder || "/", error);
+    });
+    // A folder sorts as "name/", which puts its keys exactly where S3's key order has them
+    // ("a-b" < "a/c" because "-" < "/").
+    const names = entries
+      .filter((e) => !e.name.startsWith(".") && (e.isFile() || e.isDirectory()))
+      .map((e) => folder + e.name + (e.isDirectory() ? "/" : ""))
+      .sort(compareKeys);
+    for (const name of names) {
+      if (name.endsWith("/")) {
+        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
+        yield* this.walk(name, prefix, startAfter);
+      } else {
+        if (!name.startsWith(prefix)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
+        const found = await this.describe(name, path.join(this.bucket, ...name.split("/")));
+        if (found) yield infoOf(name, found.sidecar, found.stat); // else deleted meanwhile
+      }
+    }
+  }
+
+  /** Removes folders emptied by a delete, up to (not including) root, as S3 has no folders. */
+  private async removeEmptyFolders(folder: string): Promise<void> {
+    while (folder !== this.bucket && folder.startsWith(this.bucket + path.sep)) {
+      try {
+        await fs.rmdir(folder);
+      } catch {
+        return; // not empty (or already gone): the folders above are not empty either
+      }
+      folder = path.dirname(folder);
+    }
+  }
+
+  private async guard<T>(action: string, key: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      throw this.fsError(action, key, error);
+    }
+  }
+
+  private fsError(action: string, key: string, error: unknown): Error {
+    if (error instanceof StorageError) return error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === undefined) return error as Error; // not a file-system error: the body's own failure
+    const reason =
+      code === "ENOTDIR" || code === "EISDIR" || code === "EEXIST"
+        ? `a file and a folder would share a name (${code}); local storage cannot hold both "a" and "a/b"`
+        : `${code}: ${(error as Error).message}`;
+    return new StorageError(`Cannot ${action} ${key} in ${this.where}: ${reason}.`, undefined, error);
+  }
+}
+
+/**
+ * Streams body into the open temp file, hashing as it goes. Failures of the file itself
+ * go through fsError; the body's own failures (a broken download) are thrown unchanged.
+ */
+async function writeBody(
+  handle: fs.FileHandle,
+  body: Readable | Uint8Array,
+  signal: AbortSignal | undefined,
+  fsError: (error: unknown) => Error,
+): Promise<{ etag: string; size: number }> {
+  const hash = createHash("md5");
+  let size = 0;
+  // flush: fsync before the stream closes the file, so the rename never publishes a file
+  // whose data is still only in the page cache.
+  const sink = handle.createWriteStream({ flush: true });
+  let sinkError: unknown;
+  sink.on("error", (error) => (sinkError = error));
+  try {
+    await pipeline(
+      body instanceof Uint8Array ? Readable.from([body]) : body,
+      async function* (chunks: AsyncIterable<Uint8Array>) {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          size += chunk.byteLength;
+          yield chunk;
+        }
+      },
+      sink,
+      { signal },
+    );
+  } catch (error) {
+    throw error === sinkError ? fsError(error) : error;
+  }
+  return { etag: hash.digest("hex"), size };
+}
+
+function md5OfFile(file: string): Promise<string> {
+  const hash = createHash("md5");
+  return pipeline(createReadStream(file), hash).then(() => hash.digest("hex"));
+}
+
+function sidecarPath(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.meta.json`);
+}
+
+function sidecarFrom(etag: string, stat: Stats, contentType: string | undefined): Sidecar {
+  return { etag, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, ...(contentType ? { contentType } : {}) };
+}
+
+async function readSidecar(file: string): Promise<Sidecar | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(sidecarPath(file), "utf8")) as Partial<Sidecar>;
+    if (typeof parsed.etag !== "string" || typeof parsed.size !== "number") return undefined;
+    return parsed as Sidecar;
+  } catch {
+    return undefined; // missing or torn: rebuilt from the content
+  }
+}
+
+async function writeSidecar(file: string, sidecar: Sidecar): Promise<void> {
+  const target = sidecarPath(file);
+  const temp = `${target}.${randomBytes(8).toString("hex")}.partial`;
+  try {
+    await fs.writeFile(temp, JSON.stringify(sidecar), { flag: "wx" });
+    await fs.rename(temp, target);
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
+}
+
+function sameFile(a: Pick<Stats, "size" | "mtimeMs" | "ino">, b: Pick<Stats, "size" | "mtimeMs" | "ino">): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+}
+
+function infoOf(key: string, sidecar: Sidecar, stat: Stats): ObjectInfo {
+  return {
+    key,
+    size: stat.size,
+    etag: sidecar.etag,
+    contentType: sidecar.contentType ?? contentTypeFor(key),
+    lastModified: stat.mtime,
+  };
+}
+
+/** S3's key order: by UTF-8 bytes (JavaScript's < compares UTF-16 units, which differs above U+FFFF). */
+function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}

@@ -1,0 +1,593 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCopyCommand,
+  paginateListObjectsV2,
+  type CompletedPart,
+  type HeadObjectCommandOutput,
+  type PutObjectCommandOutput,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { Readable } from "node:stream";
+import type { StorageConfig } from "../config.ts";
+import { contentTypeFor } from "../core/keys.ts";
+import { StorageError } from "../errors.ts";
+import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
+import type { ObjectInfo, PutOptions, Storage } from "./types.ts";
+
+// The S3 provider, for AWS and any S3-compatible service (R2, MinIO, Swift, moto...).
+// Every SDK failure becomes a StorageError here, naming the bucket and key; failures of a
+// caller's body stream (a broken download) are passed through unchanged.
+//
+// Conditional writes (ifNoneMatch) send `If-None-Match: *`. Some servers (OpenStack Swift's
+// s3api) answer 501 NotImplemented; from then on this storage instance falls back to
+// HEAD-then-PUT, which leaves a short race window between the check and the write.
+
+export type S3StorageConfig = Extract<StorageConfig, { provider: "aws" }>;
+
+export interface S3StorageOptions {
+  /** Bodies longer than this are uploaded as multipart, in parts of this size. Default 8 MiB. */
+  partSize?: number;
+  /** Copies of objects larger than this use multipart UploadPartCopy. Default 5 GiB (CopyObject's limit). */
+  multipartCopyThreshold?: number;
+  /** Part size for multipart copies. Default 512 MiB. */
+  copyPartSize?: number;
+}
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+const MAX_PARTS = 10_000;
+const PARALLEL_PARTS = 4;
+
+const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * An S3Client for config. The SDK warns once per process, on Node 20, that its releases
+ * from 2027 need Node 22; genstore supports Node 20, so users would see it on every
+ * command. The SDK documents AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true for
+ * this (aws/aws-sdk-js-v3#7983); it is read when a client is built, and a value the user
+ * set is left alone.
+ */
+export function createS3Client(config: S3StorageConfig, overrides: Partial<S3ClientConfig> = {}): S3Client {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  return new S3Client({
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    requestChecksumCalculation: config.checksums,
+    responseChecksumValidation: config.checksums,
+    // A black-holed endpoint should fail in seconds, not hang. The handler's logger
+    // defaults to console (socket-pool warnings); library code must not print.
+    requestHandler: { connectionTimeout: 10_000, logger: quietLogger },
+    logger: quietLogger,
+    ...overrides,
+  });
+}
+
+/** The S3 provider. A client passed in stays the caller's to destroy; otherwise close() destroys ours. */
+export function createS3Storage(config: S3StorageConfig, client?: S3Client, options: S3StorageOptions = {}): Storage {
+  return new S3Storage(config, client ?? createS3Client(config), client === undefined, options);
+}
+
+class S3Storage implements Storage {
+  readonly provider = "aws" as const;
+  readonly bucket: string;
+  private readonly endpoint: string;
+  private readonly customEndpoint: boolean;
+  private readonly partSize: number;
+  private readonly multipartCopyThreshold: number;
+  private readonly copyPartSize: number;
+  /** Whether the server honours If-None-Match on writes; undefined until a server says 501. */
+  private conditionalWrites: boolean | undefined;
+
+  constructor(
+    config: S3StorageConfig,
+    private readonly client: S3Client,
+    private readonly ownsClient: boolean,
+    options: S3StorageOptions,
+  ) {
+    this.bucket = config.bucket;
+    this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`;
+    this.customEndpoint = config.endpoint !== undefined;
+    this.partSize = options.partSize ?? 8 * MiB;
+    this.multipartCopyThreshold = options.multipartCopyThreshold ?? 5 * GiB;
+    this.copyPartSize = options.copyPartSize ?? 512 * MiB;
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    options.signal?.throwIfAborted();
+    const contentType = options.contentType ?? contentTypeFor(key);
+    if (body instanceof Uint8Array) {
+      checkLength(key, options.contentLength, body.byteLength);
+      return this.putWhole(key, body, contentType, options);
+    }
+    try {
+      // Bodies that fit one part are sent whole: one request, and a 501 to If-None-Match
+      // can be retried because the bytes are still here.
+      const start = await readUpTo(body, this.partSize);
+      if (start.rest === undefined) {
+        const bytes = Buffer.concat(start.chunks);
+        checkLength(key, options.contentLength, bytes.byteLength);
+        return await this.putWhole(key, bytes, contentType, options);
+      }
+      return await this.putMultipart(key, start.chunks, start.rest, contentType, options);
+    } finally {
+      body.destroy(); // put owns the stream: a refused or failed put must not leave it open
+    }
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<ObjectInfo> {
+    const source = await this.headObject(sourceKey);
+    if (source === undefined) throw new ObjectNotFoundError(sourceKey, this.where);
+    const size = source.ContentLength ?? 0;
+    const copied =
+      size > this.multipartCopyThreshold
+        ? await this.multipartCopy(sourceKey, targetKey, source)
+        : await this.copyObject(sourceKey, targetKey, source);
+    return { key: targetKey, size, etag: unquote(copied.etag), contentType: source.ContentType, lastModified: copied.lastModified };
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const out = await this.headObject(key);
+    if (out === undefined) return undefined;
+    return {
+      key,
+      size: out.ContentLength ?? 0,
+      etag: unquote(out.ETag),
+      contentType: out.ContentType,
+      lastModified: out.LastModified,
+    };
+  }
+
+  async get(key: string): Promise<Readable> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return out.Body as Readable;
+    } catch (error) {
+      if (errorName(error) === "NoSuchKey") throw new ObjectNotFoundError(key, this.where, error);
+      throw this.fail("read", key, error);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.attempt(
+      () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
+      (error) => this.fail("delete", key, error),
+    );
+  }
+
+  async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
+    const pages = paginateListObjectsV2(
+      { client: this.client, pageSize: options.pageSize ?? 1000 },
+      { Bucket: this.bucket, Prefix: prefix || undefined, StartAfter: options.startAfter },
+    );
+    try {
+      for await (const page of pages) {
+        for (const object of page.Contents ?? []) {
+          if (object.Key === undefined) continue;
+          yield { key: object.Key, size: object.Size ?? 0, etag: unquote(object.ETag), lastModified: object.LastModified };
+        }
+      }
+    } catch (error) {
+      throw this.fail("list", `${prefix}*`, error);
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404 || errorName(error) === "NoSuchBucket") {
+        throw new StorageError(
+          `Bucket ${this.bucket} does not exist at ${this.endpoint}.`,
+          "Create it, or set S3_BUCKET to an existing bucket.",
+          error,
+        );
+      }
+      if (status === 403) {
+        throw new StorageError(
+          `Access denied to bucket ${this.bucket} at ${this.endpoint} (HTTP 403).`,
+          "Check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and the bucket's policy.",
+          error,
+        );
+      }
+      throw this.fail("check", undefined, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) this.client.destroy();
+  }
+
+  // --- put ---------------------------------------------------------------------------
+
+  private async putWhole(key: string, body: Uint8Array, contentType: string | undefined, options: PutOptions): Promise<ObjectInfo> {
+    const input = { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType, ContentLength: body.byteLength };
+    const send = (conditional: boolean) =>
+      this.client.send(new PutObjectCommand(conditional ? { ...input, IfNoneMatch: "*" } : input), { abortSignal: options.signal });
+    const stored = (out: PutObjectCommandOutput): ObjectInfo => ({ key, size: body.byteLength, etag: unquote(out.ETag), contentType });
+    if (options.ifNoneMatch && this.conditionalWrites !== false) {
+      try {
+        return stored(await send(true));
+      } catch (error) {
+        if (!isNotImplemented(error)) throw this.putFailure(key, error);
+        this.conditionalWrites = false;
+      }
+    }
+    if (options.ifNoneMatch) await this.refuseExisting(key);
+    return stored(await this.attempt(() => send(false), (error) => this.putFailure(key, error)));
+  }
+
+  /**
+   * Multipart upload of a body longer than one part. With ifNoneMatch, a HEAD first spares
+   * uploading gigabytes only to be refused; the conditional completion closes the race.
+   * Parts are kept on error then so that a 501 can still complete the upload.
+   */
+  private async putMultipart(
+    key: string,
+    head: Buffer[],
+    rest: AsyncIterator<Uint8Array>,
+    contentType: string | undefined,
+    options: PutOptions,
+  ): Promise<ObjectInfo> {
+    if (options.ifNoneMatch) await this.refuseExisting(key);
+    const conditional = options.ifNoneMatch === true && this.conditionalWrites !== false;
+    const body = countedBody(key, head, rest, options.contentLength);
+    // S3 allows 10,000 parts: 78 GiB at 8 MiB. A known length lifts that limit.
+    const partSize = Math.max(this.partSize, Math.ceil((options.contentLength ?? 0) / MAX_PARTS));
+    const abortController = new AbortController();
+    const abort = () => abortController.abort();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: Readable.from(body.chunks), ContentType: contentType, ...(conditional ? { IfNoneMatch: "*" } : {}) },
+      partSize,
+      queueSize: PARALLEL_PARTS,
+      leavePartsOnError: conditional,
+      abortController,
+    });
+    let etag: string | undefined;
+    try {
+      etag = (await upload.done()).ETag;
+    } catch (error) {
+      if (!conditional || upload.uploadId === undefined) throw this.putFailure(key, error);
+      etag = await this.settleConditionalUpload(key, upload.uploadId, body.size(), partSize, error);
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+    }
+    return { key, size: body.size() ?? 0, etag: unquote(etag), contentType };
+  }
+
+  /** A conditional multipart upload failed with its parts kept: complete it after a 501, else abort. */
+  private async settleConditionalUpload(
+    key: string,
+    uploadId: string,
+    size: number | undefined,
+    partSize: number,
+    error: unknown,
+  ): Promise<string | undefined> {
+    try {
+      if (!isNotImplemented(error) || size === undefined) throw this.putFailure(key, error);
+      this.conditionalWrites = false;
+      const parts = await this.listUploadedParts(key, uploadId);
+      // A 501 to an UploadPart (some servers refuse streaming checksums) is not ours to fix.
+      if (parts.length !== Math.max(1, Math.ceil(size / partSize))) throw this.putFailure(key, error);
+      await this.refuseExisting(key);
+      const out = await this.attempt(
+        () => this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } })),
+        (failure) => this.fail("write", key, failure),
+      );
+      return out.ETag;
+    } catch (failure) {
+      await this.abortUpload(key, uploadId);
+      throw failure;
+    }
+  }
+
+  private async listUploadedParts(key: string, uploadId: string): Promise<CompletedPart[]> {
+    const parts = new Map<number, CompletedPart>();
+    for (let marker: string | undefined; ; ) {
+      const page = await this.attempt(
+        () => this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker })),
+        (error) => this.fail("write", key, error),
+      );
+      for (const { PartNumber, ETag, ChecksumCRC32, ChecksumCRC32C, ChecksumCRC64NVME, ChecksumSHA1, ChecksumSHA256 } of page.Parts ?? []) {
+        if (PartNumber !== undefined) parts.set(PartNumber, { PartNumber, ETag, ChecksumCRC32, ChecksumCRC32C, ChecksumCRC64NVME, ChecksumSHA1, ChecksumSHA256 });
+      }
+      // Not the SDK's paginator: moto announces a page too many, then a marker that goes
+      // back to 0, and the paginator follows it forever. Stop when the marker stops advancing.
+      const next = page.NextPartNumberMarker;
+      if (!page.IsTruncated || next === undefined || Number(next) <= Number(marker ?? 0)) break;
+      marker = next;
+    }
+    return [...parts.values()].sort((a, b) => a.PartNumber! - b.PartNumber!);
+  }
+
+  private async refuseExisting(key: string): Promise<void> {
+    if ((await this.headObject(key)) !== undefined) throw new ObjectExistsError(key, this.where);
+  }
+
+  private putFailure(key: string, error: unknown): Error {
+    if (isPreconditionFailed(error)) return new ObjectExistsError(key, this.where, error);
+    return this.fail("write", key, error);
+  }
+
+  // --- copy --------------------------------------------------------------------------
+
+  /**
+   * Server-side copy. CopySourceIfMatch pins the version that was measured, so the size
+   * returned is the size of what was copied.
+   */
+  private async copyObject(sourceKey: string, targetKey: string, source: HeadObjectCommandOutput): Promise<{ etag?: string; lastModified?: Date }> {
+    const out = await this.attempt(
+      () =>
+        this.client.send(
+          new CopyObjectCommand({ Bucket: this.bucket, Key: targetKey, CopySource: this.copySource(sourceKey), CopySourceIfMatch: source.ETag }),
+        ),
+      (error) => this.copyFailure(sourceKey, targetKey, error),
+    );
+    return { etag: out.CopyObjectResult?.ETag, lastModified: out.CopyObjectResult?.LastModified };
+  }
+
+  /** CopyObject stops at 5 GiB; beyond, the copy is assembled from ranges of the source. */
+  private async multipartCopy(sourceKey: string, targetKey: string, source: HeadObjectCommandOutput): Promise<{ etag?: string; lastModified?: Date }> {
+    const copyFailure = (error: unknown) => this.copyFailure(sourceKey, targetKey, error);
+    const created = await this.attempt(
+      () =>
+        this.client.send(
+          new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: targetKey,
+        // Unlike CopyObject, a multipart copy does not carry the source's headers over.
+        ContentType: source.ContentType,
+        ContentEncoding: source.ContentEncoding,
+        ContentDisposition: source.ContentDisposition,
+        ContentLanguage: source.ContentLanguage,
+        CacheControl: source.CacheControl,
+        Metadata: source.Metadata,
+          }),
+        ),
+      copyFailure,
+    );
+    const uploadId = created.UploadId!;
+    try {
+      const ranges = partRanges(source.ContentLength ?? 0, this.copyPartSize);
+      const parts = await mapLimit(ranges, PARALLEL_PARTS, async (range): Promise<CompletedPart> => {
+        const out = await this.attempt(
+          () =>
+            this.client.send(
+              new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: targetKey,
+            UploadId: uploadId,
+            PartNumber: range.partNumber,
+            CopySource: this.copySource(sourceKey),
+            CopySourceRange: `bytes=${range.start}-${range.end}`,
+            CopySourceIfMatch: source.ETag,
+              }),
+            ),
+          copyFailure,
+        );
+        return { PartNumber: range.partNumber, ETag: out.CopyPartResult?.ETag };
+      });
+      const done = await this.attempt(
+        () =>
+          this.client.send(
+            new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+          ),
+        copyFailure,
+      );
+      return { etag: done.ETag };
+    } catch (error) {
+      await this.abortUpload(targetKey, uploadId);
+      throw error;
+    }
+  }
+
+  private copyFailure(sourceKey: string, targetKey: string, error: unknown): Error {
+    if (isPreconditionFailed(error)) {
+      return new StorageError(
+        `Object ${sourceKey} in ${this.where} changed while it was being copied to ${targetKey}; the copy was not made.`,
+        "Run the command again.",
+        error,
+      );
+    }
+    if (errorName(error) === "NoSuchKey") return new ObjectNotFoundError(sourceKey, this.where, error);
+    return this.fail("copy", `${sourceKey} to ${targetKey}`, error);
+  }
+
+  /** CopySource is "bucket/key" URL-encoded, but each "/" of the key must stay a "/". */
+  private copySource(key: string): string {
+    return `${encodeURIComponent(this.bucket)}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  }
+
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
+    // Best effort: a lifecycle rule for incomplete uploads cleans up what this misses.
+    await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+  }
+
+  // --- plumbing ----------------------------------------------------------------------
+
+  private get where(): string {
+    return `bucket ${this.bucket}`;
+  }
+
+  private async headObject(key: string): Promise<HeadObjectCommandOutput | undefined> {
+    try {
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw this.fail("read", key, error);
+    }
+  }
+
+  private async attempt<T>(work: () => Promise<T>, failure: (error: unknown) => Error): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      throw failure(error);
+    }
+  }
+
+  /** One line naming what failed, where, and why; anything not from S3 passes through. */
+  private fail(action: string, key: string | undefined, error: unknown): Error {
+    if (error instanceof StorageError) return error;
+    const network = networkFailure(error);
+    if (network !== undefined) {
+      return this.customEndpoint
+        ? new StorageError(
+            `Cannot reach S3 at ${this.endpoint} (${network}). Check AWS_ENDPOINT_URL_S3.`,
+            "Is the server running at that address? Unset AWS_ENDPOINT_URL_S3 to use AWS itself.",
+            error,
+          )
+        : new StorageError(`Cannot reach S3 at ${this.endpoint} (${network}). Check the network and AWS_REGION.`, undefined, error);
+    }
+    const name = errorName(error);
+    if (name === "CredentialsProviderError") {
+      return new StorageError(
+        "No AWS credentials were found for S3.",
+        "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.",
+        error,
+      );
+    }
+    if (!isSdkError(error)) return error as Error;
+    const target = key === undefined ? `bucket ${this.bucket}` : `s3://${this.bucket}/${key}`;
+    const status = statusOf(error);
+    const detail = firstLine((error as Error).message);
+    const reason = [name, status ? `HTTP ${status}` : undefined].filter(Boolean).join(", ");
+    const hint = status === 403 ? "Check the AWS credentials and the bucket's policy." : undefined;
+    return new StorageError(
+      `Cannot ${action} ${target} at ${this.endpoint} (${reason})${detail && detail !== name && detail !== "UnknownError" ? `: ${detail}` : ""}.`,
+      hint,
+      error,
+    );
+  }
+}
+
+// --- bodies ------------------------------------------------------------------------------
+
+/** Reads until more than limit bytes arrived (rest is then the unread remainder) or the body ended. */
+async function readUpTo(body: Readable, limit: number): Promise<{ chunks: Buffer[]; rest?: AsyncIterator<Uint8Array> }> {
+  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  while (size <= limit) {
+    const next = await iterator.next();
+    if (next.done) return { chunks };
+    const chunk = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+    chunks.push(chunk);
+    size += chunk.byteLength;
+  }
+  return { chunks, rest: iterator };
+}
+
+/**
+ * The already-read head plus the rest of the body, counted. A body longer or shorter than
+ * announced throws before the upload can complete, so no truncated object appears.
+ */
+function countedBody(key: string, head: Buffer[], rest: AsyncIterator<Uint8Array>, expected: number | undefined) {
+  let size = 0;
+  let ended = false;
+  const count = (chunk: Uint8Array) => {
+    size += chunk.byteLength;
+    if (expected !== undefined && size > expected) throw new IncompleteBodyError(key, expected, size);
+  };
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    for (const chunk of head) {
+      count(chunk);
+      yield chunk;
+    }
+    for (let next = await rest.next(); !next.done; next = await rest.next()) {
+      count(next.value);
+      yield next.value;
+    }
+    if (expected !== undefined && size !== expected) throw new IncompleteBodyError(key, expected, size);
+    ended = true;
+  }
+  return { chunks: chunks(), size: () => (ended ? size : undefined) };
+}
+
+function checkLength(key: string, expected: number | undefined, received: number): void {
+  if (expected !== undefined && received !== expected) throw new IncompleteBodyError(key, expected, received);
+}
+
+function partRanges(size: number, minPartSize: number): { partNumber: number; start: number; end: number }[] {
+  const partSize = Math.max(minPartSize, Math.ceil(size / MAX_PARTS));
+  const ranges = [];
+  for (let start = 0, partNumber = 1; start < size; start += partSize, partNumber++) {
+    ranges.push({ partNumber, start, end: Math.min(start + partSize, size) - 1 });
+  }
+  return ranges;
+}
+
+/** Like Promise.all over items, at most limit at a time; stops starting new work after a failure. */
+async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await work(items[index]!);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+// --- SDK errors --------------------------------------------------------------------------
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+function errorName(error: unknown): string {
+  return (error as { name?: string } | undefined)?.name ?? "Error";
+}
+
+function isSdkError(error: unknown): boolean {
+  return typeof error === "object" && error !== null && ("$metadata" in error || "$fault" in error);
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  return statusOf(error) === 412 || errorName(error) === "PreconditionFailed";
+}
+
+function isNotImplemented(error: unknown): boolean {
+  return statusOf(error) === 501 || errorName(error) === "NotImplemented";
+}
+
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"]);
+
+/** The network error code when the request never got an HTTP answer. */
+function networkFailure(error: unknown): string | undefined {
+  const e = error as { code?: string; name?: string; errors?: { code?: string }[] } | undefined;
+  const code = e?.code ?? e?.errors?.[0]?.code;
+  if (code !== undefined && NETWORK_CODES.has(code)) return code;
+  if (e?.name === "TimeoutError") return "connection timed out";
+  return undefined;
+}
+
+function unquote(etag: string | undefined): string {
+  return (etag ?? "").replace(/^"|"$/g, "");
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? "").split("\n")[0]!.trim().replace(/\.$/, "");
+}
