@@ -83,7 +83,7 @@ export function parseLegacyKey(key: string): LegacyKey {
   const [first, second] = parts;
   if (parts.length === 2 && !isReservedFolder(first!)) return { pattern: "user-flat", kind: "output", userId: first, file, ext };
   if (parts.length === 3 && first === "generations") return { pattern: "generations-folder", kind: "output", userId: second, file, ext };
-  if (first === "uploads" && parts.length === 2) return { pattern: "uploads-folder", kind: "output", file, ext };
+  if (first === "uploads" && parts.length === 2) return { pattern: "uploads-folder", kind: "output", userId: undefined, file, ext };
   if (first === "uploads" && parts.length === 3) return { pattern: "uploads-folder", kind: "output", userId: second, file, ext };
   if (parts.length === 3 && LEGACY_THUMBNAIL_FOLDERS.has(first!) && !isStorageContext(second)) {
     return { pattern: "legacy-thumbnail", kind: "thumbnail", userId: second, file, ext };

@@ -25,7 +25,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 }
 
 async function openEmbedded(dir: string): Promise<Database> {
-  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
+  const { PGlite } = await import("@electric-sql/pglite");
   // PGlite does not create parent folders.
   await mkdir(dir, { recursive: true });
   let pglite: InstanceType<typeof PGlite>;
@@ -38,6 +38,12 @@ async function openEmbedded(dir: string): Promise<Database> {
       error,
     );
   }
+  return databaseFromPGlite(pglite, describeDatabase({ kind: "embedded", dir }));
+}
+
+/** Wraps an open PGlite (a folder, or in memory for tests) as genstore's Database. */
+export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").PGlite, describe: string): Promise<Database> {
+  const { PrismaPGlite } = await import("pglite-prisma-adapter");
   const factory = new PrismaPGlite(pglite) as unknown as SqlMigrationAwareDriverAdapterFactory;
   const prisma = new PrismaClient({ adapter: factory as never });
   return {
@@ -45,7 +51,7 @@ async function openEmbedded(dir: string): Promise<Database> {
     kind: "embedded",
     factory,
     schema: "public",
-    describe: describeDatabase({ kind: "embedded", dir }),
+    describe,
     query: async <T>(sql: string, ...params: unknown[]) => (await pglite.query(sql, params)).rows as T[],
     close: async () => {
       await prisma.$disconnect();

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import type { TestProject } from "vitest/node";
 
 // Starts one S3-compatible server (moto_server, see ../shared/NOTES-s3.md) on loopback for
@@ -8,12 +11,34 @@ import type { TestProject } from "vitest/node";
 declare module "vitest" {
   export interface ProvidedContext {
     s3Endpoint: string;
+    /** A migrated PGlite data folder as a tarball (see tests/support/db.ts). */
+    pgliteTemplate: string;
   }
 }
 
 let moto: ChildProcess | undefined;
+let tempDir: string | undefined;
 
 export async function setup(project: TestProject) {
+  tempDir = await mkdtemp(path.join(os.tmpdir(), "genstore-tests-"));
+  const [template] = await Promise.all([makePgliteTemplate(tempDir), startMoto(project)]);
+  project.provide("pgliteTemplate", template);
+}
+
+async function makePgliteTemplate(dir: string): Promise<string> {
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { databaseFromPGlite } = await import("../../src/db/client.ts");
+  const { applyMigrations } = await import("../../src/db/migrations.ts");
+  const pglite = await PGlite.create();
+  const db = await databaseFromPGlite(pglite, "the template database");
+  await applyMigrations(db);
+  const file = path.join(dir, "pglite-template.tar");
+  await writeFile(file, Buffer.from(await (await pglite.dumpDataDir("none")).arrayBuffer()));
+  await db.close();
+  return file;
+}
+
+async function startMoto(project: TestProject) {
   const port = await freePort();
   moto = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
@@ -25,6 +50,7 @@ export async function setup(project: TestProject) {
 
 export async function teardown() {
   moto?.kill("SIGTERM");
+  if (tempDir) await rm(tempDir, { recursive: true, force: true });
 }
 
 export function freePort(): Promise<number> {

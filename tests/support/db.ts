@@ -1,0 +1,74 @@
+import { readFile } from "node:fs/promises";
+import { PGlite } from "@electric-sql/pglite";
+import pg from "pg";
+import { inject, onTestFinished } from "vitest";
+import { databaseFromPGlite, openDatabase, type Database } from "../../src/db/client.ts";
+import { applyMigrations } from "../../src/db/migrations.ts";
+import type { DatabaseConfig } from "../../src/config.ts";
+
+// Database tests run on the embedded PGlite always, and on PostgreSQL too when
+// TEST_DATABASE_URL is set (.ci/run sets it). Each test gets its own database: a copy of
+// a migrated PGlite made once per run, or a fresh PostgreSQL schema dropped afterwards.
+
+export type DatabaseKind = "embedded" | "postgres";
+
+export const databaseKinds: DatabaseKind[] = process.env.TEST_DATABASE_URL ? ["embedded", "postgres"] : ["embedded"];
+
+export interface TestDatabase {
+  db: Database;
+  /** A config that reaches the same database (for the CLI binary or a second process). */
+  config: DatabaseConfig;
+}
+
+let template: Promise<Blob> | undefined;
+
+/** A migrated PGlite data folder, as a tarball (initdb takes seconds; loading this, under one). */
+export function pgliteTemplate(): Promise<Blob> {
+  template ??= readFile(inject("pgliteTemplate")).then((bytes) => new Blob([bytes]));
+  return template;
+}
+
+/** Opens a fresh, migrated database of the given kind; it is removed when the test ends. */
+export async function createTestDatabase(kind: DatabaseKind, options: { dir?: string; cleanup?: "test" | "manual" } = {}): Promise<TestDatabase & { drop(): Promise<void> }> {
+  let result: TestDatabase & { drop(): Promise<void> };
+  if (kind === "embedded") {
+    const pglite = await PGlite.create({ dataDir: options.dir, loadDataDir: await pgliteTemplate() });
+    const db = await databaseFromPGlite(pglite, "the embedded test database");
+    result = {
+      db,
+      config: { kind: "embedded", dir: options.dir ?? "(memory)" },
+      drop: () => db.close().catch(() => {}),
+    };
+  } else {
+    const url = process.env.TEST_DATABASE_URL!;
+    const schema = `genstore_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+    await admin.end();
+    const config: DatabaseConfig = { kind: "postgres", url, schema };
+    const db = await openDatabase(config);
+    await applyMigrations(db);
+    result = {
+      db,
+      config,
+      drop: async () => {
+        await db.close().catch(() => {});
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      },
+    };
+  }
+  if (options.cleanup !== "manual") onTestFinished(() => result.drop());
+  return result;
+}
+
+/** DATABASE_URL for a postgres test config (with Prisma's ?schema= convention). */
+export function databaseUrlFor(config: DatabaseConfig): string | undefined {
+  if (config.kind !== "postgres") return undefined;
+  const url = new URL(config.url);
+  if (config.schema) url.searchParams.set("schema", config.schema);
+  return url.toString();
+}
