@@ -278,7 +278,6 @@ async function backfillAction(options: Record<string, unknown>, context: Context
           if (info.disagreements !== undefined) {
             const n = info.disagreements;
             const text = `${n.toLocaleString("en-US")} row${n === 1 ? "" : "s"} in scope ${n === 1 ? "has" : "have"} an operationType that differs from ${n === 1 ? "its" : "their"} prompt${input.dryRun ? "" : "; rewriting every row in scope from the prompt"}.`;
-            if (!output.json) progress.update(text);
             output.info(text);
           }
           if (info.resumedFrom !== undefined) output.info(`Continuing after ${info.resumedFrom} (where the previous run stopped).`);
