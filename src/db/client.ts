@@ -2,9 +2,12 @@ import { mkdir } from "node:fs/promises";
 import type { SqlMigrationAwareDriverAdapterFactory } from "@prisma/driver-adapter-utils";
 import { describeDatabase, type DatabaseConfig } from "../config.ts";
 import { DatabaseError } from "../errors.ts";
-import { PrismaClient } from "../generated/prisma/client.ts";
+import type { PrismaClient } from "../generated/prisma/client.ts";
 
 export type { PrismaClient };
+
+// The Prisma runtime takes a while to load: it is imported lazily, alongside the database.
+const loadPrisma = () => import("../generated/prisma/client.ts").then((m) => m.PrismaClient);
 
 /** One database connection per process: the Prisma client and the adapter it runs on. */
 export interface Database {
@@ -25,7 +28,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 }
 
 async function openEmbedded(dir: string): Promise<Database> {
-  const { PGlite } = await import("@electric-sql/pglite");
+  const [{ PGlite }] = await Promise.all([import("@electric-sql/pglite"), loadPrisma()]);
   // PGlite does not create parent folders.
   await mkdir(dir, { recursive: true });
   let pglite: InstanceType<typeof PGlite>;
@@ -43,7 +46,7 @@ async function openEmbedded(dir: string): Promise<Database> {
 
 /** Wraps an open PGlite (a folder, or in memory for tests) as genstore's Database. */
 export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").PGlite, describe: string): Promise<Database> {
-  const { PrismaPGlite } = await import("pglite-prisma-adapter");
+  const [{ PrismaPGlite }, PrismaClient] = await Promise.all([import("pglite-prisma-adapter"), loadPrisma()]);
   const factory = new PrismaPGlite(pglite) as unknown as SqlMigrationAwareDriverAdapterFactory;
   const prisma = new PrismaClient({ adapter: factory as never });
   return {
@@ -61,7 +64,7 @@ export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").
 }
 
 async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }>): Promise<Database> {
-  const [{ default: pg }, { PrismaPg }] = await Promise.all([import("pg"), import("@prisma/adapter-pg")]);
+  const [{ default: pg }, { PrismaPg }, PrismaClient] = await Promise.all([import("pg"), import("@prisma/adapter-pg"), loadPrisma()]);
   const schema = config.schema ?? "public";
   const pool = new pg.Pool({
     connectionString: config.url,
