@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
+import { registerBackfill } from "./commands/backfill.ts";
 import { registerDb } from "./commands/db.ts";
 import { registerList } from "./commands/list.ts";
 import { packageRoot } from "./paths.ts";
@@ -34,7 +35,7 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 configuration, 4 database, 5 storage, 6 Repl
     );
 
   registerNotBuilt(program, "recover", "Fetch predictions from Replicate, store their outputs, create or repair their rows");
-  registerNotBuilt(program, "backfill", "Fill operationType/storageContext on old rows from their prompt prefixes");
+  registerBackfill(program, signal);
   registerNotBuilt(program, "migrate-keys", "Move legacy storage keys into the context folders");
   registerList(program, signal);
   registerNotBuilt(program, "serve-webhook", "Receive Replicate webhooks: verify, store durably, ingest");

@@ -73,6 +73,23 @@ describe("genstore (the binary)", () => {
     expect(table.stdout).not.toContain("\x1b[");
   });
 
+  it("backfills old rows through the binary, after a dry run that changes nothing", async () => {
+    const dir = await home([
+      { id: "g1", prompt: "[EDITED] old row" },
+      { id: "g2", prompt: "[VIDEO] old video" },
+      { id: "g3", prompt: "a fox" },
+    ]);
+    const dry = await genstore(["backfill", "--dry-run", "--json"], { GENSTORE_HOME: dir });
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, byOperation: { edit: 1, video: 1, generation: 1 } });
+    expect(JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout).map((r: { operationType: unknown }) => r.operationType)).toEqual([null, null, null]);
+    const real = await genstore(["backfill", "--json"], { GENSTORE_HOME: dir });
+    expect(real.code).toBe(0);
+    expect(JSON.parse(real.stdout)).toMatchObject({ updated: 3 });
+    const rows = JSON.parse((await genstore(["list", "--json", "--context", "videos"], { GENSTORE_HOME: dir })).stdout);
+    expect(rows).toMatchObject([{ id: "g2", operationType: "video", storageContext: "videos", metadata: { detectedBy: "prompt-prefix" } }]);
+  });
+
   it("names a misconfigured variable with exit code 3", async () => {
     const result = await genstore(["list"], { GENSTORE_STORAGE: "ftp" });
     expect(result.code).toBe(3);

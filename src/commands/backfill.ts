@@ -152,6 +152,9 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   let updated = 0;
   let batches = 0;
   for (;;) {
+    // The embedded database answers through promises alone; without a turn of the event
+    // loop here a SIGINT handler would not run (and abort the signal) until the very end.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     if (deps.signal?.aborted) {
       throw new Interrupted(
         `Interrupted after ${updated.toLocaleString("en-US")} rows in ${batches} batch${batches === 1 ? "" : "es"}.`,
