@@ -1,27 +1,18 @@
 // backfill of N rows (default 1,000,000) on PostgreSQL, next to one hand-written set-based
 // UPDATE of the same rows, and a per-row ORM loop over a sample, in the same run.
-import pg from "pg";
 import { runBackfill } from "../src/commands/backfill.ts";
-import { openDatabase } from "../src/db/client.ts";
-import { applyMigrations } from "../src/db/migrations.ts";
 import { detectOperation } from "../src/core/operation.ts";
+import { withBenchDatabase } from "./support.ts";
 
-const url = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const sample = Number(process.env.BENCH_ORM_SAMPLE ?? 5_000);
-const schema = `genstore_bench_backfill_${process.pid}`;
-const admin = new pg.Client({ connectionString: url });
-await admin.connect();
-await admin.query(`CREATE SCHEMA "${schema}"`);
-const db = await openDatabase({ kind: "postgres", url, schema });
-const reset = () => db.query(`UPDATE "Generation" SET "operationType" = NULL, "storageContext" = NULL, metadata = '{}'`).then(() => db.query(`VACUUM ANALYZE "Generation"`));
 const seconds = async (fn: () => Promise<unknown>) => {
   const start = performance.now();
   await fn();
   return (performance.now() - start) / 1000;
 };
-try {
-  await applyMigrations(db);
+await withBenchDatabase("backfill", async (db) => {
+  const reset = () => db.query(`UPDATE "Generation" SET "operationType" = NULL, "storageContext" = NULL, metadata = '{}'`).then(() => db.query(`VACUUM ANALYZE "Generation"`));
   await db.query(`
     INSERT INTO "Generation" (id, "userId", prompt, "createdAt", "updatedAt")
     SELECT 'g' || lpad(i::text, 8, '0'), 'user_' || (i % 1000),
@@ -53,8 +44,4 @@ try {
   console.log(`  genstore backfill (batches of 10,000)   ${ours.toFixed(2)} s  ${rate(rows, ours)} rows/s`);
   console.log(`  one hand-written UPDATE (reference)     ${reference.toFixed(2)} s  ${rate(rows, reference)} rows/s   ratio ${(ours / reference).toFixed(2)}x (target ≤ 1.5x)`);
   console.log(`  per-row ORM loop, ${sample.toLocaleString("en-US")} rows            ${orm.toFixed(2)} s  ${rate(sample, orm)} rows/s   genstore is ${((rows / ours) / (sample / orm)).toFixed(0)}x faster`);
-} finally {
-  await db.close();
-  await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
-  await admin.end();
-}
+});

@@ -3,19 +3,11 @@
 // in the same run. Needs BENCH_DATABASE_URL (default: the local server, database test).
 import pg from "pg";
 import { runList } from "../src/commands/list.ts";
-import { openDatabase } from "../src/db/client.ts";
-import { applyMigrations } from "../src/db/migrations.ts";
 import { buildListQuery, type ListFilters } from "../src/core/list-query.ts";
+import { benchDatabaseUrl as url, withBenchDatabase } from "./support.ts";
 
-const url = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
-const schema = `genstore_bench_list_${process.pid}`;
-const admin = new pg.Client({ connectionString: url });
-await admin.connect();
-await admin.query(`CREATE SCHEMA "${schema}"`);
-const db = await openDatabase({ kind: "postgres", url, schema });
-try {
-  await applyMigrations(db);
+await withBenchDatabase("list", async (db, schema) => {
   const t0 = performance.now();
   // 1,000 users; a quarter of the rows are old (no operationType), the rest have the column.
   await db.query(`
@@ -45,11 +37,7 @@ try {
     console.log(`  ${name.padEnd(40)} genstore ${ours.toFixed(1)} ms   raw SQL ${reference.toFixed(1)} ms   (target < 100 ms)`);
   }
   await raw.end();
-} finally {
-  await db.close();
-  await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
-  await admin.end();
-}
+});
 
 async function median(fn: () => Promise<unknown>, runs = 21): Promise<number> {
   await fn();
