@@ -3,6 +3,10 @@ import { Command, CommanderError, Option } from "commander";
 import { registerBackfill } from "./commands/backfill.ts";
 import { registerDb } from "./commands/db.ts";
 import { registerList } from "./commands/list.ts";
+import { registerMigrateKeys } from "./commands/migrate-keys.ts";
+import { registerRecover } from "./commands/recover.ts";
+import { registerServeWebhook } from "./commands/serve-webhook.ts";
+import { registerTrigger } from "./commands/trigger.ts";
 import { packageRoot } from "./paths.ts";
 import path from "node:path";
 
@@ -34,25 +38,14 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 configuration, 4 database, 5 storage, 6 Repl
 7 some items failed, 8 input refused, 130 interrupted. See the README.`,
     );
 
-  registerNotBuilt(program, "recover", "Fetch predictions from Replicate, store their outputs, create or repair their rows");
+  registerRecover(program, signal);
   registerBackfill(program, signal);
-  registerNotBuilt(program, "migrate-keys", "Move legacy storage keys into the context folders");
+  registerMigrateKeys(program, signal);
   registerList(program, signal);
-  registerNotBuilt(program, "serve-webhook", "Receive Replicate webhooks: verify, store durably, ingest");
+  registerServeWebhook(program, signal);
+  registerTrigger(program, signal);
   registerDb(program, signal);
   return program;
-}
-
-function registerNotBuilt(program: Command, name: string, description: string): void {
-  program
-    .command(name)
-    .description(`${description} (not built yet)`)
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(async () => {
-      const { UserError, ExitCode } = await import("./errors.ts");
-      throw new UserError(`genstore ${name} is not built yet.`, { exitCode: ExitCode.usage });
-    });
 }
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself. */
