@@ -1,0 +1,210 @@
+// The durable queue of webhook deliveries, over the WebhookDelivery table. A delivery is
+// inserted before the receiver answers 2xx, so an ack is never lost; workers (in this
+// process or in other receivers sharing the database) claim rows with a lease, so a
+// crashed worker's deliveries are picked up again when the lease runs out.
+//
+// Raw SQL on purpose: the claim needs FOR UPDATE SKIP LOCKED and ON CONFLICT DO NOTHING,
+// which Prisma's query API does not express. The SQL runs on PostgreSQL and PGlite alike.
+// Timestamps are written in UTC (`now() AT TIME ZONE 'UTC'`), as Prisma writes them.
+import type { Database } from "../db/client.ts";
+
+const NOW = `(now() AT TIME ZONE 'UTC')`;
+
+export type DeliveryState = "pending" | "processing" | "done" | "failed";
+
+/** The webhook URL's query string as stored: a repeated parameter keeps all its values. */
+export type StoredQuery = Record<string, string | string[]>;
+
+export interface NewDelivery {
+  /** The `webhook-id` header (identical across Replicate's retries). */
+  id: string;
+  predictionId: string;
+  /** The raw JSON body, as received and verified. */
+  body: string;
+  query: StoredQuery;
+}
+
+export interface ClaimedDelivery {
+  id: string;
+  predictionId: string;
+  body: unknown;
+  query: StoredQuery;
+  /** This claim's attempt number (1 for the first); also the fencing token of the claim. */
+  attempt: number;
+  receivedAt: Date;
+}
+
+export interface FailOutcome {
+  /** "retry": back to pending until retryAt; "failed": out of attempts, kept with lastError. */
+  state: "retry" | "failed" | "lost";
+  retryAt?: Date;
+}
+
+export interface QueueCounts {
+  pending: number;
+  processing: number;
+  failed: number;
+}
+
+export interface RetryPolicy {
+  /** Attempts before a delivery is marked failed (default 8). */
+  maxAttempts: number;
+  /** Delay before attempt n+1 after attempt n failed (default 5 s doubling, at most 10 min). */
+  backoffMs(attempt: number): number;
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  maxAttempts: 8,
+  backoffMs: (attempt) => Math.min(5_000 * 2 ** Math.max(attempt - 1, 0), 10 * 60_000),
+};
+
+export interface DeliveryQueue {
+  /** Inserts a delivery; a webhook-id seen before changes nothing and answers duplicate. */
+  enqueue(delivery: NewDelivery): Promise<{ duplicate: boolean }>;
+  /**
+   * Claims up to `limit` deliveries that are pending and due, or processing with an expired
+   * lease (a crashed worker's), oldest first, skipping rows another worker is claiming.
+   */
+  claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]>;
+  /** Extends a claim's lease; false when the claim was lost (its lease expired and another worker took it). */
+  renew(delivery: Pick<ClaimedDelivery, "id" | "attempt">, leaseMs: number): Promise<boolean>;
+  /** Marks a claimed delivery done; false when the claim was lost meanwhile. */
+  complete(delivery: Pick<ClaimedDelivery, "id" | "attempt">): Promise<boolean>;
+  /** Records a failed attempt: back to pending after a backoff, or failed after the last attempt. */
+  fail(delivery: Pick<ClaimedDelivery, "id" | "attempt">, error: string): Promise<FailOutcome>;
+  /**
+   * Marks failed the deliveries whose lease expired after their last attempt (a worker died
+   * on them every time: retrying forever could crash every receiver in turn).
+   */
+  failAbandoned(): Promise<number>;
+  counts(): Promise<QueueCounts>;
+}
+
+export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPolicy = DEFAULT_RETRY_POLICY): DeliveryQueue {
+  return {
+    async enqueue(delivery) {
+      const rows = await db.query<{ id: string }>(
+        `INSERT INTO "WebhookDelivery" (id, "predictionId", state, body, query, attempts, "receivedAt", "updatedAt")
+         VALUES ($1, $2, 'pending', $3::jsonb, $4::jsonb, 0, ${NOW}, ${NOW})
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id`,
+        delivery.id,
+        delivery.predictionId,
+        delivery.body,
+        JSON.stringify(delivery.query),
+      );
+      return { duplicate: rows.length === 0 };
+    },
+
+    async claim(limit, leaseMs) {
+      if (limit <= 0) return [];
+      const rows = await db.query<{ id: string; predictionId: string; body: unknown; query: unknown; attempts: number; receivedAt: Date | string }>(
+        `UPDATE "WebhookDelivery"
+            SET state = 'processing', attempts = attempts + 1,
+                "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
+          WHERE id IN (
+            SELECT id FROM "WebhookDelivery"
+             WHERE (state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
+                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3)
+             ORDER BY "receivedAt"
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+        RETURNING id, "predictionId", body, query, attempts, "receivedAt"`,
+        limit,
+        leaseMs,
+        policy.maxAttempts,
+      );
+      return rows
+        .map((row) => ({
+          id: row.id,
+          predictionId: row.predictionId,
+          body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
+          query: (typeof row.query === "string" ? JSON.parse(row.query) : row.query ?? {}) as StoredQuery,
+          attempt: Number(row.attempts),
+          receivedAt: row.receivedAt instanceof Date ? row.receivedAt : new Date(row.receivedAt),
+        }))
+        .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
+    },
+
+    async renew(delivery, leaseMs) {
+      const rows = await db.query(
+        `UPDATE "WebhookDelivery" SET "lockedUntil" = ${NOW} + $3 * interval '1 millisecond', "updatedAt" = ${NOW}
+          WHERE id = $1 AND attempts = $2 AND state = 'processing' RETURNING id`,
+        delivery.id,
+        delivery.attempt,
+        leaseMs,
+      );
+      return rows.length > 0;
+    },
+
+    async complete(delivery) {
+      const rows = await db.query(
+        `UPDATE "WebhookDelivery" SET state = 'done', "doneAt" = ${NOW}, "lockedUntil" = NULL, "updatedAt" = ${NOW}
+          WHERE id = $1 AND attempts = $2 AND state = 'processing' RETURNING id`,
+        delivery.id,
+        delivery.attempt,
+      );
+      return rows.length > 0;
+    },
+
+    async fail(delivery, error) {
+      const last = delivery.attempt >= policy.maxAttempts;
+      const delayMs = last ? 0 : policy.backoffMs(delivery.attempt);
+      const rows = await db.query<{ lockedUntil: Date | string | null }>(
+        `UPDATE "WebhookDelivery"
+            SET state = $3, "lastError" = $4, "updatedAt" = ${NOW},
+                "lockedUntil" = CASE WHEN $3 = 'pending' THEN ${NOW} + $5 * interval '1 millisecond' ELSE NULL END
+          WHERE id = $1 AND attempts = $2 AND state = 'processing'
+        RETURNING "lockedUntil"`,
+        delivery.id,
+        delivery.attempt,
+        last ? "failed" : "pending",
+        error,
+        delayMs,
+      );
+      if (rows.length === 0) return { state: "lost" };
+      return last ? { state: "failed" } : { state: "retry", retryAt: new Date(Date.now() + delayMs) };
+    },
+
+    async failAbandoned() {
+      const rows = await db.query(
+        `UPDATE "WebhookDelivery"
+            SET state = 'failed', "lockedUntil" = NULL, "updatedAt" = ${NOW},
+                "lastError" = concat_ws(' / ', "lastError", 'the worker stopped during its last attempt (' || attempts || ' attempts)')
+          WHERE state = 'processing' AND "lockedUntil" < ${NOW} AND attempts >= $1
+        RETURNING id`,
+        policy.maxAttempts,
+      );
+      return rows.length;
+    },
+
+    async counts() {
+      const rows = await db.query<{ state: string; n: number | string }>(
+        // Done rows are not counted: they pile up, and the (state, receivedAt) index skips them.
+        `SELECT state, count(*) AS n FROM "WebhookDelivery" WHERE state IN ('pending', 'processing', 'failed') GROUP BY state`,
+      );
+      const counts: QueueCounts = { pending: 0, processing: 0, failed: 0 };
+      for (const row of rows) if (row.state in counts) counts[row.state as keyof QueueCounts] = Number(row.n);
+      return counts;
+    },
+  };
+}
+
+/** A URL's query string as stored; a repeated parameter keeps every value. */
+export function storedQueryFrom(params: URLSearchParams): StoredQuery {
+  const query: StoredQuery = {};
+  for (const key of new Set(params.keys())) {
+    const values = params.getAll(key);
+    query[key] = values.length === 1 ? values[0]! : values;
+  }
+  return query;
+}
+
+/** The stored query back as URLSearchParams (what the pipeline reads userId/generationId from). */
+export function searchParamsFrom(query: StoredQuery): URLSearchParams {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query ?? {})) {
+    for (const item of Array.isArray(value) ? value : [value]) if (typeof item === "string") params.append(key, item);
+  }
+  return params;
+}

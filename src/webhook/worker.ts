@@ -1,0 +1,163 @@
+// The worker that drains the delivery queue: it claims due deliveries from the database
+// (woken at once after an enqueue, and polling for work left by other receivers or by a
+// crashed process), runs each through a processor (the ingestion pipeline) with a lease it
+// keeps renewing, and marks it done, or failed for a later retry.
+import { searchParamsFrom, type ClaimedDelivery, type DeliveryQueue } from "./queue.ts";
+
+/** Processes one delivery; returns a short summary for the log line ("succeeded → stored 2 objects"). */
+export type DeliveryProcessor = (delivery: ClaimedDelivery & { params: URLSearchParams }) => Promise<string>;
+
+export type WorkerLogLevel = "info" | "warn" | "error";
+
+export interface DeliveryWorkerOptions {
+  queue: DeliveryQueue;
+  process: DeliveryProcessor;
+  /** Deliveries processed at the same time (default 4). */
+  concurrency?: number;
+  /** How often the queue is polled when nothing woke the worker (default 1 s). */
+  pollIntervalMs?: number;
+  /** How long a claim lasts without renewal; renewed every third of it (default 60 s). */
+  leaseMs?: number;
+  log?: (line: string, level: WorkerLogLevel) => void;
+}
+
+export interface DeliveryWorker {
+  start(): void;
+  /** Claims now instead of at the next poll (called after an enqueue). */
+  wake(): void;
+  /** Stops claiming and waits for the deliveries in progress to finish. */
+  stop(): Promise<void>;
+  /** Resolves once nothing is in progress and a claim found nothing (for tests and benchmarks). */
+  drained(): Promise<void>;
+}
+
+export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWorker {
+  const { queue } = options;
+  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const pollIntervalMs = options.pollIntervalMs ?? 1_000;
+  const leaseMs = options.leaseMs ?? 60_000;
+  const log = options.log ?? (() => {});
+
+  let running = false;
+  let loopDone: Promise<void> = Promise.resolve();
+  const inFlight = new Set<Promise<void>>();
+  let woken = false;
+  let wakeUp: (() => void) | undefined;
+  const idleWaiters: (() => void)[] = [];
+  let lastDatabaseError = 0;
+
+  const wake = () => {
+    woken = true;
+    wakeUp?.();
+  };
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (woken) return resolve();
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wakeUp = undefined;
+        resolve();
+      }
+      wakeUp = done;
+    });
+
+  async function loop(): Promise<void> {
+    let lastSweep = 0;
+    while (running) {
+      woken = false;
+      const free = concurrency - inFlight.size;
+      let claimed: ClaimedDelivery[] = [];
+      if (free > 0) {
+        try {
+          if (Date.now() - lastSweep >= pollIntervalMs) {
+            lastSweep = Date.now();
+            const abandoned = await queue.failAbandoned();
+            if (abandoned > 0) log(`${abandoned} deliver${abandoned === 1 ? "y" : "ies"} marked failed: the worker stopped during every attempt`, "error");
+          }
+          claimed = await queue.claim(free, leaseMs);
+        } catch (error) {
+          // The database is down: say so once a minute, keep polling.
+          if (Date.now() - lastDatabaseError > 60_000) log(`cannot claim deliveries: ${message(error)}; retrying`, "error");
+          lastDatabaseError = Date.now();
+        }
+      }
+      for (const delivery of claimed) track(runOne(delivery));
+      if (claimed.length === 0 && inFlight.size === 0) {
+        for (const resolve of idleWaiters.splice(0)) resolve();
+      }
+      // A full claim may have left more due work; otherwise wait for a wake-up or the next poll.
+      if (claimed.length > 0 && claimed.length === free) continue;
+      await sleep(pollIntervalMs);
+    }
+  }
+
+  function track(promise: Promise<void>): void {
+    inFlight.add(promise);
+    void promise.finally(() => {
+      inFlight.delete(promise);
+      wake();
+    });
+  }
+
+  async function runOne(delivery: ClaimedDelivery): Promise<void> {
+    const started = Date.now();
+    const renewal = setInterval(() => {
+      queue.renew(delivery, leaseMs).catch(() => {});
+    }, Math.max(leaseMs / 3, 50));
+    renewal.unref();
+    const who = `${delivery.id} ${delivery.predictionId}`;
+    try {
+      let summary: string;
+      try {
+        summary = await options.process({ ...delivery, params: searchParamsFrom(delivery.query) });
+      } catch (error) {
+        const outcome = await queue.fail(delivery, message(error));
+        if (outcome.state === "retry") {
+          const seconds = Math.round((outcome.retryAt!.getTime() - Date.now()) / 1000);
+          log(`200 ${who} → attempt ${delivery.attempt} failed, retrying in ${seconds}s: ${message(error)}`, "warn");
+        } else if (outcome.state === "failed") {
+          log(`200 ${who} → failed after ${delivery.attempt} attempts: ${message(error)}`, "error");
+        } else {
+          log(`200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`, "warn");
+        }
+        return;
+      }
+      const completed = await queue.complete(delivery);
+      const took = `${((Date.now() - started) / 1000).toFixed(1)}s`;
+      log(`200 ${who} ${summary} (${took}${completed ? "" : "; its lease ran out meanwhile, another worker may repeat it"})`, "info");
+    } catch (error) {
+      // The database failed while recording the outcome: the lease runs out and the work is retried.
+      log(`200 ${who} → could not record the outcome: ${message(error)}; it will be retried`, "error");
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      loopDone = loop();
+    },
+    wake,
+    async stop() {
+      running = false;
+      wake();
+      await loopDone;
+      await Promise.allSettled([...inFlight]);
+    },
+    drained() {
+      return new Promise<void>((resolve) => {
+        idleWaiters.push(resolve);
+        wake();
+      });
+    },
+  };
+}
+
+function message(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+/g, " ").trim();
+}
