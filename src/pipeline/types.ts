@@ -5,6 +5,7 @@ import type { Prediction } from "../core/prediction.ts";
 import type { Status } from "../core/status.ts";
 import type { Database } from "../db/client.ts";
 import type { Storage } from "../storage/types.ts";
+import type { DownloadPolicy } from "./download.ts";
 
 /** How a prediction reached the pipeline (recorded in metadata.arrivedVia). */
 export type Arrival = "webhook" | "recover" | "poll";
@@ -15,6 +16,8 @@ export interface PipelineDeps {
   /** Download policy and limits: outputHosts, maxOutputBytes. */
   config: Pick<Config, "outputHosts" | "maxOutputBytes">;
   signal?: AbortSignal;
+  /** Download tuning (retries, backoff, timeouts, name resolution); defaults suit production. */
+  download?: Partial<Omit<DownloadPolicy, "allowedHosts" | "maxBytes">>;
 }
 
 export interface IngestRequest {
@@ -53,4 +56,6 @@ export interface IngestResult {
   expired: Array<{ index: number; url: string }>;
   warnings: string[];
   dryRun: boolean;
+  /** dryRun only: the objects a real run would try to store. */
+  planned?: Array<{ index: number; key: string; kind: "output" | "thumbnail"; url: string }>;
 }

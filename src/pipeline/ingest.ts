@@ -1,0 +1,356 @@
+import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { mergeGeneration, type Delivery, type OutputProblem, type StorageKeyEntry } from "../core/generation-merge.ts";
+import { planIngest, type ExistingRow, type IngestPlan, type PlannedObject } from "../core/ingest-plan.ts";
+import { generationIdHint, userIdHints, type Prediction } from "../core/prediction.ts";
+import { isFinal, type Status } from "../core/status.ts";
+import { IncompleteBodyError, ObjectExistsError } from "../storage/errors.ts";
+import type { ObjectInfo } from "../storage/types.ts";
+import { openDownload, type Download, type DownloadPolicy } from "./download.ts";
+import { IngestRefusedError, OutputConflictError, OutputError, OutputExpiredError, OutputUnavailableError } from "./errors.ts";
+import { findRow, idTaken, writeRow, type GenerationRow } from "./rows.ts";
+import { makeThumbnail } from "./thumbnail.ts";
+import type { IngestRequest, IngestResult, PipelineDeps, StoredObject } from "./types.ts";
+
+// The one ingestion path (webhook worker, recover, polling, the library export):
+//
+//   1. find the row by replicateId (the webhook query's generationId may name a row that has
+//      no prediction yet: it is adopted; it never moves a row that has one);
+//   2. decide with planIngest (whose folder, which operation, which status, what to store);
+//      dryRun stops here;
+//   3. a prediction without a row that has outputs to store gets its row first, in
+//      `processing`: from then on its id (and so its keys) is fixed, and a concurrent
+//      delivery of the same prediction plans against that same row;
+//   4. download and store each missing output, streaming (put with ifNoneMatch: an object
+//      already at the key is compared by size and never overwritten), then its thumbnail;
+//   5. write the row under the prediction's lock, merged with whatever the row holds by then
+//      (mergeGeneration): status only moves forward, keys are a union.
+//
+// Outputs that can never be stored (expired, refused, too large, a different object at the
+// key) are recorded on the row and the status becomes final anyway; expired ones are
+// reported in the result, the others are thrown after the row is written. Failures that a
+// later attempt may fix (network, 5xx, storage) leave the row in processing, with what was
+// stored recorded, and are thrown (OutputError.retryable, or a StorageError/DatabaseError).
+
+/** Outputs of one prediction downloaded at once. */
+const OUTPUT_CONCURRENCY = 3;
+
+export async function ingestPrediction(deps: PipelineDeps, request: IngestRequest): Promise<IngestResult> {
+  const { prediction } = request;
+  const warnings: string[] = [];
+  const query = request.query ?? {};
+  const hints = userIdHints(prediction, query);
+  const idHint = generationIdHint(query);
+  if (idHint && !idHint.accepted) warnings.push(`Ignored the webhook query's generationId ${JSON.stringify(idHint.value)}: it ${idHint.reason}.`);
+  let queryId = idHint?.accepted ? idHint.generationId : null;
+
+  let { row } = await findRow(deps.db, prediction.id, queryId);
+  if (queryId !== null && row === null && (await idTaken(deps.db, queryId))) {
+    warnings.push(`Ignored the webhook query's generationId ${queryId}: that row belongs to another prediction.`);
+    queryId = null;
+  }
+  const newId = row === null && queryId !== null ? queryId : newGenerationId();
+  const adoptId = row === null || row.replicateId === null ? queryId : null;
+  let plan = mustPlan(prediction, row, hints, request.user, newId);
+  warnings.push(...plan.warnings, ...plan.ignoredHints.map((h) => `Ignored ${h.hint.source} ${h.hint.field}: ${h.why}.`));
+
+  const ctx: Context = { deps, request, policy: downloadPolicy(deps), placement: placementOf(plan, queryId === plan.id) };
+  if (request.dryRun) return dryRunResult(prediction, plan, warnings);
+
+  let created = false;
+  let changed = false;
+  if (plan.toStore.length > 0 && (row === null || row.replicateId === null)) {
+    const claim = await writeRow(deps.db, { replicateId: prediction.id, adoptId, newId: plan.id }, (current) =>
+      current !== null && current.replicateId !== null ? null : mergeGeneration(current, deliveryOf(ctx, plan, { status: "processing" })),
+    );
+    created = claim.created;
+    changed = claim.changed;
+    row = claim.row;
+    plan = mustPlan(prediction, row, hints, request.user, newId);
+  }
+
+  const outcomes = await mapLimit(plan.toStore, OUTPUT_CONCURRENCY, (item) => storeOutput(ctx, item));
+  const stored = outcomes.flatMap((o) => o.entries);
+  const problems = outcomes.flatMap((o) => (o.problem ? [o.problem] : []));
+  const failures = outcomes.flatMap((o) => (o.failure !== undefined ? [o.failure] : []));
+  for (const o of outcomes) warnings.push(...o.warnings);
+  const expired = problems.filter((p) => p.problem === "expired");
+  for (const p of expired) warnings.push(`Output ${p.index} of ${prediction.id} has expired (${p.url}): the row is kept and marked.`);
+
+  const delivery = deliveryOf(ctx, plan, {
+    status: failures.length > 0 && prediction.status === "succeeded" ? "processing" : prediction.status,
+    stored,
+    storedIndexes: outcomes.filter((o) => o.outputPresent).map((o) => o.index),
+    problems,
+    retryError: failures.length > 0 ? `${describe(failures[0])} (will be retried)` : null,
+  });
+  // A delivery that changes nothing (a duplicate, a stale one) skips the lock altogether.
+  const needsWrite = row === null || stored.length > 0 || problems.length > 0 || failures.length > 0 || mergeGeneration(row, delivery) !== null;
+  if (needsWrite) {
+    const write = await writeRow(deps.db, { replicateId: prediction.id, adoptId, newId: plan.id }, (current) => mergeGeneration(current, delivery));
+    created ||= write.created;
+    changed ||= write.changed;
+    row = write.row;
+  }
+  const finalRow = row!;
+
+  const retryable = failures[0];
+  if (retryable !== undefined) throw retryable;
+  const lasting = problems.find((p) => p.problem !== "expired");
+  if (lasting) throw outcomes.find((o) => o.problem === lasting)!.error!;
+
+  return {
+    predictionId: prediction.id,
+    generationId: finalRow.id,
+    userId: finalRow.userId,
+    status: finalRow.status as Status,
+    outcome: created ? "created" : changed ? "updated" : "unchanged",
+    stored: outcomes.flatMap((o) => o.written),
+    alreadyStored: [
+      ...plan.alreadyStored.map((a) => a.key),
+      ...outcomes.flatMap((o) => o.entries.filter((e) => !o.written.some((w) => w.key === e.key)).map((e) => e.key)),
+    ],
+    expired: expired.map((p) => ({ index: p.index, url: p.url })),
+    warnings,
+    dryRun: false,
+  };
+}
+
+interface Context {
+  deps: PipelineDeps;
+  request: IngestRequest;
+  policy: DownloadPolicy;
+  placement: Record<string, unknown>;
+}
+
+function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
+  return { ...deps.download, allowedHosts: deps.config.outputHosts, maxBytes: deps.config.maxOutputBytes };
+}
+
+function mustPlan(prediction: Prediction, row: GenerationRow | null, hints: ReturnType<typeof userIdHints>, user: string | undefined, newId: string): IngestPlan {
+  const plan = planIngest({
+    prediction,
+    row: row && { ...row, storageKeys: row.storageKeys as ExistingRow["storageKeys"] },
+    hints,
+    fallbackUserId: user ?? null,
+    newId,
+  });
+  if (!plan.ok) throw new IngestRefusedError(prediction.id, plan.reason.replace(/^prediction \S+ /, ""));
+  return plan;
+}
+
+/** Where the row's owner and id came from: written only when the row is created or adopted. */
+function placementOf(plan: IngestPlan, idFromQuery: boolean): Record<string, unknown> {
+  return { userIdSource: plan.userIdSource, ...(idFromQuery ? { generationIdSource: "webhook-query" } : {}) };
+}
+
+function deliveryOf(
+  ctx: Context,
+  plan: IngestPlan,
+  run: { status: Status; stored?: StorageKeyEntry[]; storedIndexes?: number[]; problems?: OutputProblem[]; retryError?: string | null },
+): Delivery {
+  const p = ctx.request.prediction;
+  const final = isFinal(run.status);
+  return {
+    replicateId: p.id,
+    status: run.status,
+    predictionStatus: p.status,
+    userId: plan.userId,
+    prompt: plan.prompt,
+    detection: plan.detection,
+    outputUrls: plan.outputUrls,
+    storedIndexes: run.storedIndexes ?? [],
+    stored: run.stored ?? [],
+    storage: { provider: ctx.deps.storage.provider, bucket: ctx.deps.storage.bucket },
+    predictionError: plan.error,
+    problems: run.problems ?? [],
+    retryError: run.retryError ?? null,
+    completedAt: final ? dateOr(p.completed_at, new Date()) : null,
+    facts: {
+      model: p.model,
+      version: p.version ?? undefined,
+      metrics: p.metrics ?? undefined,
+      replicate: { status: p.status, createdAt: p.created_at ?? null, startedAt: p.started_at ?? null, completedAt: p.completed_at ?? null },
+      arrivedVia: ctx.request.via,
+      ...(p.data_removed === true ? { dataRemoved: true } : {}),
+    },
+    placement: ctx.placement,
+  };
+}
+
+// --- One output -----------------------------------------------------------------------
+
+interface OutputOutcome {
+  index: number;
+  /** Storage entries for the row: the output (stored now or found there) and its thumbnail. */
+  entries: StorageKeyEntry[];
+  /** What this run wrote. */
+  written: StoredObject[];
+  /** The output object is in storage at its key (so any old problem with it is over). */
+  outputPresent: boolean;
+  problem?: OutputProblem;
+  error?: OutputError;
+  /** Retryable: the row stays in processing and the error is thrown. */
+  failure?: unknown;
+  warnings: string[];
+}
+
+async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOutcome> {
+  const out: OutputOutcome = { index: item.index, entries: [], written: [], outputPresent: item.outputStored, warnings: [] };
+  try {
+    if (!item.outputStored) {
+      const copied = await copyOutput(ctx, item, out);
+      out.entries.push(copied.entry);
+      out.outputPresent = true;
+      if (copied.written) out.written.push(storedObject(item.index, copied.entry));
+    }
+    if (item.thumbnailKey !== null) await addThumbnail(ctx, item, out);
+  } catch (error) {
+    if (error instanceof OutputError && !error.retryable) {
+      out.problem = { index: item.index, url: item.url, problem: error.problem as OutputProblem["problem"], message: error.message };
+      out.error = error;
+    } else {
+      out.failure = error;
+    }
+  }
+  return out;
+}
+
+/** Downloads one output into its key; an object already there is kept, and compared by size. */
+async function copyOutput(ctx: Context, item: PlannedObject, out: OutputOutcome): Promise<{ entry: StorageKeyEntry; written: boolean }> {
+  const { storage, signal } = ctx.deps;
+  const existing = await storage.head(item.key);
+  let download: Download;
+  try {
+    download = await openDownload(item.url, ctx.policy, signal);
+  } catch (error) {
+    if (existing && error instanceof OutputExpiredError) {
+      out.warnings.push(`Kept ${item.key} as output ${item.index}: its source has expired, so its size could not be compared.`);
+      return { entry: outputEntry(existing, item), written: false };
+    }
+    throw error;
+  }
+  if (existing) return { entry: await sameObjectOrConflict(item, existing, download), written: false };
+  try {
+    const info = await storage.put(item.key, download.body, {
+      contentLength: download.contentLength ?? undefined,
+      contentType: contentTypeOf(download.contentType, item.contentType) ?? undefined,
+      ifNoneMatch: true,
+      signal,
+    });
+    return { entry: outputEntry({ ...info, contentType: contentTypeOf(download.contentType, item.contentType) ?? info.contentType }, item), written: true };
+  } catch (error) {
+    if (error instanceof IncompleteBodyError) {
+      throw new OutputUnavailableError(item.url, `the body had ${error.received} bytes instead of the ${error.expected} announced`, error);
+    }
+    if (!(error instanceof ObjectExistsError)) throw error;
+    // A concurrent delivery stored it first.
+    const winner = await storage.head(item.key);
+    if (!winner) throw error;
+    if (download.contentLength !== null && download.contentLength !== winner.size) {
+      throw new OutputConflictError(item.url, item.key, winner.size, download.contentLength);
+    }
+    return { entry: outputEntry(winner, item), written: false };
+  }
+}
+
+/** An object already at the key is the same output when it has the download's size; it is never replaced. */
+async function sameObjectOrConflict(item: PlannedObject, existing: ObjectInfo, download: Download): Promise<StorageKeyEntry> {
+  let size = download.contentLength;
+  if (size === null) size = await countBytes(download);
+  else download.body.destroy();
+  if (size !== existing.size) throw new OutputConflictError(item.url, item.key, existing.size, size);
+  return outputEntry(existing, item);
+}
+
+async function countBytes(download: Download): Promise<number> {
+  let size = 0;
+  await pipeline(
+    download.body,
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        callback();
+      },
+    }),
+  );
+  return size;
+}
+
+async function addThumbnail(ctx: Context, item: PlannedObject, out: OutputOutcome): Promise<void> {
+  try {
+    const thumb = await makeThumbnail(ctx.deps.storage, item.key, item.thumbnailKey!, ctx.deps.signal);
+    out.entries.push(thumb.entry);
+    if (thumb.written) out.written.push(storedObject(item.index, thumb.entry));
+  } catch (error) {
+    if (ctx.deps.signal?.aborted) throw error;
+    // A thumbnail is a convenience: the output is stored; the next delivery or recover tries again.
+    out.warnings.push(`No thumbnail for ${item.key}: ${describe(error)}.`);
+  }
+}
+
+function outputEntry(info: ObjectInfo, item: PlannedObject): StorageKeyEntry {
+  return { key: item.key, size: info.size, contentType: info.contentType ?? item.contentType, etag: info.etag, kind: "output" };
+}
+
+function storedObject(index: number, entry: StorageKeyEntry): StoredObject {
+  return { index, key: entry.key, size: entry.size, contentType: entry.contentType, etag: entry.etag, kind: entry.kind };
+}
+
+/** The server's type when it is specific, else the one the extension implies. */
+function contentTypeOf(served: string | null, fromExtension: string | null): string | null {
+  const type = served?.split(";")[0]?.trim().toLowerCase();
+  if (type && type !== "application/octet-stream" && type !== "binary/octet-stream") return type;
+  return fromExtension ?? type ?? null;
+}
+
+// --- Dry run, helpers ---------------------------------------------------------------------
+
+function dryRunResult(prediction: Prediction, plan: IngestPlan, warnings: string[]): IngestResult {
+  const changes = plan.isNew || plan.transition.apply || plan.toStore.length > 0;
+  return {
+    predictionId: prediction.id,
+    generationId: plan.id,
+    userId: plan.userId,
+    status: plan.status,
+    outcome: plan.isNew ? "created" : changes ? "updated" : "unchanged",
+    stored: [],
+    alreadyStored: plan.alreadyStored.map((a) => a.key),
+    expired: [],
+    warnings,
+    dryRun: true,
+    planned: plan.toStore.flatMap((item) => [
+      ...(item.outputStored ? [] : [{ index: item.index, key: item.key, kind: "output" as const, url: item.url }]),
+      ...(item.thumbnailKey !== null ? [{ index: item.index, key: item.thumbnailKey, kind: "thumbnail" as const, url: item.url }] : []),
+    ]),
+  };
+}
+
+/** A new row's id when the query names none: cuid-like (a letter, then time and randomness in base 36). */
+export function newGenerationId(): string {
+  return `c${Date.now().toString(36)}${randomBytes(10).toString("hex").slice(0, 16)}`;
+}
+
+function dateOr(value: string | null | undefined, fallback: Date): Date {
+  const parsed = value ? new Date(value) : undefined;
+  return parsed && !Number.isNaN(parsed.getTime()) ? parsed : fallback;
+}
+
+function describe(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return (text.split("\n")[0] ?? text).replace(/\.$/, "");
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,73 @@
+// Building blocks for tests of the ingestion pipeline: predictions, storages of both kinds
+// (a temp folder; a fresh bucket on the run's moto_server) and PipelineDeps around them.
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { inject, onTestFinished } from "vitest";
+import { parsePrediction, type Prediction } from "../../src/core/prediction.ts";
+import type { Database } from "../../src/db/client.ts";
+import type { PipelineDeps } from "../../src/pipeline/types.ts";
+import { createLocalStorage } from "../../src/storage/local.ts";
+import { createS3Client, createS3Storage, type S3StorageConfig } from "../../src/storage/s3.ts";
+import type { Storage } from "../../src/storage/types.ts";
+
+export type StorageKind = "local" | "aws";
+export const storageKinds: StorageKind[] = ["local", "aws"];
+
+const MiB = 1024 ** 2;
+
+export async function tempDir(prefix = "genstore-pipeline-"): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  onTestFinished(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A local storage in a temp folder, or an S3 storage on a fresh moto bucket; closed when the test ends. */
+export async function testStorage(kind: StorageKind): Promise<Storage> {
+  if (kind === "local") return createLocalStorage(path.join(await tempDir(), "storage"));
+  const config: S3StorageConfig = {
+    provider: "aws",
+    bucket: `genstore-pipeline-${randomBytes(6).toString("hex")}`,
+    region: "us-east-1",
+    endpoint: inject("s3Endpoint"),
+    forcePathStyle: true,
+    checksums: "WHEN_REQUIRED",
+  };
+  const client = createS3Client(config, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+  await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
+  onTestFinished(() => client.destroy());
+  return createS3Storage(config, client, { partSize: 5 * MiB });
+}
+
+/** A prediction as Replicate sends it; `overrides` replace top-level fields. */
+export function makePrediction(overrides: Record<string, unknown> = {}): Prediction {
+  const parsed = parsePrediction({
+    id: `p${randomBytes(8).toString("hex")}`,
+    model: "black-forest-labs/flux-schnell",
+    version: "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
+    input: { prompt: "a red fox in snow" },
+    output: null,
+    error: null,
+    status: "succeeded",
+    created_at: "2026-11-20T10:00:00.000Z",
+    started_at: "2026-11-20T10:00:01.000Z",
+    completed_at: "2026-11-20T10:00:04.000Z",
+    metrics: { predict_time: 2.7, total_time: 4 },
+    ...overrides,
+  });
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return parsed.prediction;
+}
+
+/** Deps with fast retries (tests should not wait seconds for backoff). */
+export function pipelineDeps(db: Database, storage: Storage, outputHosts: string[], overrides: Partial<PipelineDeps> = {}): PipelineDeps {
+  return {
+    db,
+    storage,
+    config: { outputHosts, maxOutputBytes: 50 * MiB },
+    download: { baseDelayMs: 10, maxDelayMs: 2_000, headersTimeoutMs: 2_000, idleTimeoutMs: 1_000 },
+    ...overrides,
+  };
+}
