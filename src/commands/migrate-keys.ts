@@ -1,14 +1,84 @@
 import type { Command } from "commander";
+import type { Context } from "../app.ts";
+import { withContext } from "../app.ts";
 
-// Placeholder: being built. Replace this whole file.
-export function registerMigrateKeys(program: Command, _signal: AbortSignal): void {
+// `migrate-keys`: moves legacy storage keys into the context folders. The work is in
+// src/jobs/migrate-keys.ts; this file turns flags into its input and renders the result.
+
+export function registerMigrateKeys(program: Command, signal: AbortSignal): void {
   program
     .command("migrate-keys")
-    .description("Move legacy storage keys into the context folders (not built yet)")
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(async () => {
-      const { UserError, ExitCode } = await import("../errors.ts");
-      throw new UserError("genstore migrate-keys is not built yet.", { exitCode: ExitCode.usage });
-    });
+    .description("Move legacy storage keys into the context folders and update storageKeys (resumable, crash-safe)")
+    .option("--dry-run", "print the plan (old → new, counts per context, orphans, unknown keys); change nothing")
+    .option("--prefix <prefix>", "only keys under this prefix (e.g. generations/ or user_123/)")
+    .option("--orphans-to <context>", "move objects no row references into this context (generated | edited | upscaled | videos)")
+    .option("--concurrency <n>", "objects moved at once", "16")
+    .option("--keep-source", "copy and update rows, but leave the legacy objects in place")
+    .option("--json", "print one JSON document with the result (and the plan, with --dry-run) and nothing else")
+    .addHelpText(
+      "after",
+      `
+Each object is copied server-side, verified (size, and ETag when both are single-part),
+its row's storageKeys updated, and only then is the legacy key deleted. A journal
+(KeyMove table) records every step: after a crash or Ctrl-C, run the same command again.
+Legacy layouts: <userId>/<file>, generations/<userId>/<file>, uploads/[<userId>/]<file>,
+thumbnails|thumbs/<userId>/<file>. Anything else is reported as unknown, never guessed at.
+Only one run at a time per database: a second one exits with code 8.
+
+Examples:
+  $ genstore migrate-keys --dry-run
+  $ genstore migrate-keys --prefix generations/ --concurrency 32
+  $ genstore migrate-keys --orphans-to generated --keep-source --json`,
+    )
+    .action(withContext(migrateKeysAction, signal));
+}
+
+async function migrateKeysAction(options: Record<string, unknown>, context: Context): Promise<void> {
+  const [{ STORAGE_CONTEXTS }, job, { formatRate }, { PartialFailure }] = await Promise.all([
+    import("../core/operation.ts"),
+    import("../jobs/migrate-keys.ts"),
+    import("../ui/output.ts"),
+    import("../errors.ts"),
+  ]);
+  const input = await context.parse(options, (z) =>
+    z.object({
+      dryRun: z.boolean().optional(),
+      prefix: z.string().min(1).optional(),
+      orphansTo: z.enum(STORAGE_CONTEXTS).optional(),
+      concurrency: z.coerce.number().int("must be a whole number").min(1, "must be at least 1").max(1024, "must be at most 1024"),
+      keepSource: z.boolean().optional(),
+      json: z.boolean().optional(),
+    }),
+  );
+  const output = await context.output({ json: input.json });
+  context.throwIfInterrupted();
+  const [db, storage, config] = await Promise.all([context.database(), context.storage(), context.config()]);
+  const progress = await output.progress(input.dryRun ? "Planning…" : "Listing…");
+  // A dry run's plan can be a million lines: with --json it is streamed inside the one document.
+  let planned = 0;
+  if (input.json && input.dryRun) process.stdout.write('{\n  "plan": [');
+  try {
+    const result = await job.runMigrateKeys(
+      { ...input, countFirst: output.interactive && !input.dryRun },
+      {
+        db,
+        storage,
+        databaseConfig: config.database,
+        signal: context.signal,
+        onEvent: (event) => {
+          if (input.json && input.dryRun && event.type === "plan") process.stdout.write(`${planned++ === 0 ? "" : ","}\n    ${JSON.stringify(event)}`);
+          else if (input.dryRun || event.type === "failed" || event.plan.action !== "move") output.print(job.migrateKeysEventLine(event) ?? "");
+        },
+        onProgress: (p) => progress.update(`${input.dryRun ? "Planning" : "Moving"}: ${formatRate(p.examined, p.total, p.startedAt, "objects")}, ${p.moved.toLocaleString("en-US")} moved`),
+      },
+    );
+    progress.done();
+    if (input.json && input.dryRun) process.stdout.write(`\n  ],\n${JSON.stringify(result, null, 2).slice(2)}\n`);
+    else if (input.json) output.printJson(result);
+    else output.print(job.migrateKeysSummaryLine(result));
+    if (result.failed > 0) throw new PartialFailure(`${result.failed.toLocaleString("en-US")} object${result.failed === 1 ? "" : "s"} could not be moved (listed above); nothing of them was lost.`);
+  } catch (error) {
+    progress.fail();
+    throw error;
+  }
 }

@@ -232,8 +232,14 @@ export interface KeyMoveSummary {
 }
 
 export function summarizePlans(plans: readonly KeyMovePlan[]): KeyMoveSummary {
-  const summary: KeyMoveSummary = {
-    total: plans.length,
+  const summary = emptyKeyMoveSummary();
+  for (const plan of plans) countKeyMovePlan(summary, plan);
+  return summary;
+}
+
+export function emptyKeyMoveSummary(): KeyMoveSummary {
+  return {
+    total: 0,
     moves: 0,
     byContext: Object.fromEntries(STORAGE_CONTEXTS.map((c) => [c, 0])) as Record<StorageContext, number>,
     orphansMoved: 0,
@@ -241,14 +247,49 @@ export function summarizePlans(plans: readonly KeyMovePlan[]): KeyMoveSummary {
     unknown: 0,
     skipped: 0,
   };
-  for (const plan of plans) {
-    if (plan.action === "move") {
-      summary.moves++;
-      summary.byContext[plan.context]++;
-      if (plan.generationId === null) summary.orphansMoved++;
-    } else if (plan.action === "orphan") summary.orphans++;
-    else if (plan.action === "unknown") summary.unknown++;
-    else summary.skipped++;
-  }
-  return summary;
+}
+
+/** Adds one plan to a running summary (a listing of a million objects is never held at once). */
+export function countKeyMovePlan(summary: KeyMoveSummary, plan: KeyMovePlan): void {
+  summary.total++;
+  if (plan.action === "move") {
+    summary.moves++;
+    summary.byContext[plan.context]++;
+    if (plan.generationId === null) summary.orphansMoved++;
+  } else if (plan.action === "orphan") summary.orphans++;
+  else if (plan.action === "unknown") summary.unknown++;
+  else summary.skipped++;
+}
+
+// --- Verification and reporting helpers (migrate-keys' job uses these) -------------------
+
+export interface ObjectFingerprint {
+  size: number;
+  etag?: string | null;
+}
+
+/**
+ * Whether an ETag can be compared across a server-side copy: a plain MD5 (single-part
+ * object). A multipart ETag ("…-N") depends on the part sizes, and S3 may copy a large
+ * object in other parts, so two equal objects can have different multipart ETags.
+ */
+export function isComparableEtag(etag: string | null | undefined): etag is string {
+  return typeof etag === "string" && etag !== "" && !etag.includes("-");
+}
+
+/**
+ * The verification rule of a move: sizes equal, and ETags equal when both are comparable
+ * (single-part). With a multipart ETag on either side, size alone decides.
+ */
+export function sameObject(a: ObjectFingerprint, b: ObjectFingerprint): boolean {
+  if (a.size !== b.size) return false;
+  if (isComparableEtag(a.etag) && isComparableEtag(b.etag)) return a.etag === b.etag;
+  return true;
+}
+
+/** The context a move's target key belongs to (context layout, orphan folders, thumbnails). */
+export function contextOfTargetKey(key: string): StorageContext | undefined {
+  const parts = key.split("/");
+  const folder = parts[0] === THUMBNAIL_FOLDER ? parts[1] : parts[0];
+  return (STORAGE_CONTEXTS as readonly string[]).includes(folder ?? "") ? (folder as StorageContext) : undefined;
 }

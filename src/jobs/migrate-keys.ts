@@ -1,0 +1,575 @@
+import pLimit from "p-limit";
+import type { DatabaseConfig } from "../config.ts";
+import {
+  contextOfTargetKey,
+  countKeyMovePlan,
+  emptyKeyMoveSummary,
+  nextKeyMoveStep,
+  planKeyMove,
+  replaceStorageKey,
+  sameObject,
+  storageEntryKey,
+  type KeyMovePlan,
+  type KeyMoveStep,
+  type KeyMoveSummary,
+  type ObjectFingerprint,
+} from "../core/key-moves.ts";
+import { isContextKey, parseLegacyKey } from "../core/keys.ts";
+import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
+import type { Database } from "../db/client.ts";
+import { DatabaseError, ExitCode, Interrupted, StorageError, UserError } from "../errors.ts";
+import type { ObjectInfo, Storage } from "../storage/types.ts";
+import { JobLockBusy, acquireJobLock, type JobLock } from "./job-lock.ts";
+import * as journal from "./key-move-journal.ts";
+import type { JournalEntry } from "./key-move-journal.ts";
+
+// migrate-keys' orchestration: stream the listing page by page, find the rows that
+// reference each page's keys (one query per page), plan with src/core/key-moves.ts,
+// journal the moves, then move each object with bounded concurrency by the journal's
+// decision table (nextKeyMoveStep): copy server-side, verify, update the row and the
+// journal in one statement, and only then delete the source. Never prints: progress and
+// per-object events go through callbacks, and the result is returned.
+//
+// What a rerun relies on: every journal write happens after the storage action it
+// records, so the journal never claims more than what is true. An object listed again
+// continues from its journal entry; an entry whose source is no longer listed (the run
+// stopped between deleting the source and marking it done) is finished by a sweep of
+// the journal at the end of the run.
+
+export type MigrateKeysStep = "journal" | "copy" | "record" | "delete" | "done";
+
+export interface MigrateKeysInput {
+  /** Only keys under this prefix. */
+  prefix?: string;
+  /** Move unreferenced legacy objects into this context instead of leaving them. */
+  orphansTo?: StorageContext;
+  /** Objects moved at once (default 16). */
+  concurrency?: number;
+  dryRun?: boolean;
+  /** Copy and update rows, but never delete the legacy objects. */
+  keepSource?: boolean;
+  /** List once first to know the total (for an ETA). */
+  countFirst?: boolean;
+  /** Keys per listing page and per database lookup (default 1,000). */
+  batchSize?: number;
+}
+
+export type MigrateKeysEvent =
+  /** A decision about one listed object (keys already in the layout are not reported). */
+  | { type: "plan"; plan: KeyMovePlan; journalStep?: KeyMoveStep }
+  | { type: "failed"; sourceKey: string; targetKey?: string; reason: string };
+
+export interface MigrateKeysProgress {
+  /** Objects listed and dealt with so far. */
+  examined: number;
+  /** Objects under the prefix, when counted first. */
+  total?: number;
+  moved: number;
+  failed: number;
+  startedAt: number;
+}
+
+export interface MigrateKeysDeps {
+  db: Database;
+  storage: Storage;
+  /** How to reach the same database for the run's lock (a dry run takes none). */
+  databaseConfig: DatabaseConfig;
+  signal?: AbortSignal;
+  onStart?: (info: { total?: number; dryRun: boolean }) => void;
+  onProgress?: (progress: MigrateKeysProgress) => void;
+  onEvent?: (event: MigrateKeysEvent) => void;
+  /** Test hook: runs after each step of one object's move; a throw there stands for a crash. */
+  afterStep?: (step: MigrateKeysStep, sourceKey: string) => void | Promise<void>;
+}
+
+export interface MigrateKeysFailure {
+  sourceKey: string;
+  targetKey?: string;
+  reason: string;
+}
+
+export interface MigrateKeysResult {
+  dryRun: boolean;
+  keepSource: boolean;
+  prefix: string | null;
+  orphansTo: StorageContext | null;
+  provider: Storage["provider"];
+  bucket: string;
+  /** Objects listed. */
+  listed: number;
+  /** What was decided for the listed objects (keys in the layout count as skipped). */
+  plan: KeyMoveSummary;
+  /** Moves this run finished (copied, row updated, source deleted unless kept). */
+  moved: number;
+  /** Of moved: continued from an earlier run's journal. */
+  resumed: number;
+  /** Moves an earlier run had already finished (their source kept with --keep-source). */
+  alreadyDone: number;
+  failed: number;
+  /** The first failures, orphans and unknown keys (up to 100 each; the counts say how many). */
+  failures: MigrateKeysFailure[];
+  orphans: { sourceKey: string; reason?: string }[];
+  unknown: { sourceKey: string; reason: string }[];
+  durationMs: number;
+}
+
+export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_BATCH_SIZE = 1_000;
+const LISTED_SAMPLES = 100;
+
+export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysDeps): Promise<MigrateKeysResult> {
+  const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    throw new UserError(`Invalid concurrency: ${concurrency}.`, { hint: "Use a whole number from 1 to 1024." });
+  }
+  const batchSize = input.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
+  if (input.orphansTo !== undefined && !(STORAGE_CONTEXTS as readonly string[]).includes(input.orphansTo)) {
+    throw new UserError(`Unknown context for orphans: ${input.orphansTo}.`, { hint: `Use one of ${STORAGE_CONTEXTS.join(", ")}.` });
+  }
+  let lock: JobLock | undefined;
+  if (input.dryRun !== true) {
+    try {
+      lock = await acquireJobLock("migrate-keys", deps.db, deps.databaseConfig);
+    } catch (error) {
+      if (!(error instanceof JobLockBusy)) throw error;
+      throw new UserError(`Another genstore migrate-keys is already running on ${deps.db.describe}; this run changed nothing.`, {
+        exitCode: ExitCode.refused,
+        hint: "Wait for it to finish, or stop it (a stopped or crashed run releases its lock), then run again.",
+      });
+    }
+  }
+  try {
+    return await new MigrateKeysRun(input, deps, concurrency, batchSize, lock).run();
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** A move the journal's table refuses (a different object at the target, a row gone…). */
+class MoveConflict extends Error {}
+
+interface MoveWork {
+  entry: JournalEntry;
+  /** The source as listed, or as found by HEAD in the sweep; undefined when it is gone. */
+  source: ObjectFingerprint | undefined;
+  /** Journaled by this run (not continuing an earlier one). */
+  fresh: boolean;
+  /** The row's storageKeys as read with the listing page (saves a read in the common case). */
+  rowKeys?: unknown[];
+}
+
+class MigrateKeysRun {
+  private readonly summary = emptyKeyMoveSummary();
+  private readonly limit: ReturnType<typeof pLimit>;
+  private readonly startedAt = Date.now();
+  private readonly dryRun: boolean;
+  private readonly keepSource: boolean;
+  private listed = 0;
+  private examined = 0;
+  private moved = 0;
+  private resumed = 0;
+  private alreadyDone = 0;
+  private failed = 0;
+  private total: number | undefined;
+  private readonly failures: MigrateKeysFailure[] = [];
+  private readonly orphans: { sourceKey: string; reason?: string }[] = [];
+  private readonly unknown: { sourceKey: string; reason: string }[] = [];
+  /** The first error that must stop the run (a database failure, a crash hook…). */
+  private fatal: { error: unknown } | undefined;
+
+  constructor(
+    private readonly input: MigrateKeysInput,
+    private readonly deps: MigrateKeysDeps,
+    concurrency: number,
+    private readonly batchSize: number,
+    private readonly lock: JobLock | undefined,
+  ) {
+    this.limit = pLimit(concurrency);
+    this.dryRun = input.dryRun === true;
+    this.keepSource = input.keepSource === true;
+  }
+
+  async run(): Promise<MigrateKeysResult> {
+    const { storage, db } = this.deps;
+    // Journal rows this run writes get "updatedAt" ≥ runStart; older unfinished ones are swept at the end.
+    const runStart = this.dryRun ? undefined : await journal.databaseNow(db);
+    if (this.input.countFirst) {
+      let total = 0;
+      for await (const _ of storage.list(this.input.prefix, { pageSize: this.batchSize })) {
+        total++;
+        if (total % 1000 === 0 && this.shouldStop()) break;
+      }
+      this.total = total;
+    }
+    this.deps.onStart?.({ total: this.total, dryRun: this.dryRun });
+
+    // Two pages at most in flight: the next page is looked up while this one's objects
+    // move, and memory stays flat however long the listing.
+    let previous: Promise<void> | undefined;
+    for await (const page of pages(storage.list(this.input.prefix, { pageSize: this.batchSize }), this.batchSize)) {
+      if (this.shouldStop()) break;
+      const current = this.processPage(page);
+      if (previous) await previous;
+      previous = current;
+    }
+    await previous;
+    if (runStart !== undefined && !this.shouldStop()) await this.sweep(runStart);
+    this.throwIfStopped();
+    return this.result();
+  }
+
+  // --- one page of the listing ---------------------------------------------------------
+
+  /** Plans and moves one page; never rejects (a fatal error is kept in this.fatal). */
+  private async processPage(page: ObjectInfo[]): Promise<void> {
+    try {
+      const { db, storage } = this.deps;
+      this.listed += page.length;
+      const outside = page.filter((object) => {
+        if (!isContextKey(object.key)) return true;
+        this.count({ action: "skip", sourceKey: object.key, reason: "already in context layout" }, false);
+        return false;
+      });
+      const entries = await journal.readJournal(db, outside.map((o) => o.key));
+      const bySource = new Map(entries.map((e) => [e.sourceKey, e]));
+      const targets = new Set(entries.map((e) => e.targetKey));
+      const lookup = outside.filter((o) => !bySource.has(o.key) && !targets.has(o.key) && parseLegacyKey(o.key).pattern !== "unknown");
+      const rows = new Map<string, journal.ReferencingRow[]>();
+      for (const row of await journal.findReferencingRows(db, lookup.map((o) => o.key), { provider: storage.provider, bucket: storage.bucket })) {
+        rows.set(row.key, [...(rows.get(row.key) ?? []), row]);
+      }
+
+      const work: MoveWork[] = [];
+      const planned: { work: MoveWork; plan: Extract<KeyMovePlan, { action: "move" }> }[] = [];
+      for (const object of outside) {
+        const source = { size: object.size, etag: object.etag };
+        const entry = bySource.get(object.key);
+        if (entry !== undefined) {
+          this.count(planFromJournal(entry), true, entry.step);
+          work.push({ entry, source, fresh: false });
+          continue;
+        }
+        if (targets.has(object.key)) {
+          this.count({ action: "skip", sourceKey: object.key, reason: "already in context layout" }, false);
+          continue;
+        }
+        const referencing = rows.get(object.key) ?? [];
+        const plan: KeyMovePlan =
+          referencing.length > 1
+            ? { action: "unknown", sourceKey: object.key, reason: `referenced by ${referencing.length} generations (${referencing.map((r) => r.id).join(", ")}); left alone` }
+            : planKeyMove(object.key, referencing[0], { orphansTo: this.input.orphansTo });
+        this.count(plan, plan.action === "move");
+        if (plan.action === "move") {
+          const entry: JournalEntry = { sourceKey: plan.sourceKey, targetKey: plan.targetKey, generationId: plan.generationId, step: "planned", size: null, etag: null, error: null };
+          planned.push({ plan, work: { entry, source, fresh: true, rowKeys: referencing[0]?.storageKeys } });
+        }
+      }
+      this.progress();
+      if (this.dryRun) return;
+
+      const inserted = await journal.insertPlanned(db, planned.map(({ plan }) => plan));
+      for (const { plan, work: move } of planned) {
+        if (inserted.has(plan.sourceKey)) work.push(move);
+        else {
+          this.examined++;
+          this.fail({ sourceKey: plan.sourceKey, targetKey: plan.targetKey, reason: `another object's move already targets ${plan.targetKey}; left alone` });
+        }
+      }
+      await this.moveAll(work);
+    } catch (error) {
+      this.fatal ??= { error };
+    }
+  }
+
+  /** Moves a batch with the run's concurrency, then marks the finished ones done in one statement. */
+  private async moveAll(work: MoveWork[]): Promise<void> {
+    const done: string[] = [];
+    const results = await Promise.allSettled(work.map((move) => this.limit(() => this.moveOne(move, done))));
+    for (const result of results) if (result.status === "rejected") this.fatal ??= { error: result.reason };
+    await journal.markDone(this.deps.db, done);
+    for (const key of done) await this.hook("done", key);
+  }
+
+  private async moveOne(work: MoveWork, done: string[]): Promise<void> {
+    if (this.shouldStop()) return; // queued work is dropped once the run stops; the journal keeps it
+    const { sourceKey, targetKey } = work.entry;
+    try {
+      if (work.fresh) await this.hook("journal", sourceKey);
+      const outcome = await this.advance(work, done);
+      if (outcome === "already") this.alreadyDone++;
+      else {
+        this.moved++;
+        if (!work.fresh) this.resumed++;
+      }
+    } catch (error) {
+      if (!(error instanceof MoveConflict || error instanceof StorageError)) throw error;
+      this.fail({ sourceKey, targetKey, reason: error.message });
+      await journal.markFailed(this.deps.db, sourceKey, error.message);
+    } finally {
+      this.examined++;
+      this.progress();
+    }
+  }
+
+  /**
+   * One object through the decision table: observe, decide, act, until done. Facts are
+   * observed once (HEAD of the target, the row) and then kept up to date from what each
+   * action did, so a fresh move costs a HEAD, the copy, one statement and a delete.
+   */
+  private async advance(work: MoveWork, done: string[]): Promise<"moved" | "already"> {
+    const { storage } = this.deps;
+    const { sourceKey, targetKey, generationId } = work.entry;
+    let step = work.entry.step;
+    let source = work.source;
+    let target = fingerprint(await storage.head(targetKey));
+    let rowKeys = generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
+    if (generationId !== null && rowKeys === undefined && step !== "done") {
+      throw new MoveConflict(`generation ${generationId} no longer exists; ${sourceKey} is left where it is`);
+    }
+    // What the journal knows of the object once the source is gone (written with "recorded").
+    let journaled: ObjectFingerprint | undefined = work.entry.size !== null ? { size: work.entry.size, etag: work.entry.etag } : undefined;
+    let acted = false;
+    for (let round = 0; round < 8; round++) {
+      const reference = source ?? journaled;
+      const action = nextKeyMoveStep(step, {
+        sourceExists: source !== undefined,
+        targetExists: target !== undefined,
+        targetMatches: target !== undefined && reference !== undefined && sameObject(target, reference),
+        rowPointsAtTarget: rowKeys?.some((e) => storageEntryKey(e) === targetKey) ?? false,
+        rowPointsAtSource: rowKeys?.some((e) => storageEntryKey(e) === sourceKey) ?? false,
+        keepSource: this.keepSource,
+      });
+      if (typeof action === "object") throw new MoveConflict(`${action.conflict} (${targetKey})`);
+      switch (action) {
+        case "copy": {
+          const copied = await storage.copy(sourceKey, targetKey);
+          acted = true;
+          await this.hook("copy", sourceKey);
+          target = { size: copied.size, etag: copied.etag };
+          // The copy's response is the check; when it disagrees with the listing (the source
+          // was replaced meanwhile, or an ETag that cannot be compared), measure both again.
+          if (source === undefined || !sameObject(target, source)) {
+            [source, target] = await Promise.all([storage.head(sourceKey).then(fingerprint), storage.head(targetKey).then(fingerprint)]);
+          }
+          break;
+        }
+        case "verify":
+        case "record":
+          rowKeys = await this.record(work.entry, target!, rowKeys);
+          step = "recorded";
+          journaled = target;
+          acted = true;
+          await this.hook("record", sourceKey);
+          break;
+        case "delete-source":
+          await storage.delete(sourceKey);
+          source = undefined;
+          acted = true;
+          await this.hook("delete", sourceKey);
+          break;
+        case "done":
+          if (step !== "done") done.push(sourceKey);
+          return acted || step !== "done" ? "moved" : "already";
+      }
+    }
+    throw new MoveConflict(`the move of ${sourceKey} to ${targetKey} did not settle; run again`);
+  }
+
+  /**
+   * Points the row at the target and journals "recorded", in one statement. The row is
+   * compared-and-set: if the app changed it meanwhile, it is read again and the change
+   * applied on top. Returns the row's storageKeys as now stored.
+   */
+  private async record(entry: JournalEntry, target: ObjectFingerprint, known: unknown[] | undefined): Promise<unknown[] | undefined> {
+    const { db } = this.deps;
+    const move = { sourceKey: entry.sourceKey, size: target.size, etag: target.etag ?? "" };
+    if (entry.generationId === null) {
+      await journal.recordMove(db, move);
+      return undefined;
+    }
+    let keys = known;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      keys ??= await journal.readStorageKeys(db, entry.generationId);
+      if (keys === undefined) throw new MoveConflict(`generation ${entry.generationId} no longer exists; ${entry.sourceKey} is left where it is`);
+      const next = replaceStorageKey(keys, entry.sourceKey, { key: entry.targetKey, size: target.size, ...(target.etag ? { etag: target.etag } : {}) });
+      if (next === keys) {
+        if (keys.some((e) => storageEntryKey(e) === entry.targetKey)) {
+          await journal.recordMove(db, move);
+          return keys;
+        }
+        throw new MoveConflict(`generation ${entry.generationId} no longer lists ${entry.sourceKey}; the copy at ${entry.targetKey} is kept and the source left alone`);
+      }
+      if (await journal.recordMove(db, move, { generationId: entry.generationId, expected: keys, next })) return next;
+      keys = undefined; // changed meanwhile: read it again
+    }
+    throw new MoveConflict(`generation ${entry.generationId} kept changing while its storageKeys were being updated; run again`);
+  }
+
+  /**
+   * Journal entries left unfinished by an earlier run and not met in this listing: their
+   * source is gone (deleted just before that run stopped) or outside what was listed.
+   */
+  private async sweep(runStart: string): Promise<void> {
+    const { db, storage } = this.deps;
+    let after: string | undefined;
+    while (!this.shouldStop()) {
+      const entries = await journal.readStaleJournal(db, { before: runStart, prefix: this.input.prefix, after, limit: this.batchSize });
+      if (entries.length === 0) return;
+      after = entries.at(-1)!.sourceKey;
+      const work = await Promise.all(
+        entries.map((entry) => this.limit(async (): Promise<MoveWork> => ({ entry, source: fingerprint(await storage.head(entry.sourceKey)), fresh: false }))),
+      );
+      await this.moveAll(work);
+      if (this.fatal) return;
+    }
+  }
+
+  // --- bookkeeping -----------------------------------------------------------------------
+
+  private count(plan: KeyMovePlan, pending: boolean, journalStep?: KeyMoveStep): void {
+    countKeyMovePlan(this.summary, plan);
+    if (!pending) this.examined++;
+    if (plan.action === "skip") return;
+    if (plan.action === "orphan" && this.orphans.length < LISTED_SAMPLES) this.orphans.push({ sourceKey: plan.sourceKey, ...(plan.reason ? { reason: plan.reason } : {}) });
+    if (plan.action === "unknown" && this.unknown.length < LISTED_SAMPLES) this.unknown.push({ sourceKey: plan.sourceKey, reason: plan.reason });
+    if (this.dryRun && pending) this.examined++;
+    this.deps.onEvent?.({ type: "plan", plan, ...(journalStep ? { journalStep } : {}) });
+  }
+
+  private fail(failure: MigrateKeysFailure): void {
+    this.failed++;
+    if (this.failures.length < LISTED_SAMPLES) this.failures.push(failure);
+    this.deps.onEvent?.({ type: "failed", ...failure });
+  }
+
+  private progress(): void {
+    this.deps.onProgress?.({ examined: this.examined, total: this.total, moved: this.moved, failed: this.failed, startedAt: this.startedAt });
+  }
+
+  private async hook(step: MigrateKeysStep, sourceKey: string): Promise<void> {
+    await this.deps.afterStep?.(step, sourceKey);
+  }
+
+  private shouldStop(): boolean {
+    return this.fatal !== undefined || this.deps.signal?.aborted === true || this.lock?.lost.aborted === true;
+  }
+
+  private throwIfStopped(): void {
+    if (this.fatal) throw this.fatal.error;
+    if (this.lock?.lost.aborted) {
+      throw new DatabaseError(
+        `Lost the database connection that holds migrate-keys' lock after ${this.moved.toLocaleString("en-US")} moves; stopped.`,
+        "Check the database, then run the same command again: it continues from the journal.",
+      );
+    }
+    if (this.deps.signal?.aborted) {
+      throw new Interrupted(
+        `Interrupted after ${this.moved.toLocaleString("en-US")} moves (${this.failed.toLocaleString("en-US")} failed).`,
+        "Run the same command again: it continues from the journal, object by object.",
+      );
+    }
+  }
+
+  private result(): MigrateKeysResult {
+    const { storage } = this.deps;
+    return {
+      dryRun: this.dryRun,
+      keepSource: this.keepSource,
+      prefix: this.input.prefix ?? null,
+      orphansTo: this.input.orphansTo ?? null,
+      provider: storage.provider,
+      bucket: storage.bucket,
+      listed: this.listed,
+      plan: this.summary,
+      moved: this.moved,
+      resumed: this.resumed,
+      alreadyDone: this.alreadyDone,
+      failed: this.failed,
+      failures: this.failures,
+      orphans: this.orphans,
+      unknown: this.unknown,
+      durationMs: Date.now() - this.startedAt,
+    };
+  }
+}
+
+/** The plan a journal entry stands for (a move decided by an earlier run is kept as decided). */
+function planFromJournal(entry: JournalEntry): KeyMovePlan {
+  const legacy = parseLegacyKey(entry.sourceKey);
+  return {
+    action: "move",
+    sourceKey: entry.sourceKey,
+    targetKey: entry.targetKey,
+    context: contextOfTargetKey(entry.targetKey) ?? "generated",
+    kind: legacy.pattern !== "unknown" ? legacy.kind : entry.targetKey.startsWith("thumbnails/") ? "thumbnail" : "output",
+    generationId: entry.generationId,
+    index: null,
+  };
+}
+
+function fingerprint(info: ObjectInfo | undefined): ObjectFingerprint | undefined {
+  return info === undefined ? undefined : { size: info.size, etag: info.etag };
+}
+
+/** A listing in arrays of up to size objects. */
+async function* pages(objects: AsyncIterable<ObjectInfo>, size: number): AsyncGenerator<ObjectInfo[]> {
+  let page: ObjectInfo[] = [];
+  for await (const object of objects) {
+    page.push(object);
+    if (page.length >= size) {
+      yield page;
+      page = [];
+    }
+  }
+  if (page.length > 0) yield page;
+}
+
+/** "generated 3, edited 1" (contexts with moves only). */
+export function formatByContext(byContext: Record<string, number>): string {
+  return Object.entries(byContext)
+    .filter(([, n]) => n > 0)
+    .map(([context, n]) => `${context} ${n.toLocaleString("en-US")}`)
+    .join(", ");
+}
+
+/** The final line of a run, for people. */
+export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
+  const n = (value: number) => value.toLocaleString("en-US");
+  const plural = (value: number, word: string) => `${n(value)} ${word}${value === 1 ? "" : "s"}`;
+  const { plan } = result;
+  const left = [
+    plan.orphans > 0 ? `${plural(plan.orphans, "orphan")} left alone (no row references ${plan.orphans === 1 ? "it" : "them"}; --orphans-to <context> moves them)` : "",
+    plan.unknown > 0 ? `${plural(plan.unknown, "unknown key")} reported` : "",
+    plan.skipped > 0 ? `${n(plan.skipped)} already in the context layout` : "",
+  ].filter(Boolean);
+  const tail = left.length > 0 ? `; ${left.join("; ")}` : "";
+  if (result.dryRun) {
+    const moves = plan.moves === 0 ? "nothing to move" : `would move ${plural(plan.moves, "object")} (${formatByContext(plan.byContext)})`;
+    return `Dry run of ${plural(result.listed, "object")}: ${moves}${tail}. Nothing was changed.`;
+  }
+  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatByContext(plan.byContext)})` : ""}`;
+  const extra = [
+    result.resumed > 0 ? `${n(result.resumed)} continued from an earlier run` : "",
+    result.alreadyDone > 0 ? `${n(result.alreadyDone)} already moved earlier` : "",
+    result.keepSource ? "sources kept" : "",
+    result.failed > 0 ? `${n(result.failed)} failed` : "",
+  ].filter(Boolean);
+  return `${moved}${extra.length > 0 ? ` [${extra.join(", ")}]` : ""} out of ${plural(result.listed, "object")} listed${tail}.`;
+}
+
+/** One line for an event: "move  u1/a.png → generated/u1/g1_0.png", "orphan  …", "failed  …". */
+export function migrateKeysEventLine(event: MigrateKeysEvent): string | undefined {
+  if (event.type === "failed") return `failed   ${event.sourceKey}${event.targetKey ? ` → ${event.targetKey}` : ""}: ${event.reason}`;
+  const { plan } = event;
+  switch (plan.action) {
+    case "move":
+      return `move     ${plan.sourceKey} → ${plan.targetKey}${plan.generationId === null ? " (orphan)" : ""}${event.journalStep ? ` (journal: ${event.journalStep})` : ""}`;
+    case "orphan":
+      return `orphan   ${plan.sourceKey}${plan.reason ? ` (${plan.reason})` : " (no row references it)"}`;
+    case "unknown":
+      return `unknown  ${plan.sourceKey} (${plan.reason})`;
+    case "skip":
+      return undefined;
+  }
+}

@@ -1,0 +1,107 @@
+import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { buffer } from "node:stream/consumers";
+import { afterAll, inject, onTestFinished } from "vitest";
+import type { Database } from "../../src/db/client.ts";
+import { runMigrateKeys, type MigrateKeysDeps, type MigrateKeysInput } from "../../src/jobs/migrate-keys.ts";
+import { createLocalStorage } from "../../src/storage/local.ts";
+import { createS3Client, createS3Storage, type S3StorageConfig } from "../../src/storage/s3.ts";
+import type { Storage } from "../../src/storage/types.ts";
+import { createTestDatabase, type DatabaseKind } from "./db.ts";
+
+// A database and a storage (local folder or a fresh bucket on the test S3 server) for
+// migrate-keys tests, with helpers to seed legacy objects and rows and to snapshot both.
+
+export type ProviderKind = "local" | "s3";
+
+const clients: S3Client[] = [];
+afterAll(() => clients.forEach((client) => client.destroy()));
+
+export async function makeStorage(provider: ProviderKind): Promise<Storage> {
+  if (provider === "local") {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "genstore-migrate-keys-"));
+    onTestFinished(() => fs.rm(dir, { recursive: true, force: true }));
+    return createLocalStorage(path.join(dir, "storage"));
+  }
+  const config: S3StorageConfig = {
+    provider: "aws",
+    bucket: `genstore-mk-${randomBytes(6).toString("hex")}`,
+    region: "us-east-1",
+    endpoint: inject("s3Endpoint"),
+    forcePathStyle: true,
+    checksums: "WHEN_REQUIRED",
+  };
+  const client = createS3Client(config, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+  clients.push(client);
+  await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
+  return createS3Storage(config, client);
+}
+
+export interface Row {
+  id: string;
+  userId: string;
+  prompt: string;
+  operationType?: string | null;
+  storageKeys: unknown[];
+  storageProvider?: string | null;
+  storageBucket?: string | null;
+}
+
+export async function setup(kind: DatabaseKind, provider: ProviderKind) {
+  const { db, config } = await createTestDatabase(kind);
+  const storage = await makeStorage(provider);
+  const copies = new Map<string, number>();
+  // Counts server-side copies per source key, to check that reruns copy nothing twice.
+  const counted: Storage = {
+    provider: storage.provider,
+    bucket: storage.bucket,
+    put: (key, body, options) => storage.put(key, body, options),
+    copy: (source, target) => {
+      copies.set(source, (copies.get(source) ?? 0) + 1);
+      return storage.copy(source, target);
+    },
+    head: (key) => storage.head(key),
+    get: (key) => storage.get(key),
+    delete: (key) => storage.delete(key),
+    list: (prefix, options) => storage.list(prefix, options),
+    check: () => storage.check(),
+    close: () => storage.close(),
+  };
+  const run = (input: MigrateKeysInput = {}, extra: Partial<MigrateKeysDeps> = {}) =>
+    runMigrateKeys(input, { db, storage: counted, databaseConfig: config, ...extra });
+  return { db, config, storage, copies, run };
+}
+
+export async function putObjects(storage: Storage, keys: string[]): Promise<void> {
+  await Promise.all(keys.map((key) => storage.put(key, Buffer.from(`body of ${key}`))));
+}
+
+export async function insertRows(db: Database, rows: Row[]): Promise<void> {
+  for (const row of rows) {
+    await db.prisma.generation.create({
+      data: { status: "succeeded", operationType: null, ...row, storageKeys: row.storageKeys as never },
+    });
+  }
+}
+
+/** Every key in storage with its body. */
+export async function bucketContents(storage: Storage): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  for await (const object of storage.list()) result[object.key] = (await buffer(await storage.get(object.key))).toString();
+  return result;
+}
+
+/** Every row's storageKeys by id, and the journal. */
+export async function databaseContents(db: Database) {
+  const rows = await db.prisma.generation.findMany({ orderBy: { id: "asc" }, select: { id: true, storageKeys: true, updatedAt: true } });
+  const journal = await db.prisma.keyMove.findMany({ orderBy: { sourceKey: "asc" } });
+  const cursors = await db.prisma.jobCursor.findMany();
+  return { rows, journal, cursors };
+}
+
+export function keysOf(storageKeys: unknown): string[] {
+  return (storageKeys as unknown[]).map((entry) => (typeof entry === "string" ? entry : (entry as { key: string }).key));
+}
