@@ -107,7 +107,7 @@ interface Target {
 
 export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promise<RecoverResult> {
   const startedAt = Date.now();
-  const mode = checkInput(input);
+  const mode = checkRecoverInput(input);
   const dryRun = input.dryRun === true;
   const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
   const signal = deps.signal ?? deps.pipeline.signal;
@@ -250,7 +250,7 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
 }
 
 /** Refuses contradictory or unsafe input before anything is fetched. */
-function checkInput(input: RecoverInput): RecoverMode {
+export function checkRecoverInput(input: RecoverInput): RecoverMode {
   const ids = input.ids ?? [];
   const chosen = [ids.length > 0 && "prediction ids", input.pending && "--pending", input.since && "--since"].filter(Boolean);
   if (chosen.length === 0) {
