@@ -150,6 +150,30 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     expect(await db.prisma.jobCursor.count()).toBe(0);
   });
 
+  it("resumes a relative --since (52m) under the same cursor, with the time the first run resolved", async () => {
+    const { db } = await createTestDatabase(kind);
+    const now = Date.now();
+    await db.prisma.generation.createMany({
+      data: Array.from({ length: 10 }, (_, i) => ({ id: `r${String(i).padStart(2, "0")}`, userId: "u", prompt: `p ${i}`, createdAt: new Date(now - (60 - i * 5) * 60_000) })),
+    });
+    const { parseDateInput } = await import("../src/core/dates.ts");
+    const firstSince = parseDateInput("52m", new Date(now))!;
+    const controller = new AbortController();
+    const first = runBackfill({ batchSize: 3, since: firstSince, sinceText: "52m" }, { db, signal: controller.signal, onProgress: () => controller.abort() });
+    await expect(first).rejects.toBeInstanceOf(Interrupted);
+    const name = backfillCursorName({ sinceText: "52m" });
+    expect(name).toBe(backfillCursorName({ sinceText: "52m", since: new Date(0) }));
+    expect(await db.prisma.jobCursor.findUnique({ where: { name } })).toMatchObject({ cursor: "r04", data: { since: firstSince.toISOString() } });
+
+    // Twenty minutes later "52m" means a later time; the rerun still finishes the first run's scope.
+    const later = parseDateInput("52m", new Date(now + 20 * 60_000))!;
+    const second = await runBackfill({ batchSize: 3, since: later, sinceText: "52m" }, { db });
+    expect(second).toMatchObject({ resumedFrom: "r04", total: 5, updated: 5, filters: { since: firstSince.toISOString() } });
+    const missing = await db.prisma.generation.findMany({ where: { operationType: null }, select: { id: true }, orderBy: { id: "asc" } });
+    expect(missing.map((r) => r.id)).toEqual(["r00", "r01"]);
+    expect(await db.prisma.jobCursor.count()).toBe(0);
+  });
+
   it("resumes a --force run after its cursor instead of rewriting from the start", async () => {
     const db = await tenRows();
     const controller = new AbortController();

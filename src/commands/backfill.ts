@@ -12,6 +12,12 @@ import type { Database } from "../db/client.ts";
 export interface BackfillInput {
   userId?: string;
   since?: Date;
+  /**
+   * --since as typed. A duration (7d) resolves to a different time on every run, so the
+   * cursor is named by this text instead, and the time resolved by the run that saved the
+   * cursor is kept in it and reused when resuming.
+   */
+  sinceText?: string;
   /** Rewrite every row in scope from its prompt, even rows that already have operationType. */
   force?: boolean;
   dryRun?: boolean;
@@ -63,8 +69,14 @@ export interface BackfillResult {
 export const DEFAULT_BATCH_SIZE = 10_000;
 
 /** The JobCursor name for a run: stable for the same filters and --force. */
-export function backfillCursorName(input: Pick<BackfillInput, "userId" | "since" | "force">): string {
-  return `backfill:${JSON.stringify({ force: input.force === true, userId: input.userId ?? null, since: input.since?.toISOString() ?? null })}`;
+export function backfillCursorName(input: Pick<BackfillInput, "userId" | "since" | "sinceText" | "force">): string {
+  const since = isRelativeSince(input.sinceText) ? input.sinceText!.trim() : (input.since?.toISOString() ?? null);
+  return `backfill:${JSON.stringify({ force: input.force === true, userId: input.userId ?? null, since })}`;
+}
+
+/** A --since that is a duration back from now (24h, 7d) rather than a date. */
+function isRelativeSince(text: string | undefined): boolean {
+  return text !== undefined && /^\d+\s*[smhdw]$/.test(text.trim());
 }
 
 export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Promise<BackfillResult> {
@@ -77,6 +89,11 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   const batchSize = input.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
   const cursorName = backfillCursorName(input);
+  const [saved] = await db.query<{ cursor: string | null; data: unknown }>(`SELECT "cursor", "data" FROM "JobCursor" WHERE "name" = $1`, cursorName);
+  const resumedFrom = saved?.cursor ?? undefined;
+  // Resuming a relative --since: the time the first run resolved, not "7 days before now".
+  const savedSince = (typeof saved?.data === "string" ? JSON.parse(saved.data) : saved?.data) as { since?: unknown } | undefined;
+  const since = isRelativeSince(input.sinceText) && typeof savedSince?.since === "string" ? new Date(savedSince.since) : input.since;
 
   // The scope: the filters, and (without --force) only rows that lack operationType.
   const scope = (params: unknown[], alias = "") => {
@@ -88,13 +105,11 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
     const where: string[] = [];
     if (!force) where.push(`${col("operationType")} IS NULL`);
     if (input.userId !== undefined) where.push(`${col("userId")} = ${param(input.userId)}`);
-    if (input.since !== undefined) where.push(`${col("createdAt")} >= ${param(input.since.toISOString())}::timestamp`);
+    if (since !== undefined) where.push(`${col("createdAt")} >= ${param(since.toISOString())}::timestamp`);
     return { where, param };
   };
   const whereSql = (where: string[]) => (where.length > 0 ? `WHERE ${where.join(" AND ")}` : "");
 
-  const [saved] = await db.query<{ cursor: string | null }>(`SELECT "cursor" FROM "JobCursor" WHERE "name" = $1`, cursorName);
-  const resumedFrom = saved?.cursor ?? undefined;
 
   let disagreements: number | undefined;
   if (force) {
@@ -106,7 +121,7 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   }
 
   const byOperation: Record<string, number> = Object.fromEntries(OPERATION_TYPES.map((o) => [o, 0]));
-  const filters = { userId: input.userId, since: input.since?.toISOString() };
+  const filters = { userId: input.userId, since: since?.toISOString() };
   const result = (updated: number, batches: number, total: number): BackfillResult => ({
     dryRun,
     force,
@@ -166,6 +181,7 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
     if (cursor !== undefined) where.push(`"id" > ${param(cursor)}`);
     const limit = param(batchSize);
     const name = param(cursorName);
+    const data = param(JSON.stringify(since !== undefined ? { since: since.toISOString() } : {}));
     // Without --force the UPDATE re-checks "operationType" IS NULL, so a row written
     // concurrently by the app between the SELECT and the UPDATE is left alone.
     const recheck = force ? "" : ` AND g."operationType" IS NULL`;
@@ -182,7 +198,7 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
         RETURNING g."operationType"
       ), saved AS (
         INSERT INTO "JobCursor" ("name", "cursor", "data", "updatedAt")
-        SELECT ${name}::text, max("id"), '{}'::jsonb, CURRENT_TIMESTAMP FROM batch HAVING count(*) > 0
+        SELECT ${name}::text, max("id"), ${data}::jsonb, CURRENT_TIMESTAMP FROM batch HAVING count(*) > 0
         ON CONFLICT ("name") DO UPDATE SET "cursor" = EXCLUDED."cursor", "updatedAt" = EXCLUDED."updatedAt"
         RETURNING 1
       )
@@ -273,7 +289,14 @@ async function backfillAction(options: Record<string, unknown>, context: Context
   const progress = await output.progress(input.dryRun ? "Counting rows…" : "Backfilling…");
   try {
     const result = await runBackfill(
-      { userId: input.user, since: input.since === undefined ? undefined : parseDateInput(input.since), force: input.force, dryRun: input.dryRun, batchSize: input.batchSize },
+      {
+        userId: input.user,
+        since: input.since === undefined ? undefined : parseDateInput(input.since),
+        sinceText: input.since,
+        force: input.force,
+        dryRun: input.dryRun,
+        batchSize: input.batchSize,
+      },
       {
         db,
         signal: context.signal,

@@ -14,7 +14,7 @@ export function registerMigrateKeys(program: Command, signal: AbortSignal): void
     .option("--orphans-to <context>", "move objects no row references into this context (generated | edited | upscaled | videos)")
     .option("--concurrency <n>", "objects moved at once", "16")
     .option("--keep-source", "copy and update rows, but leave the legacy objects in place")
-    .option("--json", "print one JSON document with the result (and the plan, with --dry-run) and nothing else")
+    .option("--json", "print one JSON document with the result (and every decision, with --dry-run) and nothing else")
     .addHelpText(
       "after",
       `
@@ -56,7 +56,7 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
   const progress = await output.progress(input.dryRun ? "Planning…" : "Listing…");
   // A dry run's plan can be a million lines: with --json it is streamed inside the one document.
   let planned = 0;
-  if (input.json && input.dryRun) process.stdout.write('{\n  "plan": [');
+  if (input.json && input.dryRun) process.stdout.write('{\n  "decisions": [');
   try {
     const result = await job.runMigrateKeys(
       { ...input, countFirst: output.interactive && !input.dryRun },
@@ -66,7 +66,7 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
         databaseConfig: config.database,
         signal: context.signal,
         onEvent: (event) => {
-          if (input.json && input.dryRun && event.type === "plan") process.stdout.write(`${planned++ === 0 ? "" : ","}\n    ${JSON.stringify(event)}`);
+          if (input.json && input.dryRun && event.type === "plan") process.stdout.write(`${planned++ === 0 ? "" : ","}\n    ${JSON.stringify({ ...event.plan, ...(event.journalStep ? { journalStep: event.journalStep } : {}) })}`);
           else if (input.dryRun || event.type === "failed" || event.plan.action !== "move") output.print(job.migrateKeysEventLine(event) ?? "");
         },
         onProgress: (p) => progress.update(`${input.dryRun ? "Planning" : "Moving"}: ${formatRate(p.examined, p.total, p.startedAt, "objects")}, ${p.moved.toLocaleString("en-US")} moved`),

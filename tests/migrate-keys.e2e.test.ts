@@ -1,0 +1,128 @@
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { PGlite } from "@electric-sql/pglite";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { createLocalStorage } from "../src/storage/local.ts";
+import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
+import { createTestDatabase, databaseUrlFor, pgliteTemplate } from "./support/db.ts";
+import { bucketContents, insertRows, putObjects, type Row } from "./support/migrate-keys-fixtures.ts";
+
+// genstore migrate-keys through the real binary, as an operator runs it.
+
+const bin = path.resolve("bin/genstore");
+const run = promisify(execFile);
+
+async function genstore(args: string[], env: Record<string, string> = {}) {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...clean, NO_COLOR: "1", ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const rows: Row[] = [
+  { id: "g1", userId: "u1", prompt: "a fox", storageKeys: ["u1/a.png", "thumbnails/u1/a.webp"] },
+  { id: "g2", userId: "u2", prompt: "[EDITED] a fox", storageKeys: [{ key: "generations/u2/b.jpg", kind: "output" }] },
+];
+const objects = ["u1/a.png", "thumbnails/u1/a.webp", "generations/u2/b.jpg", "u9/lost.png", "a/b/c/d.png"];
+
+/** A GENSTORE_HOME with an embedded database holding rows and a local storage holding objects. */
+async function home() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-home-"));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const pglite = await PGlite.create({ dataDir: path.join(dir, "db"), loadDataDir: await pgliteTemplate() });
+  const { databaseFromPGlite } = await import("../src/db/client.ts");
+  const db = await databaseFromPGlite(pglite, "e2e");
+  await insertRows(db, rows);
+  await db.close();
+  const storage = createLocalStorage(path.join(dir, "storage"));
+  await putObjects(storage, objects);
+  return { dir, storage };
+}
+
+// Several runs of the binary per test, on two cores shared with other suites.
+describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
+  it("prints the plan with --dry-run and changes nothing, then moves with --json", async () => {
+    const { dir, storage } = await home();
+    const before = await bucketContents(storage);
+
+    const dry = await genstore(["migrate-keys", "--dry-run"], { GENSTORE_HOME: dir });
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain("move     u1/a.png → generated/u1/g1_0.png");
+    expect(dry.stdout).toContain("move     generations/u2/b.jpg → edited/u2/g2_0.jpg");
+    expect(dry.stdout).toContain("orphan   u9/lost.png (no row references it)");
+    expect(dry.stdout).toContain("unknown  a/b/c/d.png (matches no known legacy layout)");
+    expect(dry.stdout).toContain("Dry run of 5 objects: would move 3 objects (generated 2, edited 1)");
+    expect(await bucketContents(storage)).toEqual(before);
+
+    const dryJson = await genstore(["migrate-keys", "--dry-run", "--json"], { GENSTORE_HOME: dir });
+    expect(dryJson.code).toBe(0);
+    const plan = JSON.parse(dryJson.stdout);
+    expect(plan).toMatchObject({ dryRun: true, listed: 5, plan: { moves: 3, orphans: 1, unknown: 1 } });
+    expect(plan.decisions).toHaveLength(5);
+    expect(plan.decisions).toContainEqual({ action: "move", sourceKey: "u1/a.png", targetKey: "generated/u1/g1_0.png", context: "generated", kind: "output", generationId: "g1", index: 0 });
+    expect(plan.decisions).toContainEqual({ action: "orphan", sourceKey: "u9/lost.png", pattern: "user-flat" });
+
+    const real = await genstore(["migrate-keys", "--json"], { GENSTORE_HOME: dir });
+    expect(real.code).toBe(0);
+    expect(real.stderr).toBe("");
+    expect(JSON.parse(real.stdout)).toMatchObject({ dryRun: false, moved: 3, failed: 0, orphans: [{ sourceKey: "u9/lost.png" }] });
+    expect(Object.keys(await bucketContents(storage)).sort()).toEqual(
+      ["a/b/c/d.png", "edited/u2/g2_0.jpg", "generated/u1/g1_0.png", "thumbnails/generated/u1/g1_0.webp", "u9/lost.png"].sort(),
+    );
+    const listed = JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout) as { id: string; storageKeys: { key: string }[] }[];
+    expect(Object.fromEntries(listed.map((r) => [r.id, r.storageKeys.map((e) => e.key)]))).toEqual({
+      g1: ["generated/u1/g1_0.png", "thumbnails/generated/u1/g1_0.webp"],
+      g2: ["edited/u2/g2_0.jpg"],
+    });
+
+    const again = await genstore(["migrate-keys"], { GENSTORE_HOME: dir });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("Moved 0 objects out of 5 objects listed");
+  });
+
+  it("answers a bad flag with one line and exit code 2, and a failed move with exit code 7", async () => {
+    const { dir, storage } = await home();
+    const bad = await genstore(["migrate-keys", "--orphans-to", "elsewhere"], { GENSTORE_HOME: dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("Invalid option: --orphans-to");
+
+    await storage.put("edited/u2/g2_0.jpg", Buffer.from("another object"));
+    const partial = await genstore(["migrate-keys"], { GENSTORE_HOME: dir });
+    expect(partial.code).toBe(7);
+    expect(partial.stdout).toContain("failed   generations/u2/b.jpg → edited/u2/g2_0.jpg: the target exists with different content");
+    expect(partial.stderr).toContain("1 object could not be moved");
+  });
+
+  it.runIf(process.env.TEST_DATABASE_URL)("moves on PostgreSQL and the S3 server", async () => {
+    const { config, db } = await createTestDatabase("postgres");
+    await insertRows(db, rows);
+    const s3: S3StorageConfig = { provider: "aws", bucket: `genstore-mk-${randomBytes(6).toString("hex")}`, region: "us-east-1", endpoint: inject("s3Endpoint"), forcePathStyle: true, checksums: "WHEN_REQUIRED" };
+    const client = createS3Client(s3, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    onTestFinished(() => client.destroy());
+    await client.send(new CreateBucketCommand({ Bucket: s3.bucket }));
+    const storage = createS3Storage(s3, client);
+    await putObjects(storage, objects);
+    const env = {
+      DATABASE_URL: databaseUrlFor(config)!,
+      GENSTORE_STORAGE: "aws",
+      S3_BUCKET: s3.bucket,
+      AWS_ENDPOINT_URL_S3: s3.endpoint!,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+      AWS_REGION: "us-east-1",
+    };
+    const result = await genstore(["migrate-keys", "--json", "--concurrency", "4"], env);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ provider: "aws", moved: 3, failed: 0 });
+    expect(Object.keys(await bucketContents(storage))).toContain("edited/u2/g2_0.jpg");
+  });
+});
