@@ -83,9 +83,8 @@ function stateLabel(item: RecoverItem, output: Output): string {
 
 function where(item: RecoverItem): string {
   if (item.message && (isFailedState(item.state) || item.state === "skipped")) return item.message;
-  const key = item.stored[0] ?? item.alreadyStored[0];
+  const keys = [...item.stored, ...item.alreadyStored];
+  const key = keys.find((k) => !k.startsWith("thumbnails/")) ?? keys[0];
   if (!key) return item.state === "pending" ? "nothing yet" : "-";
-  const folder = key.slice(0, key.lastIndexOf("/") + 1);
-  const n = item.stored.length + item.alreadyStored.length;
-  return n > 1 ? `${folder} (${n} files)` : key;
+  return keys.length > 1 ? `${key} (+${keys.length - 1} more)` : key;
 }
