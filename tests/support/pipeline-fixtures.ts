@@ -12,6 +12,7 @@ import type { PipelineDeps } from "../../src/pipeline/types.ts";
 import { createLocalStorage } from "../../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig } from "../../src/storage/s3.ts";
 import type { Storage } from "../../src/storage/types.ts";
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./db.ts";
 
 export type StorageKind = "local" | "aws";
 export const storageKinds: StorageKind[] = ["local", "aws"];
@@ -70,4 +71,28 @@ export function pipelineDeps(db: Database, storage: Storage, outputHosts: string
     download: { baseDelayMs: 10, maxDelayMs: 2_000, headersTimeoutMs: 2_000, idleTimeoutMs: 1_000 },
     ...overrides,
   };
+}
+
+const shared = new Map<DatabaseKind, Promise<Awaited<ReturnType<typeof createTestDatabase>>>>();
+
+/**
+ * One database per kind for a whole test file, emptied (TRUNCATE "Generation") at each call:
+ * loading a PGlite template for every test costs about a second; this costs milliseconds.
+ * The file must call dropSharedDatabases in afterAll.
+ */
+export async function sharedTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
+  let entry = shared.get(kind);
+  if (!entry) {
+    entry = createTestDatabase(kind, { cleanup: "manual" });
+    shared.set(kind, entry);
+  }
+  const database = await entry;
+  await database.db.query(`TRUNCATE "Generation"`);
+  return database;
+}
+
+export async function dropSharedDatabases(): Promise<void> {
+  const all = [...shared.values()];
+  shared.clear();
+  await Promise.all(all.map(async (entry) => (await entry).drop()));
 }
