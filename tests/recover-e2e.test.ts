@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -230,6 +230,36 @@ describe("genstore recover (the binary)", () => {
     const missing = await genstore(["recover", "abc"], { GENSTORE_HOME: env.GENSTORE_HOME });
     expect(missing.code).toBe(3);
     expect(missing.stderr).toContain("Missing configuration: REPLICATE_API_TOKEN.");
+  });
+
+  it("--pending --watch stops cleanly on Ctrl-C with exit code 130 and shows where it was", async () => {
+    const { api } = await servers();
+    api.add(fakePrediction({ id: "run1", status: "processing", output: null }));
+    const dir = await home();
+    const pglite = await PGlite.create({ dataDir: path.join(dir, "db") });
+    await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`);
+    await pglite.close();
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
+    const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "30s"], {
+      env: { ...clean, NO_COLOR: "1", GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    onTestFinished(() => void child.kill("SIGKILL"));
+    for (let i = 0; i < 300 && api.polls("run1") === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(api.polls("run1")).toBe(1);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const signalled = Date.now();
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(Date.now() - signalled).toBeLessThan(10_000);
+    expect(stdout).toMatch(/run1\s+│ processing │ still running/);
+    expect(stdout).toContain("1 prediction: 1 still running.");
+    expect(stderr).toContain("error: Interrupted.");
+    expect(stderr).not.toMatch(/\n\s+at /);
   });
 
   it.runIf(databaseKinds.includes("postgres"))("recovers into PostgreSQL through the binary", async () => {
