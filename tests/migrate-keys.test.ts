@@ -203,6 +203,15 @@ describe(`migrate-keys after a crash (${crashKind}, ${crashProvider})`, () => {
     expect(entry).toMatchObject({ step: "planned", error: expect.stringMatching(/different content/) });
   });
 
+  it("uses a target that already holds the same bytes without copying again", async () => {
+    const env = await seeded(crashKind, crashProvider);
+    await env.storage.put("edited/u2/g2_0.jpg", Buffer.from(body("generations/u2/b.jpg")));
+    const result = await env.run();
+    expect(result).toMatchObject({ moved: 7, failed: 0 });
+    await expectConsistent(env);
+    expect(env.copies.get("generations/u2/b.jpg")).toBeUndefined();
+  });
+
   it("leaves alone a key two rows reference, and a key whose row names another bucket", async () => {
     const env = await setup(crashKind as never, crashProvider);
     await putObjects(env.storage, ["u1/shared.png", "u1/elsewhere.png"]);

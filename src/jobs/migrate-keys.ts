@@ -19,6 +19,7 @@ import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { DatabaseError, ExitCode, Interrupted, StorageError, UserError } from "../errors.ts";
 import type { ObjectInfo, Storage } from "../storage/types.ts";
+import { findExistingTargets } from "./existing-targets.ts";
 import { JobLockBusy, acquireJobLock, type JobLock } from "./job-lock.ts";
 import * as journal from "./key-move-journal.ts";
 import type { JournalEntry } from "./key-move-journal.ts";
@@ -157,6 +158,8 @@ interface MoveWork {
   fresh: boolean;
   /** The row's storageKeys as read with the listing page (saves a read in the common case). */
   rowKeys?: unknown[];
+  /** The target as found by listing its folder: null when absent, undefined when unknown (HEAD it). */
+  target?: ObjectFingerprint | null;
 }
 
 class MigrateKeysRun {
@@ -269,8 +272,13 @@ class MigrateKeysRun {
       if (this.dryRun) return;
 
       const inserted = await journal.insertPlanned(db, planned.map(({ plan }) => plan));
+      const existing = await findExistingTargets(
+        storage,
+        planned.filter(({ plan }) => inserted.has(plan.sourceKey)).map(({ plan }) => plan.targetKey),
+        this.limit,
+      );
       for (const { plan, work: move } of planned) {
-        if (inserted.has(plan.sourceKey)) work.push(move);
+        if (inserted.has(plan.sourceKey)) work.push({ ...move, target: existing.get(plan.targetKey) });
         else {
           this.examined++;
           this.fail({ sourceKey: plan.sourceKey, targetKey: plan.targetKey, reason: `another object's move already targets ${plan.targetKey}; left alone` });
@@ -314,15 +322,16 @@ class MigrateKeysRun {
 
   /**
    * One object through the decision table: observe, decide, act, until done. Facts are
-   * observed once (HEAD of the target, the row) and then kept up to date from what each
-   * action did, so a fresh move costs a HEAD, the copy, one statement and a delete.
+   * observed once (the target, from a listing of its folder or a HEAD; the row) and then
+   * kept up to date from what each action did, so a fresh move costs the copy, one
+   * statement and a delete, plus a share of a LIST.
    */
   private async advance(work: MoveWork, done: string[]): Promise<"moved" | "already"> {
     const { storage } = this.deps;
     const { sourceKey, targetKey, generationId } = work.entry;
     let step = work.entry.step;
     let source = work.source;
-    let target = fingerprint(await storage.head(targetKey));
+    let target = work.target !== undefined ? (work.target ?? undefined) : fingerprint(await storage.head(targetKey));
     let rowKeys = generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
     if (generationId !== null && rowKeys === undefined && step !== "done") {
       throw new MoveConflict(`generation ${generationId} no longer exists; ${sourceKey} is left where it is`);
