@@ -133,6 +133,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
       ["orph1", "planned"],
       ["orph2", "planned"],
     ]);
+    expect(dry.items[1]!.planned).toEqual([expect.stringMatching(/^edited\/u9\/\w+_0\.png$/), expect.stringMatching(/^thumbnails\/edited\/u9\//)]);
     expect(await files(root)).toEqual([]);
     expect(await db.prisma.generation.count()).toBe(1);
 

@@ -43,7 +43,7 @@ export function renderRecover(result: RecoverResult, output: Output): void {
     output.print(
       renderTable(
         ["prediction", "status", "result", "user", "files", "stored in / reason"],
-        result.items.map((item) => [item.predictionId, item.status ?? "-", stateLabel(item, output), item.userId ?? "-", String(item.stored.length + item.alreadyStored.length), where(item)]),
+        result.items.map((item) => [item.predictionId, item.status ?? "-", stateLabel(item, output), item.userId ?? "-", String(item.stored.length + item.planned.length + item.alreadyStored.length), where(item)]),
         output,
       ),
     );
@@ -75,7 +75,8 @@ export function recoverError(result: RecoverResult): UserError | undefined {
 }
 
 function stateLabel(item: RecoverItem, output: Output): string {
-  const label = item.state === "unchanged" ? "already stored" : item.state === "pending" ? "still running" : item.state;
+  const planned = item.outcome === "created" ? "would create" : "would update";
+  const label = item.state === "unchanged" ? "already stored" : item.state === "pending" ? "still running" : item.state === "planned" ? planned : item.state;
   if (isFailedState(item.state)) return output.color.red(label);
   if (item.state === "stored" || item.state === "unchanged") return output.color.green(label);
   return label;
@@ -83,7 +84,7 @@ function stateLabel(item: RecoverItem, output: Output): string {
 
 function where(item: RecoverItem): string {
   if (item.message && (isFailedState(item.state) || item.state === "skipped")) return item.message;
-  const keys = [...item.stored, ...item.alreadyStored];
+  const keys = [...item.stored, ...item.planned, ...item.alreadyStored];
   const key = keys.find((k) => !k.startsWith("thumbnails/")) ?? keys[0];
   if (!key) return item.state === "pending" ? "nothing yet" : "-";
   return keys.length > 1 ? `${key} (+${keys.length - 1} more)` : key;

@@ -65,8 +65,10 @@ export interface RecoverItem {
   generationId?: string;
   userId?: string;
   outcome?: IngestResult["outcome"];
-  /** Keys written by this run (with dryRun: planned, as ingest reports them). */
+  /** Keys written by this run. */
   stored: string[];
+  /** --dry-run: keys a real run would write. */
+  planned: string[];
   alreadyStored: string[];
   expired: Array<{ index: number; url: string }>;
   warnings: string[];
@@ -296,6 +298,7 @@ function applyResult(item: RecoverItem, prediction: Prediction, result: IngestRe
   item.rowStatus = result.status;
   item.outcome = result.outcome;
   item.stored = result.stored.map((s) => s.key);
+  item.planned = (result.planned ?? []).map((p) => p.key);
   item.alreadyStored = result.alreadyStored;
   item.expired = result.expired;
   item.warnings = result.warnings;
@@ -306,7 +309,7 @@ function applyResult(item: RecoverItem, prediction: Prediction, result: IngestRe
     item.state = "expired";
     item.message = `${n} output${n === 1 ? "" : "s"} of ${prediction.id} ${n === 1 ? "is" : "are"} gone (404/410: Replicate deletes API outputs about an hour after completion); the row is kept and marked.`;
     item.hint = "Run the prediction again on Replicate if the output is needed.";
-  } else if (result.dryRun) item.state = "planned";
+  } else if (result.dryRun) item.state = result.outcome === "unchanged" ? "unchanged" : "planned";
   else if (needsAnotherPoll(prediction.status)) item.state = "pending";
   else item.state = result.outcome === "unchanged" ? "unchanged" : "stored";
 }
@@ -337,7 +340,7 @@ function classify(error: unknown): Verdict {
 }
 
 function blankItem(predictionId: string, via: Arrival): RecoverItem {
-  return { predictionId, via, state: "skipped", stored: [], alreadyStored: [], expired: [], warnings: [], fetches: 0 };
+  return { predictionId, via, state: "skipped", stored: [], planned: [], alreadyStored: [], expired: [], warnings: [], fetches: 0 };
 }
 
 /** Runs worker over items, at most `limit` at a time, taking no new item once stop() says so. */
