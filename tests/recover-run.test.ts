@@ -191,12 +191,13 @@ describe("runRecover with prediction ids", () => {
 });
 
 describe("runRecover --pending", () => {
-  it("polls every starting/processing row with a replicateId, via poll, and counts the rest", async () => {
+  it("polls every starting/processing row with a replicateId, via poll, counts the rest, refuses a bad stored id", async () => {
     const { api, db, calls, run, events } = await setup();
     await addRow(db, "g1", "aaa", "processing");
     await addRow(db, "g2", "bbb", "starting");
     await addRow(db, "g3", "ccc", "succeeded");
     await addRow(db, "g4", null, "processing");
+    await addRow(db, "g5", "../etc", "processing");
     api.add(fakePrediction({ id: "aaa" }), fakePrediction({ id: "bbb", status: "processing" }), fakePrediction({ id: "ccc" }));
     const result = await run({ pending: true });
     expect(calls.map((c) => [c.prediction.id, c.via]).sort()).toEqual([
@@ -204,9 +205,11 @@ describe("runRecover --pending", () => {
       ["bbb", "poll"],
     ]);
     expect(result.withoutReplicateId).toBe(1);
-    expect(events[0]).toEqual({ type: "start", mode: "pending", total: 2, withoutReplicateId: 1 });
-    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({ aaa: "stored", bbb: "pending" });
-    expect(result.exitCode).toBe(0);
+    expect(events[0]).toEqual({ type: "start", mode: "pending", total: 3, withoutReplicateId: 1 });
+    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({ aaa: "stored", bbb: "pending", "../etc": "refused" });
+    expect(result.items.find((i) => i.predictionId === "../etc")!.message).toBe('Refusing prediction id "../etc": it may only contain lowercase letters and digits; nothing was fetched.');
+    expect(api.requests.some((r) => r.path.includes("etc"))).toBe(false);
+    expect(result.exitCode).toBe(7);
   });
 });
 

@@ -128,6 +128,9 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     items.set(target.id, item);
     item.via = target.via;
     try {
+      // Ids from rows or from a listing are checked like the operator's: never put in a URL unchecked.
+      const problem = predictionIdProblem(target.id);
+      if (problem) return setFailure(item, "refused", `Refusing prediction id ${JSON.stringify(target.id)}: it ${problem}; nothing was fetched.`, "Fix the row's replicateId.");
       let prediction = target.prediction;
       target.prediction = undefined;
       if (!prediction) {
