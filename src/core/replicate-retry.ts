@@ -1,7 +1,8 @@
 // When genstore asks the Replicate API again and how long it waits first: exponential
 // backoff with jitter, Retry-After honoured, and an overall bound so a throttled run ends
 // with a clear message instead of waiting forever. Pure: the caller sleeps and fetches.
-// (Output downloads have their own rules in retry.ts.)
+// Retry-After is read by parseRetryAfter in retry.ts (one rule for downloads and the API);
+// output downloads have their own backoff there.
 
 export interface RetryPolicy {
   /** Attempts in all, the first one included. */
@@ -29,21 +30,6 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
 /** 429 and every 5xx are worth another try; any other status is the answer. */
 export function isRetryableStatus(status: number): boolean {
   return status === 429 || (status >= 500 && status <= 599);
-}
-
-/**
- * Retry-After as milliseconds from now: delay-seconds ("120") or an HTTP date
- * ("Wed, 21 Oct 2026 07:28:00 GMT"); a date in the past is 0. Anything else is undefined.
- */
-export function parseRetryAfter(value: string | null | undefined, now: number): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // Only an HTTP date (IMF-fixdate and the two obsolete forms all name a weekday or month).
-  if (!/[A-Za-z]{3}/.test(text)) return undefined;
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - now);
 }
 
 /**

@@ -3,7 +3,8 @@ import type { Config } from "../config.ts";
 import { requireReplicateToken } from "../config.ts";
 import { parsePrediction, type Prediction } from "../core/prediction.ts";
 import { predictionsSince } from "../core/recover-plan.ts";
-import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableStatus, parseRetryAfter, type AttemptOutcome, type RetryPolicy } from "../core/replicate-retry.ts";
+import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableStatus, type AttemptOutcome, type RetryPolicy } from "../core/replicate-retry.ts";
+import { parseRetryAfter } from "../core/retry.ts";
 import { badResponse, rateLimited, ReplicateError, unauthorized, unavailable, unknownPrediction, unreachable } from "./errors.ts";
 
 // The Replicate API as genstore uses it, over the `replicate` package (1.4).
