@@ -148,7 +148,7 @@ describe("mergeStorageKeys", () => {
     ["skips a key given twice", [], [entry("a"), entry("a")], [entry("a")]],
     ["keeps entries without a key", [{ legacy: true }], [entry("a")], [{ legacy: true }, entry("a")]],
   ] as const)("%s", (_, existing, added, expected) => {
-    expect(mergeStorageKeys(existing as unknown[], added as StorageKeyEntry[])).toEqual(expected);
+    expect(mergeStorageKeys(existing as readonly unknown[], added as readonly StorageKeyEntry[])).toEqual(expected);
   });
 });
 
