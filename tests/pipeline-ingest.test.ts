@@ -83,6 +83,16 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
         userIdSource: "webhook-query",
       });
     });
+    it("stores nothing at the key when the download breaks off, and keeps the row in processing", async () => {
+      const { db, storage, server, deps } = await setup(kind, storageKind);
+      const prediction = makePrediction({ output: [server.url("/short/6000000/2000000/out.mp4")], input: { prompt: "[VIDEO] x" } });
+      const error = await ingest(deps, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(OutputUnavailableError);
+      expect((error as Error).message).toMatch(/broke off after|connection closed after|instead of the 6000000 announced/);
+      expect(await keysIn(storage)).toEqual([]);
+      const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+      expect(row).toMatchObject({ status: "processing", storageKeys: [] });
+    });
   });
 
   it("stores a video as videos/<userId>/<id>.mp4 without a thumbnail", async () => {
