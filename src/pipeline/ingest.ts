@@ -37,83 +37,118 @@ import type { IngestRequest, IngestResult, PipelineDeps, StoredObject } from "./
 const OUTPUT_CONCURRENCY = 3;
 
 export async function ingestPrediction(deps: PipelineDeps, request: IngestRequest): Promise<IngestResult> {
+  const located = await locateRow(deps, request);
+  let { row, plan } = located;
+  const { warnings, adoptId, placement } = located;
+  if (request.dryRun) return dryRunResult(request.prediction, plan, warnings);
+  const ctx: Context = { deps, request, policy: downloadPolicy(deps), placement };
+  const target = { replicateId: request.prediction.id, adoptId, newId: plan.id };
+
+  let created = false;
+  let changed = false;
+  if (plan.toStore.length > 0 && (row === null || row.replicateId === null)) {
+    // The row first (in processing), so that its id, and so every key, is fixed before any upload.
+    const claim = await writeRow(deps.db, target, (current) =>
+      current !== null && current.replicateId !== null ? null : mergeGeneration(current, deliveryOf(ctx, plan, { status: "processing" })),
+    );
+    ({ created, changed, row } = claim);
+    plan = mustPlan(request, row, located.newId);
+  }
+
+  const outputs = await storeOutputs(ctx, plan);
+  warnings.push(...outputs.warnings);
+  const delivery = deliveryOf(ctx, plan, outputs.run);
+  // A delivery that changes nothing (a duplicate, a stale one) skips the lock altogether.
+  if (row === null || outputs.touched || mergeGeneration(row, delivery) !== null) {
+    const write = await writeRow(deps.db, target, (current) => mergeGeneration(current, delivery));
+    created ||= write.created;
+    changed ||= write.changed;
+    row = write.row;
+  }
+
+  if (outputs.failure !== undefined) throw outputs.failure;
+  if (outputs.lasting !== undefined) throw outputs.lasting;
+  return {
+    predictionId: request.prediction.id,
+    generationId: row.id,
+    userId: row.userId,
+    status: row.status as Status,
+    outcome: created ? "created" : changed ? "updated" : "unchanged",
+    stored: outputs.written,
+    alreadyStored: [...plan.alreadyStored.map((a) => a.key), ...outputs.found],
+    expired: outputs.expired,
+    warnings,
+    dryRun: false,
+  };
+}
+
+/** Step 1-2: the row (by replicateId, or the query's generationId for a row without a prediction) and the plan. */
+async function locateRow(deps: PipelineDeps, request: IngestRequest) {
   const { prediction } = request;
   const warnings: string[] = [];
-  const query = request.query ?? {};
-  const hints = userIdHints(prediction, query);
-  const idHint = generationIdHint(query);
+  const idHint = generationIdHint(request.query ?? {});
   if (idHint && !idHint.accepted) warnings.push(`Ignored the webhook query's generationId ${JSON.stringify(idHint.value)}: it ${idHint.reason}.`);
   let queryId = idHint?.accepted ? idHint.generationId : null;
 
-  let { row } = await findRow(deps.db, prediction.id, queryId);
+  const { row } = await findRow(deps.db, prediction.id, queryId);
   if (queryId !== null && row === null && (await idTaken(deps.db, queryId))) {
     warnings.push(`Ignored the webhook query's generationId ${queryId}: that row belongs to another prediction.`);
     queryId = null;
   }
   const newId = row === null && queryId !== null ? queryId : newGenerationId();
-  const adoptId = row === null || row.replicateId === null ? queryId : null;
-  let plan = mustPlan(prediction, row, hints, request.user, newId);
+  const plan = mustPlan(request, row, newId);
   warnings.push(...plan.warnings, ...plan.ignoredHints.map((h) => `Ignored ${h.hint.source} ${h.hint.field}: ${h.why}.`));
+  return {
+    row,
+    plan,
+    newId,
+    warnings,
+    adoptId: row === null || row.replicateId === null ? queryId : null,
+    placement: placementOf(plan, queryId !== null && queryId === plan.id),
+  };
+}
 
-  const ctx: Context = { deps, request, policy: downloadPolicy(deps), placement: placementOf(plan, queryId === plan.id) };
-  if (request.dryRun) return dryRunResult(prediction, plan, warnings);
+interface OutputsRun {
+  run: Parameters<typeof deliveryOf>[2];
+  /** Anything to record (stored, found, failed): the row must be written. */
+  touched: boolean;
+  written: StoredObject[];
+  /** Keys found already in storage (a concurrent or crashed earlier delivery stored them). */
+  found: string[];
+  expired: IngestResult["expired"];
+  warnings: string[];
+  /** The first retryable failure: thrown after the row is written. */
+  failure?: unknown;
+  /** The first lasting problem other than an expired output: thrown after the row is written. */
+  lasting?: OutputError;
+}
 
-  let created = false;
-  let changed = false;
-  if (plan.toStore.length > 0 && (row === null || row.replicateId === null)) {
-    const claim = await writeRow(deps.db, { replicateId: prediction.id, adoptId, newId: plan.id }, (current) =>
-      current !== null && current.replicateId !== null ? null : mergeGeneration(current, deliveryOf(ctx, plan, { status: "processing" })),
-    );
-    created = claim.created;
-    changed = claim.changed;
-    row = claim.row;
-    plan = mustPlan(prediction, row, hints, request.user, newId);
-  }
-
+/** Step 4: every planned output (and thumbnail), a few at a time; per-output failures are collected. */
+async function storeOutputs(ctx: Context, plan: IngestPlan): Promise<OutputsRun> {
   const outcomes = await mapLimit(plan.toStore, OUTPUT_CONCURRENCY, (item) => storeOutput(ctx, item));
   const stored = outcomes.flatMap((o) => o.entries);
   const problems = outcomes.flatMap((o) => (o.problem ? [o.problem] : []));
   const failures = outcomes.flatMap((o) => (o.failure !== undefined ? [o.failure] : []));
-  for (const o of outcomes) warnings.push(...o.warnings);
   const expired = problems.filter((p) => p.problem === "expired");
-  for (const p of expired) warnings.push(`Output ${p.index} of ${prediction.id} has expired (${p.url}): the row is kept and marked.`);
-
-  const delivery = deliveryOf(ctx, plan, {
-    status: failures.length > 0 && prediction.status === "succeeded" ? "processing" : prediction.status,
-    stored,
-    storedIndexes: outcomes.filter((o) => o.outputPresent).map((o) => o.index),
-    problems,
-    retryError: failures.length > 0 ? `${describe(failures[0])} (will be retried)` : null,
-  });
-  // A delivery that changes nothing (a duplicate, a stale one) skips the lock altogether.
-  const needsWrite = row === null || stored.length > 0 || problems.length > 0 || failures.length > 0 || mergeGeneration(row, delivery) !== null;
-  if (needsWrite) {
-    const write = await writeRow(deps.db, { replicateId: prediction.id, adoptId, newId: plan.id }, (current) => mergeGeneration(current, delivery));
-    created ||= write.created;
-    changed ||= write.changed;
-    row = write.row;
-  }
-  const finalRow = row!;
-
-  const retryable = failures[0];
-  if (retryable !== undefined) throw retryable;
-  const lasting = problems.find((p) => p.problem !== "expired");
-  if (lasting) throw outcomes.find((o) => o.problem === lasting)!.error!;
-
+  const warnings = outcomes.flatMap((o) => o.warnings);
+  for (const p of expired) warnings.push(`Output ${p.index} of ${ctx.request.prediction.id} has expired (${p.url}): the row is kept and marked.`);
+  const succeeded = ctx.request.prediction.status === "succeeded";
   return {
-    predictionId: prediction.id,
-    generationId: finalRow.id,
-    userId: finalRow.userId,
-    status: finalRow.status as Status,
-    outcome: created ? "created" : changed ? "updated" : "unchanged",
-    stored: outcomes.flatMap((o) => o.written),
-    alreadyStored: [
-      ...plan.alreadyStored.map((a) => a.key),
-      ...outcomes.flatMap((o) => o.entries.filter((e) => !o.written.some((w) => w.key === e.key)).map((e) => e.key)),
-    ],
+    run: {
+      // Outputs still to fetch keep the row short of succeeded, so it is retried (recover --pending).
+      status: failures.length > 0 && succeeded ? "processing" : ctx.request.prediction.status,
+      stored,
+      storedIndexes: outcomes.filter((o) => o.outputPresent).map((o) => o.index),
+      problems,
+      retryError: failures.length > 0 ? `${describe(failures[0])} (will be retried)` : null,
+    },
+    touched: stored.length > 0 || problems.length > 0 || failures.length > 0,
+    written: outcomes.flatMap((o) => o.written),
+    found: outcomes.flatMap((o) => o.entries.filter((e) => !o.written.some((w) => w.key === e.key)).map((e) => e.key)),
     expired: expired.map((p) => ({ index: p.index, url: p.url })),
     warnings,
-    dryRun: false,
+    failure: failures[0],
+    lasting: outcomes.find((o) => o.error !== undefined && o.problem?.problem !== "expired")?.error,
   };
 }
 
@@ -128,12 +163,14 @@ function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
   return { ...deps.download, allowedHosts: deps.config.outputHosts, maxBytes: deps.config.maxOutputBytes };
 }
 
-function mustPlan(prediction: Prediction, row: GenerationRow | null, hints: ReturnType<typeof userIdHints>, user: string | undefined, newId: string): IngestPlan {
+/** planIngest, or the refusal as an IngestRefusedError (exit code refused). */
+function mustPlan(request: IngestRequest, row: GenerationRow | null, newId: string): IngestPlan {
+  const { prediction } = request;
   const plan = planIngest({
     prediction,
     row: row && { ...row, storageKeys: row.storageKeys as ExistingRow["storageKeys"] },
-    hints,
-    fallbackUserId: user ?? null,
+    hints: userIdHints(prediction, request.query ?? {}),
+    fallbackUserId: request.user ?? null,
     newId,
   });
   if (!plan.ok) throw new IngestRefusedError(prediction.id, plan.reason.replace(/^prediction \S+ /, ""));
