@@ -1,0 +1,39 @@
+// Turns a queued delivery into an ingestion-pipeline call, and its result into the words
+// of the delivery's log line.
+import { parsePrediction } from "../core/prediction.ts";
+import type { IngestRequest, IngestResult, PipelineDeps } from "../pipeline/types.ts";
+import type { DeliveryProcessor } from "./worker.ts";
+
+export type IngestFunction = (deps: PipelineDeps, request: IngestRequest) => Promise<IngestResult>;
+
+export function createIngestProcessor(ingest: IngestFunction, deps: PipelineDeps, options: { user?: string } = {}): DeliveryProcessor {
+  return async (delivery) => {
+    const parsed = parsePrediction(delivery.body);
+    // The receiver checked this before queueing; a row written by an older version might not pass.
+    if (!parsed.ok) throw new Error(`the stored body is ${parsed.reason}`);
+    const result = await ingest(deps, { prediction: parsed.prediction, via: "webhook", query: delivery.params, user: options.user });
+    return `${parsed.prediction.status} ${describeIngestResult(result)}`;
+  };
+}
+
+/** "→ stored 2 objects (1 output, 1 thumbnail)", "→ unchanged (already stored)", … */
+export function describeIngestResult(result: IngestResult): string {
+  const parts: string[] = [];
+  const outputs = result.stored.filter((o) => o.kind === "output").length;
+  const thumbnails = result.stored.length - outputs;
+  if (result.stored.length > 0) {
+    const detail = thumbnails > 0 ? ` (${plural(outputs, "output")}, ${plural(thumbnails, "thumbnail")})` : "";
+    parts.push(`stored ${plural(result.stored.length, "object")}${detail}`);
+  } else if (result.outcome === "unchanged") {
+    parts.push(result.alreadyStored.length > 0 ? `unchanged (${plural(result.alreadyStored.length, "object")} already stored)` : "unchanged");
+  } else {
+    parts.push(`row ${result.outcome}, status ${result.status}`);
+  }
+  if (result.expired.length > 0) parts.push(`${plural(result.expired.length, "output")} expired (the file is gone)`);
+  if (result.warnings.length > 0) parts.push(`warning: ${result.warnings[0]}${result.warnings.length > 1 ? ` (+${result.warnings.length - 1} more)` : ""}`);
+  return `→ ${parts.join("; ")} [generation ${result.generationId}, user ${result.userId}]`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
