@@ -176,7 +176,8 @@ async function home(): Promise<string> {
   return dir;
 }
 
-describe("genstore recover (the binary)", () => {
+// Each binary run starts Node, opens the database and migrates it: seconds each on a busy machine.
+describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
   it("exits 0 when all are stored, 7 with one unknown id among good ones, 6 for a refused token, 8 for an unsafe id", async () => {
     const { api, files: out } = await servers();
     addPredictions(api, out);
