@@ -226,6 +226,13 @@ describe("openDownload: answers, retries and limits", () => {
     expect(error.message).toMatch(/no data for 0\.3 s after 1000 bytes/);
   });
 
+  it("does not time out while the reader is slow (backpressure is not a stalled server)", async () => {
+    const s = await server();
+    const download = await openDownload(s.url("/bytes/5000000/a.bin"), policy(s.hostEntry, { idleTimeoutMs: 200 }));
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect((await buffer(download.body)).length).toBe(5_000_000);
+  });
+
   it("reports a body cut short (fewer bytes than Content-Length)", async () => {
     const s = await server();
     const download = await openDownload(s.url("/short/5000/1000/a.bin"), policy(s.hostEntry));

@@ -233,11 +233,20 @@ function checkedLookup(url: string, matchedEntry: string, p: Policy): net.Lookup
   }) as net.LookupFunction;
 }
 
-/** The response body, counted against maxBytes, with an idle timeout; errors are OutputErrors. */
+/**
+ * The response body, counted against maxBytes, with an idle timeout; errors are OutputErrors.
+ * The idle timeout counts only time spent waiting for the server: while the reader is slow
+ * (an upload part in flight, backpressure), the body is paused on purpose and no timer runs out.
+ */
 function countedBody(url: string, request: http.ClientRequest, response: http.IncomingMessage, p: Policy, signal?: AbortSignal): Readable {
   let received = 0;
+  const idle = setTimeout(function onIdle() {
+    if (counter.writableNeedDrain || counter.readableLength >= counter.readableHighWaterMark) return void idle.refresh();
+    counter.destroy(new OutputUnavailableError(url, `no data for ${p.idleTimeoutMs / 1000} s after ${received} bytes`));
+  }, p.idleTimeoutMs);
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      idle.refresh();
       received += chunk.length;
       if (received > p.maxBytes) callback(new OutputTooLargeError(url, p.maxBytes, "more"));
       else callback(null, chunk);
@@ -245,18 +254,16 @@ function countedBody(url: string, request: http.ClientRequest, response: http.In
   });
   const onAbort = () => counter.destroy(signal!.reason as Error);
   signal?.addEventListener("abort", onAbort, { once: true });
-  request.setTimeout(p.idleTimeoutMs, () => {
-    counter.destroy(new OutputUnavailableError(url, `no data for ${p.idleTimeoutMs / 1000} s after ${received} bytes`));
-  });
   pipeline(response, counter, (error) => {
+    clearTimeout(idle);
     signal?.removeEventListener("abort", onAbort);
-    request.setTimeout(0);
     if (!error) return;
     request.destroy();
     // A premature close of the response (server hung up mid-body) reaches the reader as
     // an OutputError; an error the reader caused (it destroyed the body) needs no report.
     if (!counter.destroyed) counter.destroy(asBodyError(url, error, received));
   });
+  counter.once("close", () => clearTimeout(idle));
   response.once("aborted", () => counter.destroy(new OutputUnavailableError(url, `the connection closed after ${received} bytes`)));
   return counter;
 }
