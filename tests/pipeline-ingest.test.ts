@@ -235,6 +235,17 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(row.metadata).toMatchObject({ userIdSource: "existing-row", generationIdSource: "webhook-query" });
   });
 
+  it("does not reuse a query generationId that belongs to another prediction's row", async () => {
+    const { db, deps, server } = await setup(kind);
+    await db.prisma.generation.create({ data: { id: "gen_taken", userId: "bob", prompt: "x", status: "succeeded", replicateId: "p_other" } });
+    const prediction = makePrediction({ output: [server.url("/png/a.png")] });
+    const result = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_taken" } });
+    expect(result.generationId).not.toBe("gen_taken");
+    expect(result.userId).toBe("alice");
+    expect(result.warnings).toContain("Ignored the webhook query's generationId gen_taken: that row belongs to another prediction.");
+    expect(await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_taken" } })).toMatchObject({ userId: "bob", replicateId: "p_other" });
+  });
+
   it("never moves a row that has its prediction: the query's userId and generationId are ignored", async () => {
     const { db, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png")], input: { prompt: "[EDITED] a fox" } });
