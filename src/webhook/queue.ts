@@ -70,8 +70,11 @@ export interface DeliveryQueue {
   renew(delivery: Pick<ClaimedDelivery, "id" | "attempt">, leaseMs: number): Promise<boolean>;
   /** Marks a claimed delivery done; false when the claim was lost meanwhile. */
   complete(delivery: Pick<ClaimedDelivery, "id" | "attempt">): Promise<boolean>;
-  /** Records a failed attempt: back to pending after a backoff, or failed after the last attempt. */
-  fail(delivery: Pick<ClaimedDelivery, "id" | "attempt">, error: string): Promise<FailOutcome>;
+  /**
+   * Records a failed attempt: back to pending after a backoff, or failed after the last
+   * attempt, or at once when `final` (an error that no retry can fix).
+   */
+  fail(delivery: Pick<ClaimedDelivery, "id" | "attempt">, error: string, options?: { final?: boolean }): Promise<FailOutcome>;
   /**
    * Marks failed the deliveries whose lease expired after their last attempt (a worker died
    * on them every time: retrying forever could crash every receiver in turn).
@@ -147,8 +150,8 @@ export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPo
       return rows.length > 0;
     },
 
-    async fail(delivery, error) {
-      const last = delivery.attempt >= policy.maxAttempts;
+    async fail(delivery, error, options = {}) {
+      const last = options.final === true || delivery.attempt >= policy.maxAttempts;
       const delayMs = last ? 0 : policy.backoffMs(delivery.attempt);
       const rows = await db.query<{ lockedUntil: Date | string | null }>(
         `UPDATE "WebhookDelivery"

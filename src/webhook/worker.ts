@@ -113,12 +113,15 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       try {
         summary = await options.process({ ...delivery, params: searchParamsFrom(delivery.query) });
       } catch (error) {
-        const outcome = await queue.fail(delivery, message(error));
+        // The pipeline's errors say whether a later attempt can succeed (an expired or refused output cannot).
+        const final = (error as { retryable?: unknown } | null)?.retryable === false;
+        const outcome = await queue.fail(delivery, message(error), { final });
         if (outcome.state === "retry") {
           const seconds = Math.round((outcome.retryAt!.getTime() - Date.now()) / 1000);
           log(`200 ${who} → attempt ${delivery.attempt} failed, retrying in ${seconds}s: ${message(error)}`, "warn");
         } else if (outcome.state === "failed") {
-          log(`200 ${who} → failed after ${delivery.attempt} attempts: ${message(error)}`, "error");
+          const after = final ? "not retried" : `after ${delivery.attempt} attempts`;
+          log(`200 ${who} → failed (${after}): ${message(error)}`, "error");
         } else {
           log(`200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`, "warn");
         }

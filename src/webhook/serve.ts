@@ -1,0 +1,77 @@
+// `serve-webhook` without the CLI: the HTTP receiver and the worker on one database, until
+// the signal aborts; then stop accepting, finish what is in flight, and return.
+import type { Config } from "../config.ts";
+import type { Database } from "../db/client.ts";
+import type { Storage } from "../storage/types.ts";
+import { createIngestProcessor, type IngestFunction } from "./process.ts";
+import { createDeliveryQueue, DEFAULT_RETRY_POLICY, type RetryPolicy } from "./queue.ts";
+import { WEBHOOK_PATH } from "./receive.ts";
+import { createWebhookServer, type ServerLogLevel } from "./server.ts";
+import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
+
+export interface ServeWebhookInput {
+  port: number;
+  host: string;
+  /** Deliveries ingested at the same time. */
+  concurrency: number;
+  /** The userId for an orphan prediction that carries none (query string or input). */
+  user?: string;
+  /** Required unless insecureNoVerify. */
+  secret?: string;
+  insecureNoVerify?: boolean;
+  /** Claim lease (renewed while working); a crashed receiver's work is retried after it. */
+  leaseMs?: number;
+  pollIntervalMs?: number;
+  retry?: RetryPolicy;
+}
+
+export interface ServeWebhookDeps {
+  db: Database;
+  storage: Storage;
+  config: Pick<Config, "outputHosts" | "maxOutputBytes">;
+  ingest: IngestFunction;
+  signal: AbortSignal;
+  log: (line: string, level: ServerLogLevel) => void;
+  onListening?: (info: { url: string; webhookUrl: string }) => void;
+  /** Replaces the pipeline (tests and benchmarks). */
+  process?: DeliveryProcessor;
+}
+
+export interface ServeWebhookResult {
+  /** Deliveries still pending or processing at exit (done by the next receiver to start). */
+  pending: number;
+}
+
+export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
+  const queue = createDeliveryQueue(deps.db, input.retry ?? DEFAULT_RETRY_POLICY);
+  const worker = createDeliveryWorker({
+    queue,
+    concurrency: input.concurrency,
+    leaseMs: input.leaseMs,
+    pollIntervalMs: input.pollIntervalMs,
+    // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
+    process: deps.process ?? createIngestProcessor(deps.ingest, { db: deps.db, storage: deps.storage, config: deps.config }, { user: input.user }),
+    log: deps.log,
+  });
+  const server = createWebhookServer({
+    queue,
+    secret: input.secret,
+    insecureNoVerify: input.insecureNoVerify,
+    onAccepted: () => worker.wake(),
+    log: deps.log,
+  });
+
+  const url = await server.listen(input.port, input.host);
+  worker.start();
+  deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
+
+  await new Promise<void>((resolve) => {
+    if (deps.signal.aborted) return resolve();
+    deps.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
+  await server.close();
+  await worker.stop();
+  const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
+  return { pending: counts.pending + counts.processing };
+}
