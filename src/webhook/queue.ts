@@ -66,6 +66,11 @@ export interface DeliveryQueue {
    * lease (a crashed worker's), oldest first, skipping rows another worker is claiming.
    */
   claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]>;
+  /**
+   * Claims one delivery by id when nobody holds it (pending, even before its backoff is
+   * over, or processing with an expired lease): a redelivery is a good moment to retry.
+   */
+  claimById(id: string, leaseMs: number): Promise<ClaimedDelivery | undefined>;
   /** Extends a claim's lease; false when the claim was lost (its lease expired and another worker took it). */
   renew(delivery: Pick<ClaimedDelivery, "id" | "attempt">, leaseMs: number): Promise<boolean>;
   /** Marks a claimed delivery done; false when the claim was lost meanwhile. */
@@ -101,7 +106,7 @@ export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPo
 
     async claim(limit, leaseMs) {
       if (limit <= 0) return [];
-      const rows = await db.query<{ id: string; predictionId: string; body: unknown; query: unknown; attempts: number; receivedAt: Date | string }>(
+      const rows = await db.query<ClaimRow>(
         `UPDATE "WebhookDelivery"
             SET state = 'processing', attempts = attempts + 1,
                 "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
@@ -117,16 +122,23 @@ export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPo
         leaseMs,
         policy.maxAttempts,
       );
-      return rows
-        .map((row) => ({
-          id: row.id,
-          predictionId: row.predictionId,
-          body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
-          query: (typeof row.query === "string" ? JSON.parse(row.query) : row.query ?? {}) as StoredQuery,
-          attempt: Number(row.attempts),
-          receivedAt: row.receivedAt instanceof Date ? row.receivedAt : new Date(row.receivedAt),
-        }))
-        .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
+      return rows.map(claimedFrom).sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
+    },
+
+    async claimById(id, leaseMs) {
+      const rows = await db.query<ClaimRow>(
+        `UPDATE "WebhookDelivery"
+            SET state = 'processing', attempts = attempts + 1,
+                "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
+          WHERE id = (
+            SELECT id FROM "WebhookDelivery"
+             WHERE id = $1 AND (state = 'pending' OR (state = 'processing' AND "lockedUntil" < ${NOW}))
+             FOR UPDATE SKIP LOCKED)
+        RETURNING id, "predictionId", body, query, attempts, "receivedAt"`,
+        id,
+        leaseMs,
+      );
+      return rows.map(claimedFrom)[0];
     },
 
     async renew(delivery, leaseMs) {
@@ -190,6 +202,26 @@ export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPo
       for (const row of rows) if (row.state in counts) counts[row.state as keyof QueueCounts] = Number(row.n);
       return counts;
     },
+  };
+}
+
+interface ClaimRow {
+  id: string;
+  predictionId: string;
+  body: unknown;
+  query: unknown;
+  attempts: number;
+  receivedAt: Date | string;
+}
+
+function claimedFrom(row: ClaimRow): ClaimedDelivery {
+  return {
+    id: row.id,
+    predictionId: row.predictionId,
+    body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
+    query: (typeof row.query === "string" ? JSON.parse(row.query) : row.query ?? {}) as StoredQuery,
+    attempt: Number(row.attempts),
+    receivedAt: row.receivedAt instanceof Date ? row.receivedAt : new Date(row.receivedAt),
   };
 }
 
