@@ -48,7 +48,7 @@ export async function createTestDatabase(kind: DatabaseKind, options: { dir?: st
     await admin.end();
     const config: DatabaseConfig = { kind: "postgres", url, schema };
     const db = await openDatabase(config);
-    await applyMigrations(db);
+    await migrateWithRetry(db);
     result = {
       db,
       config,
@@ -63,6 +63,23 @@ export async function createTestDatabase(kind: DatabaseKind, options: { dir?: st
   }
   if (options.cleanup !== "manual") onTestFinished(() => result.drop());
   return result;
+}
+
+/**
+ * Prisma's schema engine takes one advisory lock for the whole database and waits 10 s for
+ * it (P1002). Test files migrating their own schemas at once on a busy machine can wait
+ * longer than that; a real deployment migrates once, so only the tests retry.
+ */
+async function migrateWithRetry(db: Database): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await applyMigrations(db);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !/P1002|timed out/i.test(String((error as Error)?.message ?? error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
 }
 
 /** DATABASE_URL for a postgres test config (with Prisma's ?schema= convention). */

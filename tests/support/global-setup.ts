@@ -21,8 +21,19 @@ let tempDir: string | undefined;
 
 export async function setup(project: TestProject) {
   tempDir = await mkdtemp(path.join(os.tmpdir(), "genstore-tests-"));
-  const [template] = await Promise.all([makePgliteTemplate(tempDir), startMoto(project)]);
+  const [template] = await Promise.all([makePgliteTemplate(tempDir), startMoto(project), buildCli()]);
   project.provide("pgliteTemplate", template);
+}
+
+/** Rebuilds dist/ so tests that spawn bin/genstore run the current sources, not an old bundle. */
+function buildCli(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, "../../scripts/build.mjs")], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`scripts/build.mjs failed (${code}):\n${stderr}`))));
+  });
 }
 
 async function makePgliteTemplate(dir: string): Promise<string> {
