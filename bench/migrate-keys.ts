@@ -45,38 +45,44 @@ const legacyKey = (i: number) => `u${i % 100}/img${i}.png`;
 
 console.log(`migrate-keys: moto_server at ${endpoint}, ${objects.toLocaleString("en-US")} objects of 1 KiB, concurrency ${concurrency}`);
 
-// --- rclone move: legacy/ → moved/ in its own bucket -------------------------------------
-await seed("bench-rclone", objects, (i) => `legacy/${legacyKey(i)}`);
-const rcloneEnv: Record<string, string> = {
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "AWS_CA_BUNDLE") as [string, string][]),
-  RCLONE_CONFIG_MOTO_TYPE: "s3",
-  RCLONE_CONFIG_MOTO_PROVIDER: "Other",
-  RCLONE_CONFIG_MOTO_ENDPOINT: endpoint,
-  RCLONE_CONFIG_MOTO_ACCESS_KEY_ID: "test",
-  RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY: "test",
-  RCLONE_CONFIG_MOTO_REGION: "us-east-1",
-  RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE: "true",
-};
-const rcloneArgs = ["move", "moto:bench-rclone/legacy", "moto:bench-rclone/moved", "--transfers", String(concurrency), "--checkers", String(concurrency), "--s3-no-check-bucket"];
-const rcloneStart = performance.now();
-await run("rclone", rcloneArgs, { env: rcloneEnv, maxBuffer: 64 * 1024 * 1024 });
-const rcloneSeconds = seconds(rcloneStart);
-const rcloneMoved = await count("bench-rclone", "moved/");
-const rcloneLeft = await count("bench-rclone", "legacy/");
+// BENCH_PART=rss runs only the memory part, BENCH_PART=speed only the comparison.
+const part = process.env.BENCH_PART ?? "all";
+let ours = { seconds: 0, moved: 0, rssMiB: 0, cpu: 0 };
+if (part !== "rss") {
+  // --- rclone move: legacy/ → moved/ in its own bucket -------------------------------------
+  await seed("bench-rclone", objects, (i) => `legacy/${legacyKey(i)}`);
+  const rcloneEnv: Record<string, string> = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "AWS_CA_BUNDLE") as [string, string][]),
+    RCLONE_CONFIG_MOTO_TYPE: "s3",
+    RCLONE_CONFIG_MOTO_PROVIDER: "Other",
+    RCLONE_CONFIG_MOTO_ENDPOINT: endpoint,
+    RCLONE_CONFIG_MOTO_ACCESS_KEY_ID: "test",
+    RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY: "test",
+    RCLONE_CONFIG_MOTO_REGION: "us-east-1",
+    RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE: "true",
+  };
+  const rcloneArgs = ["move", "moto:bench-rclone/legacy", "moto:bench-rclone/moved", "--transfers", String(concurrency), "--checkers", String(concurrency), "--s3-no-check-bucket"];
+  const rcloneStart = performance.now();
+  const rcloneRun = await run("/usr/bin/time", ["-v", "rclone", ...rcloneArgs], { env: rcloneEnv, maxBuffer: 64 * 1024 * 1024 });
+  const rcloneSeconds = seconds(rcloneStart);
+  const rcloneCpu = cpuSeconds(rcloneRun.stderr);
+  const rcloneMoved = await count("bench-rclone", "moved/");
+  const rcloneLeft = await count("bench-rclone", "legacy/");
 
-// --- genstore migrate-keys through the binary, rows on PostgreSQL ---------------------------
-const ours = await migrate("ours", "bench-genstore", objects);
-const ratio = objects / ours.seconds / (rcloneMoved / rcloneSeconds);
-console.log(`  rclone ${rcloneArgs.join(" ")}`);
-console.log(`    ${rcloneSeconds.toFixed(1)} s, ${rcloneMoved.toLocaleString("en-US")} moved, ${rcloneLeft} left: ${rate(rcloneMoved, rcloneSeconds)}`);
-console.log(`  genstore migrate-keys --concurrency ${concurrency} --json (rows on PostgreSQL)`);
-console.log(`    ${ours.seconds.toFixed(1)} s, ${ours.moved.toLocaleString("en-US")} moved (rows updated): ${rate(ours.moved, ours.seconds)}, peak RSS ${ours.rssMiB} MiB`);
-console.log(`  ratio genstore/rclone: ${ratio.toFixed(2)}x (target ≥ 1)`);
+  // --- genstore migrate-keys through the binary, rows on PostgreSQL ---------------------------
+  ours = await migrate("ours", "bench-genstore", objects);
+  const ratio = objects / ours.seconds / (rcloneMoved / rcloneSeconds);
+  console.log(`  rclone ${rcloneArgs.join(" ")}`);
+  console.log(`    ${rcloneSeconds.toFixed(1)} s, ${rcloneMoved.toLocaleString("en-US")} moved, ${rcloneLeft} left: ${rate(rcloneMoved, rcloneSeconds)}, ${rcloneCpu.toFixed(1)} s CPU`);
+  console.log(`  genstore migrate-keys --concurrency ${concurrency} --json (rows on PostgreSQL)`);
+  console.log(`    ${ours.seconds.toFixed(1)} s, ${ours.moved.toLocaleString("en-US")} moved (rows updated): ${rate(ours.moved, ours.seconds)}, ${ours.cpu.toFixed(1)} s CPU, peak RSS ${ours.rssMiB} MiB`);
+  console.log(`  ratio genstore/rclone: ${ratio.toFixed(2)}x (target ≥ 1)`);
+}
 
 // Peak RSS: moto takes minutes per 10,000 objects on two cores, so the memory runs use the
 // local storage provider (same job, same listing pages and concurrency; rows on PostgreSQL),
 // at BENCH_OBJECTS and at BENCH_RSS_OBJECTS, to show the peak does not grow with the listing.
-if (rssObjects > 0) {
+if (rssObjects > 0 && part !== "speed") {
   const small = await migrate("rss_small", { local: true }, objects);
   const big = await migrate("rss_big", { local: true }, rssObjects);
   console.log(`  peak RSS, local storage provider, rows on PostgreSQL:`);
@@ -87,8 +93,8 @@ s3.destroy();
 moto.kill("SIGTERM");
 
 /** Seeds a bucket and its rows in a schema of their own, then runs the binary under /usr/bin/time -v. */
-async function migrate(name: string, where: string | { local: true }, n: number): Promise<{ seconds: number; moved: number; rssMiB: number }> {
-  let outcome = { seconds: 0, moved: 0, rssMiB: 0 };
+async function migrate(name: string, where: string | { local: true }, n: number): Promise<{ seconds: number; moved: number; rssMiB: number; cpu: number }> {
+  let outcome = { seconds: 0, moved: 0, rssMiB: 0, cpu: 0 };
   await withBenchDatabase(`migrate_keys_${name}`, async (db, schema) => {
     const seedStart = performance.now();
     const home = typeof where === "string" ? undefined : await mkdtemp(path.join(os.tmpdir(), "genstore-bench-"));
@@ -134,7 +140,7 @@ async function migrate(name: string, where: string | { local: true }, n: number)
       `SELECT count(*)::int AS n FROM "Generation" WHERE "storageKeys"[1] ->> 'key' ~ '^(generated|edited|upscaled|videos)/'`,
     );
     if (result.failed > 0 || updated !== n) throw new Error(`${name}: ${result.failed} failed, ${updated} of ${n} rows updated`);
-    outcome = { seconds: elapsed, moved: result.moved, rssMiB: Math.round(rssKiB / 1024) };
+    outcome = { seconds: elapsed, moved: result.moved, rssMiB: Math.round(rssKiB / 1024), cpu: cpuSeconds(stderr) };
     if (home !== undefined) await rm(home, { recursive: true, force: true });
   });
   return outcome;
@@ -151,6 +157,13 @@ async function seed(bucket: string, n: number, key: (i: number) => string): Prom
       }
     }),
   );
+}
+
+/** User + system CPU seconds from /usr/bin/time -v. */
+function cpuSeconds(report: string): number {
+  const user = Number(/User time \(seconds\): ([\d.]+)/.exec(report)?.[1] ?? 0);
+  const system = Number(/System time \(seconds\): ([\d.]+)/.exec(report)?.[1] ?? 0);
+  return user + system;
 }
 
 /** Legacy objects written straight into a local storage folder (the provider rebuilds etags it lacks). */
