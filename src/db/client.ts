@@ -15,6 +15,13 @@ export interface Database {
   kind: DatabaseConfig["kind"];
   /** The same adapter, for the schema engine (migrations). */
   factory: SqlMigrationAwareDriverAdapterFactory;
+  /**
+   * An adapter on one connection of its own, for the schema engine. The engine takes
+   * Prisma's migration advisory lock (session level) and releases it with a later query;
+   * through a pool the two can land on different connections and the lock stays held,
+   * making every later migration on the server wait. Closing the connection releases it.
+   */
+  migrationFactory(): Promise<{ factory: SqlMigrationAwareDriverAdapterFactory; close(): Promise<void> }>;
   /** Schema that holds genstore's tables (for raw SQL and the migrations table). */
   schema: string;
   describe: string;
@@ -53,6 +60,8 @@ export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").
     prisma,
     kind: "embedded",
     factory,
+    // PGlite is one connection already.
+    migrationFactory: async () => ({ factory, close: async () => {} }),
     schema: "public",
     describe,
     query: async <T>(sql: string, ...params: unknown[]) => (await pglite.query(sql, params)).rows as T[],
@@ -66,16 +75,20 @@ export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").
 async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }>): Promise<Database> {
   const [{ default: pg }, { PrismaPg }, PrismaClient] = await Promise.all([import("pg"), import("@prisma/adapter-pg"), loadPrisma()]);
   const schema = config.schema ?? "public";
-  const pool = new pg.Pool({
-    connectionString: config.url,
-    // Raw SQL finds genstore's tables in the configured schema, like Prisma's own queries.
-    options: `-c search_path="${schema}"`,
-    connectionTimeoutMillis: 10_000,
-    max: 10,
-  });
-  pool.on("error", () => {
-    // An idle connection dropped by the server; the pool replaces it on the next query.
-  });
+  const newPool = (max: number) => {
+    const pool = new pg.Pool({
+      connectionString: config.url,
+      // Raw SQL finds genstore's tables in the configured schema, like Prisma's own queries.
+      options: `-c search_path="${schema}"`,
+      connectionTimeoutMillis: 10_000,
+      max,
+    });
+    pool.on("error", () => {
+      // An idle connection dropped by the server; the pool replaces it on the next query.
+    });
+    return pool;
+  };
+  const pool = newPool(10);
   const describe = describeDatabase(config);
   try {
     const client = await pool.connect();
@@ -94,6 +107,13 @@ async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }
     prisma,
     kind: "postgres",
     factory,
+    migrationFactory: async () => {
+      const single = newPool(1);
+      return {
+        factory: new PrismaPg(single, { schema: config.schema }) as unknown as SqlMigrationAwareDriverAdapterFactory,
+        close: () => single.end(),
+      };
+    },
     schema,
     describe,
     query: async <T>(sql: string, ...params: unknown[]) => (await pool.query(sql, params)).rows as T[],

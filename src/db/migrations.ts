@@ -55,7 +55,8 @@ export async function applyMigrations(db: Database): Promise<string[]> {
     readFile(path.join(prismaFolder(), "schema.prisma"), "utf8"),
   ]);
   const { createSchemaEngine } = await import("./schema-engine.ts");
-  const engine = await createSchemaEngine(db.factory, "schema.prisma", schemaText);
+  const connection = await db.migrationFactory();
+  const engine = await createSchemaEngine(connection.factory, "schema.prisma", schemaText);
   try {
     const result = await engine.applyMigrations({
       filters: FILTERS,
@@ -74,6 +75,7 @@ export async function applyMigrations(db: Database): Promise<string[]> {
     throw new DatabaseError(`Applying migrations to ${db.describe} failed: ${engineMessage(error)}`, "Fix the cause, then run `genstore db migrate` again.", error);
   } finally {
     engine.free();
+    await connection.close().catch(() => {});
   }
 }
 
