@@ -117,6 +117,17 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     expect(await r.rows()).toEqual([]);
   });
 
+  it("answers 400 to a body PostgreSQL cannot store as jsonb (\\u0000), without failing the deliveries batched with it", async () => {
+    const r = await receiver(kind);
+    const nul = JSON.stringify(samplePrediction({ logs: "a\u0000b" }));
+    expect(nul).toContain("\\u0000");
+    const others = [1, 2, 3].map(() => svixSigned(JSON.stringify(samplePrediction()), secret));
+    const replies = await Promise.all([post(r.url, nul, svixSigned(nul, secret).headers), ...others.map((d) => post(r.url, d.body, d.headers))]);
+    expect(replies.map((x) => x.status)).toEqual([400, 200, 200, 200]);
+    expect(replies[0]!.json.error).toMatch(/cannot be stored as JSON/);
+    expect((await r.rows()).map((row) => row.id).sort()).toEqual(others.map((d) => d.id).sort());
+  });
+
   it("stores one delivery for a repeated webhook-id and processes it once", async () => {
     const r = await receiver(kind);
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
