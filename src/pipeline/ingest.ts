@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import pLimit from "p-limit";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { mergeGeneration, type Delivery, type OutputProblem, type StorageKeyEntry } from "../core/generation-merge.ts";
@@ -125,7 +126,8 @@ interface OutputsRun {
 
 /** Step 4: every planned output (and thumbnail), a few at a time; per-output failures are collected. */
 async function storeOutputs(ctx: Context, plan: IngestPlan): Promise<OutputsRun> {
-  const outcomes = await mapLimit(plan.toStore, OUTPUT_CONCURRENCY, (item) => storeOutput(ctx, item));
+  const limit = pLimit(OUTPUT_CONCURRENCY);
+  const outcomes = await Promise.all(plan.toStore.map((item) => limit(() => storeOutput(ctx, item))));
   const stored = outcomes.flatMap((o) => o.entries);
   const problems = outcomes.flatMap((o) => (o.problem ? [o.problem] : []));
   const failures = outcomes.flatMap((o) => (o.failure !== undefined ? [o.failure] : []));
@@ -377,17 +379,4 @@ function dateOr(value: string | null | undefined, fallback: Date): Date {
 function describe(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return (text.split("\n")[0] ?? text).replace(/\.$/, "");
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

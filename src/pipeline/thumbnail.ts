@@ -1,5 +1,4 @@
 import { pipeline } from "node:stream/promises";
-import sharp from "sharp";
 import type { StorageKeyEntry } from "../core/generation-merge.ts";
 import { ObjectExistsError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
@@ -17,6 +16,8 @@ export async function makeThumbnail(storage: Storage, sourceKey: string, thumbna
   const existing = await storage.head(thumbnailKey);
   // A thumbnail is derived data: one already there (a concurrent delivery's) is as good as ours.
   if (existing) return { entry: entryOf(existing), written: false };
+  // sharp (about 20 MB of native code) loads only when an image needs a thumbnail.
+  const { default: sharp } = await import("sharp");
   const source = await storage.get(sourceKey);
   const transformer = sharp({ limitInputPixels: THUMBNAIL_MAX_INPUT_PIXELS })
     .rotate()
