@@ -1,9 +1,9 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import * as library from "../src/index.ts";
-import { handleReplicateWebhook } from "../src/index.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { handleReplicateWebhook, openGenstore } from "../src/index.ts";
+import { createTestDatabase, databaseKinds, databaseUrlFor } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
-import { testStorage } from "./support/pipeline-fixtures.ts";
+import { tempDir, testStorage } from "./support/pipeline-fixtures.ts";
 import { newSecret, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
 import { storedKeys } from "./support/webhook-receiver.ts";
 
@@ -101,5 +101,22 @@ describe("the library", () => {
     expect((await retry.json()).processed).toMatch(/stored/);
     const [row] = await db.query<{ state: string; attempts: number }>(`SELECT state, attempts FROM "WebhookDelivery"`);
     expect(row).toEqual({ state: "done", attempts: 2 });
+  });
+
+  it("openGenstore opens the database and storage the environment names", async () => {
+    const home = await tempDir("genstore-library-");
+    const kind = databaseKinds.at(-1)!;
+    const env: Record<string, string> = { GENSTORE_HOME: home, GENSTORE_OUTPUT_HOSTS: "127.0.0.1:9", REPLICATE_WEBHOOK_SECRET: secret };
+    if (kind === "postgres") env.DATABASE_URL = databaseUrlFor((await createTestDatabase("postgres")).config)!;
+    const genstore = await openGenstore(env);
+    try {
+      expect(genstore.db.kind).toBe(kind);
+      expect(genstore.storage.provider).toBe("local");
+      expect(genstore.config.outputHosts).toEqual(["127.0.0.1:9"]);
+      expect(genstore.config.webhookSecret).toBe(secret);
+      expect(await genstore.db.query(`SELECT count(*)::int AS n FROM "WebhookDelivery"`)).toEqual([{ n: 0 }]);
+    } finally {
+      await genstore.close();
+    }
   });
 });

@@ -16,7 +16,7 @@ export interface WebhookServerOptions {
   maxBodyBytes?: number;
   /** Called after a delivery is durable (wakes the worker). */
   onAccepted?: (accepted: NonNullable<ReceiveResult["accepted"]>) => void;
-  /** One line per request that is refused (warn) or accepted (debug: the worker logs the outcome). */
+  /** One line per request refused (warn), duplicate (info) or accepted (debug: the worker logs the outcome). */
   log?: (line: string, level: ServerLogLevel) => void;
   now?: () => Date;
 }
@@ -84,7 +84,8 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
       queue: options.queue,
       now: options.now?.(),
     });
-    log(result.line, result.status === 200 ? "debug" : result.status === 503 ? "error" : "warn");
+    // An accepted delivery's line comes from the worker once it is ingested; a duplicate gets none there.
+    log(result.line, result.status === 200 ? (result.accepted?.duplicate ? "info" : "debug") : result.status === 503 ? "error" : "warn");
     send(res, result.status, result.body, result.status === 503 ? { "retry-after": "5" } : {});
     if (result.accepted) options.onAccepted?.(result.accepted);
   }
