@@ -194,9 +194,11 @@ export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPo
 }
 
 const MAX_BATCH = 100;
+/** Two statements at a time: a delivery arriving mid-flush waits for less than a whole round trip. */
+const FLUSHES_IN_FLIGHT = 2;
 
 /**
- * Enqueues in batches ("group commit"): while one INSERT is in flight, the deliveries that
+ * Enqueues in batches ("group commit"): while INSERTs are in flight, the deliveries that
  * arrive wait and then go in together, as one multi-row INSERT and one commit. Each caller
  * is answered only after the statement holding its row has committed, so the ack stays
  * durable; under load this saves a commit (a WAL flush) per delivery.
@@ -204,7 +206,7 @@ const MAX_BATCH = 100;
 function createEnqueueBatcher(db: Pick<Database, "query">): DeliveryQueue["enqueue"] {
   type Waiting = { delivery: NewDelivery; resolve: (result: { duplicate: boolean }) => void; reject: (error: unknown) => void };
   const waiting: Waiting[] = [];
-  let flushing = false;
+  let flushing = 0;
 
   const insert = async (batch: NewDelivery[]): Promise<Set<string>> => {
     const params: unknown[] = [];
@@ -234,7 +236,7 @@ function createEnqueueBatcher(db: Pick<Database, "query">): DeliveryQueue["enque
   };
 
   const flush = async () => {
-    flushing = true;
+    flushing += 1;
     while (waiting.length > 0) {
       const batch = waiting.splice(0, MAX_BATCH);
       try {
@@ -254,13 +256,13 @@ function createEnqueueBatcher(db: Pick<Database, "query">): DeliveryQueue["enque
         }
       }
     }
-    flushing = false;
+    flushing -= 1;
   };
 
   return (delivery) =>
     new Promise((resolve, reject) => {
       waiting.push({ delivery, resolve, reject });
-      if (!flushing) void flush();
+      if (flushing < FLUSHES_IN_FLIGHT) void flush();
     });
 }
 
