@@ -106,6 +106,35 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
   });
 });
 
+describe("stopping the worker", () => {
+  it("waits for the delivery in progress to finish and be marked done, and claims nothing new", async () => {
+    const { db } = await createTestDatabase("embedded");
+    const queue = createDeliveryQueue(db);
+    let started = 0;
+    let finished = 0;
+    const worker = createDeliveryWorker({
+      queue,
+      concurrency: 1,
+      pollIntervalMs: 50,
+      process: async () => {
+        started += 1;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        finished += 1;
+        return "ok";
+      },
+    });
+    worker.start();
+    await queue.enqueue(delivery("slow"));
+    await queue.enqueue(delivery("next"));
+    worker.wake();
+    await waitFor(() => started === 1, 5_000, "the first delivery to start");
+    await worker.stop();
+    expect({ started, finished }).toEqual({ started: 1, finished: 1 });
+    const states = await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery" ORDER BY state`);
+    expect(states.map((row) => row.state)).toEqual(["done", "pending"]);
+  });
+});
+
 describe("stored query strings", () => {
   it.each([
     ["userId=u1&generationId=g1", { userId: "u1", generationId: "g1" }],
