@@ -4,7 +4,7 @@
 // a bare node:http server that only verifies the signature, in the same run. The load
 // generator runs in a worker thread (keep-alive agent, pre-signed deliveries).
 // Needs BENCH_DATABASE_URL (default: the local server, database test).
-// BENCH_DELIVERIES (default 4000) and BENCH_CONCURRENCY (default 32) change the load.
+// BENCH_DELIVERIES (default 10000) and BENCH_CONCURRENCY (default 32) change the load.
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,7 +14,7 @@ import { createWebhookServer } from "../src/webhook/server.ts";
 import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
 import { withBenchDatabase } from "./support.ts";
 
-const deliveries = Number(process.env.BENCH_DELIVERIES ?? 4_000);
+const deliveries = Number(process.env.BENCH_DELIVERIES ?? 10_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const warmup = 300;
 const secret = `whsec_${randomBytes(24).toString("base64")}`;
