@@ -177,6 +177,20 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     expect(env.copies.get(source)).toBeUndefined();
   });
 
+  it("stops with exit code 4 (not a bug report) when the database goes away mid-run", async () => {
+    const env = await seeded(crashKind, crashProvider);
+    let closed = false;
+    const run = env.run({ concurrency: 1 }, {
+      afterStep: async (step) => {
+        if (step === "copy" && !closed) {
+          closed = true;
+          await env.db.close();
+        }
+      },
+    });
+    await expect(run).rejects.toMatchObject({ name: "DatabaseError", exitCode: 4, message: expect.stringMatching(/^The database failed during migrate-keys/) });
+  });
+
   it("stops cleanly on Ctrl-C and a rerun finishes the rest", async () => {
     const env = await seeded(crashKind, crashProvider);
     const controller = new AbortController();

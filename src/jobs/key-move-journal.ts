@@ -1,5 +1,6 @@
 import type { KeyMoveRow, KeyMoveStep } from "../core/key-moves.ts";
 import type { Database } from "../db/client.ts";
+import { DatabaseError, UserError } from "../errors.ts";
 
 // migrate-keys' SQL: which rows reference a batch of keys, the KeyMove journal, and the
 // one statement that updates a row's storageKeys together with the journal. Plain SQL
@@ -31,7 +32,8 @@ const ENTRY_KEY_SQL = `(CASE jsonb_typeof(s.entry) WHEN 'string' THEN s.entry #>
  */
 export async function findReferencingRows(db: Database, keys: string[], where: { provider: string; bucket: string }): Promise<ReferencingRow[]> {
   if (keys.length === 0) return [];
-  const rows = await db.query<ReferencingRow>(
+  const rows = await query<ReferencingRow>(
+    db,
     `SELECT DISTINCT w."key", g."id", g."userId", g."prompt", g."operationType", to_jsonb(g."storageKeys") AS "storageKeys"
        FROM "Generation" g
        CROSS JOIN LATERAL unnest(g."storageKeys") AS s(entry)
@@ -48,7 +50,8 @@ export async function findReferencingRows(db: Database, keys: string[], where: {
 /** Journal entries whose source or target is one of keys. */
 export async function readJournal(db: Database, keys: string[]): Promise<JournalEntry[]> {
   if (keys.length === 0) return [];
-  const rows = await db.query<JournalEntry>(
+  const rows = await query<JournalEntry>(
+    db,
     `SELECT "sourceKey", "targetKey", "generationId", "step", "size"::float8 AS "size", "etag", "error"
        FROM "KeyMove" WHERE "sourceKey" = ANY($1::text[]) OR "targetKey" = ANY($1::text[])`,
     keys,
@@ -58,7 +61,8 @@ export async function readJournal(db: Database, keys: string[]): Promise<Journal
 
 /** Unfinished journal entries not touched since `before` (their source may be gone), by sourceKey. */
 export async function readStaleJournal(db: Database, options: { before: string; prefix?: string; after?: string; limit: number }): Promise<JournalEntry[]> {
-  const rows = await db.query<JournalEntry>(
+  const rows = await query<JournalEntry>(
+    db,
     `SELECT "sourceKey", "targetKey", "generationId", "step", "size"::float8 AS "size", "etag", "error"
        FROM "KeyMove"
       WHERE "step" IN ('planned', 'copied', 'recorded') AND "updatedAt" < $1::timestamp
@@ -78,7 +82,7 @@ export async function readStaleJournal(db: Database, options: { before: string; 
  * text so no time zone conversion happens on the way out and back in).
  */
 export async function databaseNow(db: Database): Promise<string> {
-  const [row] = await db.query<{ now: string }>(`SELECT CURRENT_TIMESTAMP::timestamp(3)::text AS "now"`);
+  const [row] = await query<{ now: string }>(db, `SELECT CURRENT_TIMESTAMP::timestamp(3)::text AS "now"`);
   return row!.now;
 }
 
@@ -88,7 +92,8 @@ export async function databaseNow(db: Database): Promise<string> {
  */
 export async function insertPlanned(db: Database, moves: { sourceKey: string; targetKey: string; generationId: string | null }[]): Promise<Set<string>> {
   if (moves.length === 0) return new Set();
-  const rows = await db.query<{ sourceKey: string }>(
+  const rows = await query<{ sourceKey: string }>(
+    db,
     `INSERT INTO "KeyMove" ("sourceKey", "targetKey", "generationId", "step", "updatedAt")
      SELECT s, t, g, 'planned', CURRENT_TIMESTAMP FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, t, g)
      ON CONFLICT DO NOTHING
@@ -102,7 +107,7 @@ export async function insertPlanned(db: Database, moves: { sourceKey: string; ta
 
 /** The row's storageKeys now, or undefined when the row no longer exists. */
 export async function readStorageKeys(db: Database, generationId: string): Promise<unknown[] | undefined> {
-  const [row] = await db.query<{ storageKeys: unknown }>(`SELECT to_jsonb("storageKeys") AS "storageKeys" FROM "Generation" WHERE "id" = $1`, generationId);
+  const [row] = await query<{ storageKeys: unknown }>(db, `SELECT to_jsonb("storageKeys") AS "storageKeys" FROM "Generation" WHERE "id" = $1`, generationId);
   return row === undefined ? undefined : asArray(row.storageKeys);
 }
 
@@ -119,7 +124,8 @@ export async function recordMove(
   row?: { generationId: string; expected: unknown[]; next: unknown[] },
 ): Promise<boolean> {
   if (row === undefined) {
-    await db.query(
+    await query(
+    db,
       `UPDATE "KeyMove" SET "step" = 'recorded', "size" = $2, "etag" = $3, "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`,
       move.sourceKey,
       move.size,
@@ -127,7 +133,8 @@ export async function recordMove(
     );
     return true;
   }
-  const [result] = await db.query<{ updated: number }>(
+  const [result] = await query<{ updated: number }>(
+    db,
     `WITH g AS (
        UPDATE "Generation"
           SET "storageKeys" = ARRAY(SELECT e FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, i) ORDER BY i),
@@ -152,14 +159,15 @@ export async function recordMove(
 
 export async function markDone(db: Database, sourceKeys: string[]): Promise<void> {
   if (sourceKeys.length === 0) return;
-  await db.query(
+  await query(
+    db,
     `UPDATE "KeyMove" SET "step" = 'done', "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = ANY($1::text[]) AND "step" <> 'done'`,
     sourceKeys,
   );
 }
 
 export async function markFailed(db: Database, sourceKey: string, error: string): Promise<void> {
-  await db.query(`UPDATE "KeyMove" SET "error" = $2, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`, sourceKey, error);
+  await query(db, `UPDATE "KeyMove" SET "error" = $2, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`, sourceKey, error);
 }
 
 function normalizeEntry(row: JournalEntry): JournalEntry {
@@ -169,4 +177,19 @@ function normalizeEntry(row: JournalEntry): JournalEntry {
 function asArray(value: unknown): unknown[] {
   if (typeof value === "string") return JSON.parse(value) as unknown[];
   return Array.isArray(value) ? value : [];
+}
+
+/** Runs one statement; a failure of the database is a DatabaseError (exit code 4), never a "bug". */
+async function query<T>(db: Database, sql: string, ...params: unknown[]): Promise<T[]> {
+  try {
+    return await db.query<T>(sql, ...params);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0]!.replace(/\.$/, "");
+    throw new DatabaseError(
+      `The database failed during migrate-keys (${db.describe}): ${message}.`,
+      "Check the database, then run the same command again: it continues from the journal.",
+      error,
+    );
+  }
 }
