@@ -1,5 +1,5 @@
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -124,5 +124,43 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ provider: "aws", moved: 3, failed: 0 });
     expect(Object.keys(await bucketContents(storage))).toContain("edited/u2/g2_0.jpg");
+  });
+
+  it.runIf(process.env.TEST_DATABASE_URL)("is finished by a rerun after being killed with SIGKILL mid-run, and after Ctrl-C (exit 130)", async () => {
+    const { config, db } = await createTestDatabase("postgres");
+    const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-kill-"));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const storage = createLocalStorage(path.join(dir, "storage"));
+    const n = 400;
+    const key = (i: number) => `u${i % 7}/img${i}.png`;
+    await putObjects(storage, Array.from({ length: n }, (_, i) => key(i)));
+    await insertRows(db, Array.from({ length: n }, (_, i) => ({ id: `g${String(i).padStart(4, "0")}`, userId: `u${i % 7}`, prompt: i % 2 ? "[EDITED] x" : "y", storageKeys: [key(i)] })));
+    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_)/.test(k))), NO_COLOR: "1", DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
+    // Done marks are written per listing page; recorded moves show progress object by object.
+    const doneCount = async () => await db.prisma.keyMove.count({ where: { step: "done" } });
+    const progressed = async () => await db.prisma.keyMove.count({ where: { step: { in: ["recorded", "done"] } } });
+
+    for (const signal of ["SIGKILL", "SIGINT"] as const) {
+      const before = await progressed();
+      const child = spawn(process.execPath, [bin, "migrate-keys", "--concurrency", "4"], { env, stdio: "ignore" });
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+      while ((await progressed()) < before + 40 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+      child.kill(signal);
+      const code = await exited;
+      if (signal === "SIGINT") expect(code).toBe(130);
+      expect(await progressed()).toBeLessThan(n);
+    }
+    const rerun = await genstore(["migrate-keys", "--json"], env);
+    expect(rerun.code).toBe(0);
+    expect(JSON.parse(rerun.stdout)).toMatchObject({ failed: 0 });
+    const bucket = await bucketContents(storage);
+    const rows = await db.prisma.generation.findMany();
+    expect(Object.keys(bucket)).toHaveLength(n);
+    for (const row of rows) {
+      const [entry] = row.storageKeys as { key: string }[];
+      expect(entry!.key).toMatch(/^(generated|edited)\/u\d\/g\d{4}_0\.png$/);
+      expect(bucket[entry!.key]).toBe(`body of ${key(Number(row.id.slice(1)))}`);
+    }
+    expect(await doneCount()).toBe(n);
   });
 });
