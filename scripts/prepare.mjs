@@ -13,4 +13,4 @@ run(process.execPath, [path.join(root, "node_modules/prisma/build/index.js"), "g
   PRISMA_SCHEMA_ENGINE_BINARY: path.join(root, "scripts/schema-engine-stub"),
   PRISMA_HIDE_UPDATE_MESSAGE: "1",
 });
-run(process.execPath, [path.join(root, "scripts/build.mjs")]);
+run(process.execPath, [path.join(root, "scripts/build.mjs"), "--types"]);

@@ -35,6 +35,12 @@ describe("the library", () => {
     }
   });
 
+  it("is importable by its package name, through package.json's exports (the built dist/index.js)", async () => {
+    const name = "genstore";
+    const built = (await import(/* @vite-ignore */ name)) as Record<string, unknown>;
+    expect(Object.keys(built).sort()).toEqual(Object.keys(library).sort());
+  });
+
   it("handleReplicateWebhook stores and ingests a signed delivery before answering 200, once", async () => {
     const { outputs, db, storage, options } = await setup();
     const prediction = samplePrediction({ input: { prompt: "[UPSCALED] a fox" }, output: [outputs.url("/png/out-0.png")] });
