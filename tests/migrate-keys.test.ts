@@ -206,7 +206,7 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     const env = await seeded(crashKind, crashProvider);
     await env.storage.put("edited/u2/g2_0.jpg", Buffer.from("someone else's bytes"));
     const result = await env.run();
-    expect(result).toMatchObject({ moved: 6, failed: 1, failures: [{ sourceKey: "generations/u2/b.jpg", targetKey: "edited/u2/g2_0.jpg" }] });
+    expect(result).toMatchObject({ moved: 6, movedByContext: { generated: 2, edited: 0, upscaled: 1, videos: 3 }, failed: 1, failures: [{ sourceKey: "generations/u2/b.jpg", targetKey: "edited/u2/g2_0.jpg" }] });
     expect(result.failures[0]!.reason).toMatch(/different content/);
     const bucket = await bucketContents(env.storage);
     expect(bucket["edited/u2/g2_0.jpg"]).toBe("someone else's bytes");

@@ -102,6 +102,8 @@ export interface MigrateKeysResult {
   plan: KeyMoveSummary;
   /** Moves this run finished (copied, row updated, source deleted unless kept). */
   moved: number;
+  /** Of moved, per target context. */
+  movedByContext: Record<StorageContext, number>;
   /** Of moved: continued from an earlier run's journal. */
   resumed: number;
   /** Moves an earlier run had already finished (their source kept with --keep-source). */
@@ -171,6 +173,7 @@ class MigrateKeysRun {
   private listed = 0;
   private examined = 0;
   private moved = 0;
+  private readonly movedByContext = emptyKeyMoveSummary().byContext;
   private resumed = 0;
   private alreadyDone = 0;
   private failed = 0;
@@ -308,6 +311,8 @@ class MigrateKeysRun {
       if (outcome === "already") this.alreadyDone++;
       else {
         this.moved++;
+        const context = contextOfTargetKey(targetKey);
+        if (context) this.movedByContext[context]++;
         if (!work.fresh) this.resumed++;
       }
     } catch (error) {
@@ -492,6 +497,7 @@ class MigrateKeysRun {
       listed: this.listed,
       plan: this.summary,
       moved: this.moved,
+      movedByContext: this.movedByContext,
       resumed: this.resumed,
       alreadyDone: this.alreadyDone,
       failed: this.failed,
@@ -557,7 +563,7 @@ export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
     const moves = plan.moves === 0 ? "nothing to move" : `would move ${plural(plan.moves, "object")} (${formatByContext(plan.byContext)})`;
     return `Dry run of ${plural(result.listed, "object")}: ${moves}${tail}. Nothing was changed.`;
   }
-  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatByContext(plan.byContext)})` : ""}`;
+  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatByContext(result.movedByContext)})` : ""}`;
   const extra = [
     result.resumed > 0 ? `${n(result.resumed)} continued from an earlier run` : "",
     result.alreadyDone > 0 ? `${n(result.alreadyDone)} already moved earlier` : "",
