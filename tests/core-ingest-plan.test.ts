@@ -138,13 +138,14 @@ describe("planIngest: objects to store", () => {
   });
 
   it.each([
-    ["skips an output whose key and thumbnail are already stored", [{ key: "generated/alice/gen1_0.webp", kind: "output" }, { key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }], [1], [0], false],
-    ["keeps an output whose thumbnail is missing, marked as stored", [{ key: "generated/alice/gen1_0.webp", kind: "output" }], [0, 1], [], true],
+    ["skips an output whose key and thumbnail are already stored", [{ key: "generated/alice/gen1_0.webp", kind: "output" }, { key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }], [1], ["generated/alice/gen1_0.webp", "thumbnails/generated/alice/gen1_0.webp"], false],
+    ["keeps an output whose thumbnail is missing, marked as stored (and reported as already stored)", [{ key: "generated/alice/gen1_0.webp", kind: "output" }], [0, 1], ["generated/alice/gen1_0.webp"], true],
+    ["stores the output whose thumbnail alone is there, and reports the thumbnail", [{ key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }], [0, 1], ["thumbnails/generated/alice/gen1_0.webp"], false],
     ["stores everything when the row has only legacy keys", [{ key: "alice/old.webp", kind: "output" }], [0, 1], [], false],
   ])("%s", (_, storageKeys, toStore, already, firstStored) => {
     const result = plan({ row: row({ status: "succeeded", storageKeys }) });
     expect(result.toStore.map((o) => o.index)).toEqual(toStore);
-    expect(result.alreadyStored.map((o) => o.index)).toEqual(already);
+    expect(result.alreadyStored.map((o) => o.key)).toEqual(already);
     expect(result.toStore[0]?.outputStored).toBe(firstStored);
   });
 

@@ -170,7 +170,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const result = await ingest(quick, { prediction, query: { userId: "alice" } });
     expect(result).toMatchObject({ outcome: "updated", status: "succeeded" });
     expect(result.stored.map((s) => s.key)).toEqual([`generated/alice/${row.id}_1.png`, `thumbnails/generated/alice/${row.id}_1.webp`]);
-    expect(result.alreadyStored).toEqual([`generated/alice/${row.id}_0.png`]);
+    expect(result.alreadyStored).toEqual([`generated/alice/${row.id}_0.png`, `thumbnails/generated/alice/${row.id}_0.webp`]);
     row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
     expect(row).toMatchObject({ status: "succeeded", error: null });
     expect(row.storageKeys).toHaveLength(4);
@@ -287,7 +287,11 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const rowBefore = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
     const second = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(second).toMatchObject({ generationId: first.generationId, outcome: "unchanged", stored: [] });
-    expect(second.alreadyStored.sort()).toEqual([`generated/alice/${first.generationId}_0.png`, `generated/alice/${first.generationId}_1.mp4`]);
+    expect(second.alreadyStored.sort()).toEqual([
+      `generated/alice/${first.generationId}_0.png`,
+      `generated/alice/${first.generationId}_1.mp4`,
+      `thumbnails/generated/alice/${first.generationId}_0.webp`,
+    ]);
     expect(await db.prisma.generation.findMany()).toEqual([rowBefore]);
     expect((await keysIn(storage)).length).toBe(3);
     expect(server.requests).toHaveLength(2);

@@ -95,6 +95,10 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const downloads = out.requests.length;
     const again = await run({ ids: ["edit1", "video1"] });
     expect(again.items.map((i) => i.state)).toEqual(["unchanged", "unchanged"]);
+    expect(again.items.map((i) => [i.predictionId, i.stored, [...i.alreadyStored].sort()])).toEqual([
+      ["edit1", [], [`edited/u1/${edit.id}_0.png`, `thumbnails/edited/u1/${edit.id}_0.webp`]],
+      ["video1", [], [`videos/u1/${video.id}.mp4`]],
+    ]);
     expect(again.exitCode).toBe(0);
     expect(await files(root)).toEqual(before);
     expect(out.requests.length).toBe(downloads);
@@ -206,6 +210,8 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
       ["edit1", "unchanged"],
       ["nope1", "unknown"],
     ]);
+    expect(doc.items[0].stored).toEqual([]);
+    expect([...doc.items[0].alreadyStored].sort()).toEqual([expect.stringMatching(/^edited\/u1\/\w+_0\.png$/), expect.stringMatching(/^thumbnails\/edited\/u1\/\w+_0\.webp$/)]);
 
     const refused = await genstore(["recover", "edit1"], { ...env, REPLICATE_API_TOKEN: "r8_wrong" });
     expect(refused.code).toBe(6);

@@ -56,7 +56,8 @@ export interface IngestPlan {
   status: Status;
   outputUrls: string[];
   toStore: PlannedObject[];
-  alreadyStored: Array<{ index: number; key: string }>;
+  /** Keys the row already lists for this prediction's outputs (outputs and thumbnails): nothing to do for them. */
+  alreadyStored: Array<{ index: number; key: string; kind: "output" | "thumbnail" }>;
   /** Set when the resulting status is failed, canceled or aborted. */
   error: string | null;
   warnings: string[];
@@ -131,8 +132,11 @@ export function planIngest(input: PlanIngestInput): PlanResult {
       const thumb = isImageExtension(ext) ? thumbnailKeyFor(detection.storageContext, userId, id, index) : null;
       const outputStored = present.has(key);
       const thumbnailKey = thumb !== null && !present.has(thumb) ? thumb : null;
-      if (outputStored && thumbnailKey === null) alreadyStored.push({ index, key });
-      else toStore.push({ index, url, ext, contentType: contentTypeFor(url) ?? null, key, outputStored, thumbnailKey });
+      // Every key the row already lists is reported, thumbnails included, also when the
+      // other half of the pair still has to be stored.
+      if (outputStored) alreadyStored.push({ index, key, kind: "output" });
+      if (thumb !== null && thumbnailKey === null) alreadyStored.push({ index, key: thumb, kind: "thumbnail" });
+      if (!outputStored || thumbnailKey !== null) toStore.push({ index, url, ext, contentType: contentTypeFor(url) ?? null, key, outputStored, thumbnailKey });
     });
     if (urls.length === 0) warnings.push(`prediction ${prediction.id} succeeded without output URLs`);
     if (toStore.length > 0 && prediction.data_removed === true) {
