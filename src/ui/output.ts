@@ -70,9 +70,13 @@ export class Output {
     if (this.verbose) this.err.write(`${this.color.dim(text)}\n`);
   }
 
-  /** A spinner with a progress line on a TTY (ora); silent otherwise (the summary says the rest). */
+  /**
+   * A spinner with a progress line on a TTY (ora); silent otherwise (the summary says the
+   * rest). Also silent on a TTY that reports 0 columns (some CI runners, a terminal not yet
+   * sized): ora divides by the width to know how many lines to clear, and never ends.
+   */
   async progress(initial: string): Promise<Progress> {
-    if (!this.interactive) {
+    if (!this.interactive || !hasUsableWidth(this.err)) {
       return { update: () => {}, done: (text) => text && this.info(text), fail: (text) => text && this.info(text) };
     }
     const { default: ora } = await import("ora");
@@ -85,6 +89,12 @@ export class Output {
       fail: (text) => (text ? spinner.fail(text) : spinner.stop()),
     };
   }
+}
+
+/** A width is usable when unknown (ora assumes 80) or a positive number of columns. */
+export function hasUsableWidth(stream: NodeJS.WritableStream): boolean {
+  const columns = (stream as Partial<NodeJS.WriteStream>).columns;
+  return columns === undefined || (Number.isFinite(columns) && columns > 0);
 }
 
 function colorLevel(flag: boolean | undefined, env: Record<string, string | undefined>, tty: boolean): 0 | 1 | 2 | 3 {
