@@ -35,7 +35,8 @@ Examples:
   $ genstore serve-webhook --port 3000              receive Replicate webhooks locally
 
 Exit codes: 0 ok, 1 bug, 2 usage, 3 configuration, 4 database, 5 storage, 6 Replicate,
-7 some items failed, 8 input refused, 130 interrupted. See the README.`,
+7 some items failed, 8 input refused, 9 busy (another run holds the job's lock),
+130 interrupted. See the README.`,
     );
 
   registerRecover(program, signal);

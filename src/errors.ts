@@ -20,6 +20,8 @@ export const ExitCode = {
   partial: 7,
   /** Input refused as unsafe or invalid (a userId that escapes its folder, a bad id). */
   refused: 8,
+  /** Another run of the same job holds its lock; try again when it ends. */
+  busy: 9,
   /** Stopped by Ctrl-C or SIGTERM; rerunning continues where it stopped. */
   interrupted: 130,
 } as const;

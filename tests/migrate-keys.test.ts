@@ -250,7 +250,7 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
 });
 
 describe.each(databaseKinds)("two concurrent migrate-keys runs on %s", (kind) => {
-  it("refuses the second run with exit code 8 while the first holds the lock, and allows it afterwards", async () => {
+  it("refuses the second run with exit code 9 (busy) while the first holds the lock, and allows it afterwards", async () => {
     const env = await seeded(kind, "local");
     let release!: () => void;
     const paused = new Promise<void>((resolve) => (release = resolve));
@@ -265,7 +265,7 @@ describe.each(databaseKinds)("two concurrent migrate-keys runs on %s", (kind) =>
       },
     });
     await running;
-    await expect(env.run()).rejects.toMatchObject({ exitCode: 8, message: expect.stringMatching(/already running/) });
+    await expect(env.run()).rejects.toMatchObject({ exitCode: 9, message: expect.stringMatching(/already running/) });
     // A dry run takes no lock and writes nothing: it may look while a run works.
     await expect(env.run({ dryRun: true })).resolves.toMatchObject({ dryRun: true });
     release();

@@ -23,7 +23,8 @@ its row's storageKeys updated, and only then is the legacy key deleted. A journa
 (KeyMove table) records every step: after a crash or Ctrl-C, run the same command again.
 Legacy layouts: <userId>/<file>, generations/<userId>/<file>, uploads/[<userId>/]<file>,
 thumbnails|thumbs/<userId>/<file>. Anything else is reported as unknown, never guessed at.
-Only one run at a time per database: a second one exits with code 8.
+Only one run at a time per database: a second one changes nothing and exits with code 9
+(busy); run it again once the first has ended. --dry-run takes no lock.
 
 Examples:
   $ genstore migrate-keys --dry-run

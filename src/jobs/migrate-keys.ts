@@ -137,7 +137,7 @@ export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysD
     } catch (error) {
       if (!(error instanceof JobLockBusy)) throw error;
       throw new UserError(`Another genstore migrate-keys is already running on ${deps.db.describe}; this run changed nothing.`, {
-        exitCode: ExitCode.refused,
+        exitCode: ExitCode.busy,
         hint: "Wait for it to finish, or stop it (a stopped or crashed run releases its lock), then run again.",
       });
     }
