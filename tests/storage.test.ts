@@ -191,6 +191,30 @@ describe.each(providers)("$name storage", ({ make }) => {
     expect(await collect(storage.list())).toEqual([]);
   });
 
+  it("deletes many objects at once; missing keys are not an error", async () => {
+    const storage = await make();
+    const keys = Array.from({ length: 30 }, (_, i) => `legacy/u${i % 3}/img${i}.png`);
+    await Promise.all(keys.map((key) => storage.put(key, Buffer.from(key))));
+    await storage.put("legacy/u0/kept.png", Buffer.from("kept"));
+    expect(await storage.deleteMany([...keys, "never/was.png"])).toEqual([]);
+    expect((await collect(storage.list())).map((o) => o.key)).toEqual(["legacy/u0/kept.png"]);
+    expect(await storage.deleteMany([])).toEqual([]);
+  });
+
+  it("copies with the source's listed size and etag, and copies what is there now when the source changed since", async () => {
+    const storage = await make();
+    const listed = await storage.put("legacy/a.png", Buffer.from("first version"));
+    const copy = await storage.copy("legacy/a.png", "generated/u/a_0.png", { source: { size: listed.size, etag: listed.etag } });
+    expect(copy).toMatchObject({ key: "generated/u/a_0.png", size: listed.size, etag: listed.etag });
+
+    await storage.put("legacy/a.png", Buffer.from("the second, longer version"));
+    const again = await storage.copy("legacy/a.png", "generated/u/a_1.png", { source: { size: listed.size, etag: listed.etag } });
+    const now = await storage.head("legacy/a.png");
+    expect(again).toMatchObject({ size: now!.size, etag: now!.etag });
+    expect((await read(storage, "generated/u/a_1.png")).toString()).toBe("the second, longer version");
+    await expect(storage.copy("missing.png", "x/missing.png", { source: { size: 1, etag: listed.etag } })).rejects.toThrow(ObjectNotFoundError);
+  });
+
   it("lists every object under a prefix in key order, across pages", async () => {
     const storage = await make();
     const keys = [
@@ -309,7 +333,7 @@ describe("aws storage", () => {
   });
 
   it.each(modes)("falls back to check-then-put when the server answers 501 to If-None-Match (checksums %s)", async (checksums) => {
-    const proxy = await refuseConditionalWrites(endpoint);
+    const proxy = await refusingProxy(endpoint, (req) => req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD");
     const storage = await s3Storage(checksums, {}, proxy.url);
     await storage.put("a/small.png", Buffer.from("first"), { ifNoneMatch: true });
     await expect(storage.put("a/small.png", Buffer.from("second"), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
@@ -322,6 +346,17 @@ describe("aws storage", () => {
     expect(md5(await read(large, "a/large.mp4"))).toBe(md5(bytes));
     expect(proxy.refused()).toBe(2);
     await expect(large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
+  });
+
+  it("deletes one key at a time when the server refuses DeleteObjects", async () => {
+    const proxy = await refusingProxy(endpoint, (req) => req.method === "POST" && new URL(req.url ?? "/", "http://x").searchParams.has("delete"));
+    const storage = await s3Storage("WHEN_REQUIRED", {}, proxy.url);
+    const keys = ["a/1.png", "a/2.png", "b/3.png"];
+    await Promise.all(keys.map((key) => storage.put(key, Buffer.from(key))));
+    expect(await storage.deleteMany(keys.slice(0, 2))).toEqual([]);
+    expect(await storage.deleteMany(keys.slice(2))).toEqual([]);
+    expect(await collect(storage.list())).toEqual([]);
+    expect(proxy.refused()).toBe(1); // remembered: the second call went straight to single deletes
   });
 
   it("fails check() with a clear message when the endpoint is unreachable", async () => {
@@ -375,17 +410,17 @@ function byUtf8(a: string, b: string): number {
 }
 
 /**
- * A pass-through to moto that answers 501 NotImplemented to any request carrying
- * If-None-Match, as OpenStack Swift's S3 API does.
+ * A pass-through to moto that answers 501 NotImplemented to the requests refuse picks, as
+ * servers without a feature do (OpenStack Swift's S3 API and If-None-Match, for one).
  */
-async function refuseConditionalWrites(target: string): Promise<{ url: string; refused: () => number }> {
+async function refusingProxy(target: string, refuse: (req: http.IncomingMessage) => boolean): Promise<{ url: string; refused: () => number }> {
   let refused = 0;
   const server = http.createServer(async (req, res) => {
     const body = await buffer(req);
-    if (req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD") {
+    if (refuse(req)) {
       refused++;
       res.writeHead(501, { "content-type": "application/xml" });
-      res.end("<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>If-None-Match is not supported.</Message></Error>");
+      res.end("<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>Not supported here.</Message></Error>");
       return;
     }
     const upstream = await fetch(new URL(req.url ?? "/", target), {

@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { contentTypeFor } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The local provider: key "a/b/c.png" is the file <root>/a/b/c.png.
 //
@@ -33,6 +33,8 @@ interface Sidecar {
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** Leaves room under the usual 255-byte name limit for the sidecar and temp-file names. */
 const MAX_SEGMENT_BYTES = 200;
+/** Files deleteMany removes at once. */
+const PARALLEL_DELETES = 16;
 
 /** Why key cannot be a local key (it could escape root or clash with our own files), or undefined. */
 export function localKeyProblem(key: string): string | undefined {
@@ -103,6 +105,8 @@ class LocalStorage implements Storage {
     }
   }
 
+  // The caller's measure of the source (CopyOptions) saves nothing here: a local copy
+  // measures the file anyway, to write the target's sidecar.
   async copy(sourceKey: string, targetKey: string): Promise<ObjectInfo> {
     const sourceFile = this.fileFor(sourceKey);
     const targetFile = this.fileFor(targetKey);
@@ -154,6 +158,24 @@ class LocalStorage implements Storage {
     }
     await fs.rm(sidecarPath(file), { force: true });
     await this.removeEmptyFolders(path.dirname(file));
+  }
+
+  async deleteMany(keys: string[]): Promise<DeleteFailure[]> {
+    const failures: DeleteFailure[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < keys.length) {
+        const key = keys[next++]!;
+        try {
+          await this.delete(key);
+        } catch (error) {
+          if (!(error instanceof StorageError)) throw error;
+          failures.push({ key, error });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_DELETES, keys.length) }, worker));
+    return failures;
   }
 
   async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {

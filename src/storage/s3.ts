@@ -4,6 +4,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -23,7 +24,7 @@ import type { StorageConfig } from "../config.ts";
 import { contentTypeFor } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { CopyOptions, DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The S3 provider, for AWS and any S3-compatible service (R2, MinIO, Swift, moto...).
 // Every SDK failure becomes a StorageError here, naming the bucket and key; failures of a
@@ -32,6 +33,7 @@ import type { ObjectInfo, PutOptions, Storage } from "./types.ts";
 // Conditional writes (ifNoneMatch) send `If-None-Match: *`. Some servers (OpenStack Swift's
 // s3api) answer 501 NotImplemented; from then on this storage instance falls back to
 // HEAD-then-PUT, which leaves a short race window between the check and the write.
+// Likewise a server that refuses DeleteObjects (400/405/501) gets one DeleteObject per key.
 
 export type S3StorageConfig = Extract<StorageConfig, { provider: "aws" }>;
 
@@ -48,6 +50,10 @@ const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 const MAX_PARTS = 10_000;
 const PARALLEL_PARTS = 4;
+/** DeleteObjects takes at most 1,000 keys a request. */
+const DELETE_BATCH = 1000;
+/** Deletes at once when the server lacks DeleteObjects. */
+const PARALLEL_DELETES = 16;
 
 const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
@@ -89,6 +95,8 @@ class S3Storage implements Storage {
   private readonly copyPartSize: number;
   /** Whether the server honours If-None-Match on writes; undefined until a server says 501. */
   private conditionalWrites: boolean | undefined;
+  /** Whether the server takes DeleteObjects; undefined until a server refuses it. */
+  private batchDeletes: boolean | undefined;
 
   constructor(
     config: S3StorageConfig,
@@ -126,14 +134,31 @@ class S3Storage implements Storage {
     }
   }
 
-  async copy(sourceKey: string, targetKey: string): Promise<ObjectInfo> {
+  async copy(sourceKey: string, targetKey: string, options: CopyOptions = {}): Promise<ObjectInfo> {
+    const known = options.source;
+    if (known !== undefined && known.etag !== "" && known.size <= this.multipartCopyThreshold) {
+      // Pinned to the ETag the caller measured; a source changed since is refused (412),
+      // and then measured again below.
+      const copied = await this.copyObject(sourceKey, targetKey, `"${known.etag}"`, { retryIfChanged: true });
+      if (copied !== undefined) {
+        const etag = unquote(copied.etag);
+        // A single-part ETag is the MD5 of the bytes: the copy's equal to the one listed
+        // means those bytes were copied, so the listed size is the copy's. Otherwise (a
+        // multipart source, or a server that ignores CopySourceIfMatch, as moto does) the
+        // copy itself is measured.
+        if (etag === known.etag && !etag.includes("-")) return { key: targetKey, size: known.size, etag, lastModified: copied.lastModified };
+        const target = await this.headObject(targetKey);
+        if (target === undefined) throw new ObjectNotFoundError(targetKey, this.where);
+        return { key: targetKey, size: target.ContentLength ?? 0, etag: unquote(target.ETag), contentType: target.ContentType, lastModified: target.LastModified };
+      }
+    }
     const source = await this.headObject(sourceKey);
     if (source === undefined) throw new ObjectNotFoundError(sourceKey, this.where);
     const size = source.ContentLength ?? 0;
     const copied =
       size > this.multipartCopyThreshold
         ? await this.multipartCopy(sourceKey, targetKey, source)
-        : await this.copyObject(sourceKey, targetKey, source);
+        : (await this.copyObject(sourceKey, targetKey, source.ETag))!;
     return { key: targetKey, size, etag: unquote(copied.etag), contentType: source.ContentType, lastModified: copied.lastModified };
   }
 
@@ -164,6 +189,42 @@ class S3Storage implements Storage {
       () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
       (error) => this.fail("delete", key, error),
     );
+  }
+
+  async deleteMany(keys: string[]): Promise<DeleteFailure[]> {
+    const failures: DeleteFailure[] = [];
+    for (let start = 0; start < keys.length; start += DELETE_BATCH) {
+      const batch = keys.slice(start, start + DELETE_BATCH);
+      if (this.batchDeletes !== false) {
+        try {
+          const out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+          for (const { Key, Code, Message } of out.Errors ?? []) {
+            if (Key === undefined) continue;
+            const detail = firstLine(Message);
+            failures.push({
+              key: Key,
+              error: new StorageError(
+                `Cannot delete s3://${this.bucket}/${Key} at ${this.endpoint} (${Code ?? "Error"})${detail && detail !== Code ? `: ${detail}` : ""}.`,
+                Code === "AccessDenied" ? "Check the AWS credentials and the bucket's policy." : undefined,
+              ),
+            });
+          }
+          continue;
+        } catch (error) {
+          if (!isBatchDeleteRefused(error)) throw this.fail("delete objects in", undefined, error);
+          this.batchDeletes = false;
+        }
+      }
+      await mapLimit(batch, PARALLEL_DELETES, async (key) => {
+        try {
+          await this.delete(key);
+        } catch (error) {
+          if (!(error instanceof StorageError)) throw error;
+          failures.push({ key, error });
+        }
+      });
+    }
+    return failures;
   }
 
   async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
@@ -327,16 +388,24 @@ class S3Storage implements Storage {
 
   /**
    * Server-side copy. CopySourceIfMatch pins the version that was measured, so the size
-   * returned is the size of what was copied.
+   * measured with that ETag is the size of what was copied. With retryIfChanged, a source
+   * that no longer has that ETag answers undefined instead of failing.
    */
-  private async copyObject(sourceKey: string, targetKey: string, source: HeadObjectCommandOutput): Promise<{ etag?: string; lastModified?: Date }> {
-    const out = await this.attempt(
-      () =>
-        this.client.send(
-          new CopyObjectCommand({ Bucket: this.bucket, Key: targetKey, CopySource: this.copySource(sourceKey), CopySourceIfMatch: source.ETag }),
-        ),
-      (error) => this.copyFailure(sourceKey, targetKey, error),
-    );
+  private async copyObject(
+    sourceKey: string,
+    targetKey: string,
+    etag: string | undefined,
+    options: { retryIfChanged?: boolean } = {},
+  ): Promise<{ etag?: string; lastModified?: Date } | undefined> {
+    let out;
+    try {
+      out = await this.client.send(
+        new CopyObjectCommand({ Bucket: this.bucket, Key: targetKey, CopySource: this.copySource(sourceKey), CopySourceIfMatch: etag }),
+      );
+    } catch (error) {
+      if (options.retryIfChanged && isPreconditionFailed(error)) return undefined;
+      throw this.copyFailure(sourceKey, targetKey, error);
+    }
     return { etag: out.CopyObjectResult?.ETag, lastModified: out.CopyObjectResult?.LastModified };
   }
 
@@ -567,6 +636,12 @@ function isSdkError(error: unknown): boolean {
 
 function isPreconditionFailed(error: unknown): boolean {
   return statusOf(error) === 412 || errorName(error) === "PreconditionFailed";
+}
+
+/** A server without multi-object delete (GCS, some gateways) answers 400, 405 or 501 to it. */
+function isBatchDeleteRefused(error: unknown): boolean {
+  const status = statusOf(error);
+  return status === 400 || status === 405 || status === 501 || errorName(error) === "NotImplemented";
 }
 
 function isNotImplemented(error: unknown): boolean {

@@ -24,6 +24,21 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+export interface CopyOptions {
+  /**
+   * The source as the caller already measured it (from a listing). S3 then skips its HEAD
+   * and pins the copy to this ETag (CopySourceIfMatch), so the size returned is still the
+   * size of the bytes copied; when the source changed since, it is measured again.
+   */
+  source?: { size: number; etag: string };
+}
+
+/** A key deleteMany could not delete, and why. */
+export interface DeleteFailure {
+  key: string;
+  error: Error;
+}
+
 export interface Storage {
   readonly provider: "local" | "aws";
   /** Bucket name, or the root folder for local. */
@@ -37,13 +52,19 @@ export interface Storage {
    */
   put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
   /** Server-side copy (no bytes through this process on S3). */
-  copy(sourceKey: string, targetKey: string): Promise<ObjectInfo>;
+  copy(sourceKey: string, targetKey: string, options?: CopyOptions): Promise<ObjectInfo>;
   /** Metadata of key, or undefined when there is no such object. */
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Reads an object as a stream; throws ObjectNotFoundError when missing. */
   get(key: string): Promise<Readable>;
   /** Deletes key; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Deletes many keys (S3: DeleteObjects, 1,000 keys a request; one by one where the
+   * server lacks it). Missing keys are not an error. Returns the keys that could not be
+   * deleted; throws when the storage could not be asked at all.
+   */
+  deleteMany(keys: string[]): Promise<DeleteFailure[]>;
   /** Every object under prefix, in key order, page by page (memory stays flat). */
   list(prefix?: string, options?: { pageSize?: number; startAfter?: string }): AsyncIterable<ObjectInfo>;
   /** Checks the storage is reachable and usable; throws StorageError with a clear message. */

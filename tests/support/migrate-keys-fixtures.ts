@@ -6,6 +6,7 @@ import path from "node:path";
 import { buffer } from "node:stream/consumers";
 import { afterAll, inject, onTestFinished } from "vitest";
 import type { Database } from "../../src/db/client.ts";
+import { StorageError } from "../../src/errors.ts";
 import { runMigrateKeys, type MigrateKeysDeps, type MigrateKeysInput } from "../../src/jobs/migrate-keys.ts";
 import { createLocalStorage } from "../../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig } from "../../src/storage/s3.ts";
@@ -54,25 +55,32 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
   const { db, config } = await createTestDatabase(kind);
   const storage = await makeStorage(provider);
   const copies = new Map<string, number>();
+  /** Keys deleteMany reports it could not delete (as S3's DeleteObjects does per key). */
+  const refusedDeletes = new Set<string>();
   // Counts server-side copies per source key, to check that reruns copy nothing twice.
   const counted: Storage = {
     provider: storage.provider,
     bucket: storage.bucket,
     put: (key, body, options) => storage.put(key, body, options),
-    copy: (source, target) => {
+    copy: (source, target, options) => {
       copies.set(source, (copies.get(source) ?? 0) + 1);
-      return storage.copy(source, target);
+      return storage.copy(source, target, options);
     },
     head: (key) => storage.head(key),
     get: (key) => storage.get(key),
     delete: (key) => storage.delete(key),
+    deleteMany: async (keys) => {
+      const refused = keys.filter((key) => refusedDeletes.has(key));
+      const failures = await storage.deleteMany(keys.filter((key) => !refusedDeletes.has(key)));
+      return [...failures, ...refused.map((key) => ({ key, error: new StorageError(`Cannot delete ${key} (AccessDenied).`) }))];
+    },
     list: (prefix, options) => storage.list(prefix, options),
     check: () => storage.check(),
     close: () => storage.close(),
   };
   const run = (input: MigrateKeysInput = {}, extra: Partial<MigrateKeysDeps> = {}) =>
     runMigrateKeys(input, { db, storage: counted, databaseConfig: config, ...extra });
-  return { db, config, storage, copies, run };
+  return { db, config, storage, copies, refusedDeletes, run };
 }
 
 export async function putObjects(storage: Storage, keys: string[]): Promise<void> {
