@@ -177,6 +177,43 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     expect(env.copies.get(source)).toBeUndefined();
   });
 
+  it("reports a source the storage refuses to delete; the row already points at the copy, and a rerun deletes it", async () => {
+    const env = await seeded(crashKind, crashProvider);
+    const victim = "generations/u2/b.jpg";
+    env.refusedDeletes.add(victim);
+    const result = await env.run();
+    expect(result).toMatchObject({ moved: 6, failed: 1, failures: [{ sourceKey: victim, targetKey: moves[victim], reason: expect.stringMatching(/AccessDenied/) }] });
+    const bucket = await bucketContents(env.storage);
+    expect(bucket[victim]).toBe(body(victim));
+    expect(bucket[moves[victim]!]).toBe(body(victim));
+    const g2 = await env.db.prisma.generation.findUniqueOrThrow({ where: { id: "g2" } });
+    expect(keysOf(g2.storageKeys)).toEqual([moves[victim]]);
+    expect(await env.db.prisma.keyMove.findUniqueOrThrow({ where: { sourceKey: victim } })).toMatchObject({ step: "recorded", error: expect.stringMatching(/AccessDenied/) });
+
+    env.refusedDeletes.clear();
+    const rerun = await env.run();
+    expect(rerun).toMatchObject({ moved: 1, resumed: 1, failed: 0 });
+    await expectConsistent(env);
+    expect(env.copies.get(victim)).toBe(1);
+  });
+
+  it("deletes sources in several batches; a crash after one batch's deletes is finished by a rerun", async () => {
+    const env = await setup(crashKind as never, crashProvider);
+    const keys = Array.from({ length: 620 }, (_, i) => `u7/img${String(i).padStart(4, "0")}.png`);
+    await putObjects(env.storage, keys);
+    const victim = keys[300]!;
+    const crash = new Error("crash after a delete batch");
+    await expect(env.run({ orphansTo: "generated", concurrency: 8 }, { afterStep: (s, key) => { if (s === "delete" && key === victim) throw crash; } })).rejects.toBe(crash);
+    const rerun = await env.run({ orphansTo: "generated" });
+    expect(rerun.failed).toBe(0);
+    const bucket = await bucketContents(env.storage);
+    expect(Object.keys(bucket).sort()).toEqual(keys.map((key) => `generated/${key}`).sort());
+    for (const key of keys) expect(bucket[`generated/${key}`]).toBe(body(key));
+    const { journal } = await databaseContents(env.db);
+    expect(journal.filter((j) => j.step === "done")).toHaveLength(keys.length);
+    expect([...env.copies.values()].every((n) => n === 1)).toBe(true);
+  });
+
   it("stops with exit code 4 (not a bug report) when the database goes away mid-run", async () => {
     const env = await seeded(crashKind, crashProvider);
     let closed = false;

@@ -18,7 +18,7 @@ import { isContextKey, parseLegacyKey } from "../core/keys.ts";
 import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { DatabaseError, ExitCode, Interrupted, StorageError, UserError } from "../errors.ts";
-import type { ObjectInfo, Storage } from "../storage/types.ts";
+import type { DeleteFailure, ObjectInfo, Storage } from "../storage/types.ts";
 import { findExistingTargets } from "./existing-targets.ts";
 import { JobLockBusy, acquireJobLock, type JobLock } from "./job-lock.ts";
 import * as journal from "./key-move-journal.ts";
@@ -28,7 +28,8 @@ import type { JournalEntry } from "./key-move-journal.ts";
 // reference each page's keys (one query per page), plan with src/core/key-moves.ts,
 // journal the moves, then move each object with bounded concurrency by the journal's
 // decision table (nextKeyMoveStep): copy server-side, verify, update the row and the
-// journal in one statement, and only then delete the source. Never prints: progress and
+// journal in one statement, and only then delete the source (sources whose moves are
+// recorded are deleted together, up to DELETE_BATCH a request). Never prints: progress and
 // per-object events go through callbacks, and the result is returned.
 //
 // What a rerun relies on: every journal write happens after the storage action it
@@ -118,6 +119,8 @@ export interface MigrateKeysResult {
 
 export const DEFAULT_CONCURRENCY = 16;
 export const DEFAULT_BATCH_SIZE = 1_000;
+/** Sources deleted per request (DeleteObjects takes up to 1,000). */
+const DELETE_BATCH = 250;
 const LISTED_SAMPLES = 100;
 
 export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysDeps): Promise<MigrateKeysResult> {
@@ -162,6 +165,23 @@ interface MoveWork {
   rowKeys?: unknown[];
   /** The target as found by listing its folder: null when absent, undefined when unknown (HEAD it). */
   target?: ObjectFingerprint | null;
+}
+
+/** Where one move stands between actions (kept while its source waits in a delete batch). */
+interface MoveState {
+  step: KeyMoveStep;
+  source: ObjectFingerprint | undefined;
+  target: ObjectFingerprint | undefined;
+  rowKeys: unknown[] | undefined;
+  /** What the journal knows of the object once the source is gone (written with "recorded"). */
+  journaled: ObjectFingerprint | undefined;
+  /** Whether this run did anything for the move (else an earlier run had finished it). */
+  acted: boolean;
+}
+
+interface PendingDelete {
+  work: MoveWork;
+  state: MoveState;
 }
 
 class MigrateKeysRun {
@@ -293,98 +313,168 @@ class MigrateKeysRun {
     }
   }
 
-  /** Moves a batch with the run's concurrency, then marks the finished ones done in one statement. */
+  /**
+   * Moves a batch with the run's concurrency: each object is copied, verified and recorded
+   * on its own, then the sources are deleted in batches (DeleteObjects), then the finished
+   * moves are marked done in one statement.
+   */
   private async moveAll(work: MoveWork[]): Promise<void> {
     const done: string[] = [];
-    const results = await Promise.allSettled(work.map((move) => this.limit(() => this.moveOne(move, done))));
+    const deletes: PendingDelete[] = [];
+    const results = await Promise.allSettled(work.map((move) => this.limit(() => this.moveOne(move, done, deletes))));
     for (const result of results) if (result.status === "rejected") this.fatal ??= { error: result.reason };
+    try {
+      if (deletes.length > 0) await this.limit(() => this.deleteSources(deletes.splice(0), done));
+    } catch (error) {
+      this.fatal ??= { error };
+    }
     await journal.markDone(this.deps.db, done);
     for (const key of done) await this.hook("done", key);
   }
 
-  private async moveOne(work: MoveWork, done: string[]): Promise<void> {
+  /** Advances one move as far as its copy and record; a source to delete joins the batch `deletes`. */
+  private async moveOne(work: MoveWork, done: string[], deletes: PendingDelete[]): Promise<void> {
     if (this.shouldStop()) return; // queued work is dropped once the run stops; the journal keeps it
-    const { sourceKey, targetKey } = work.entry;
+    let deferred = false;
     try {
-      if (work.fresh) await this.hook("journal", sourceKey);
-      const outcome = await this.advance(work, done);
-      if (outcome === "already") this.alreadyDone++;
-      else {
-        this.moved++;
-        const context = contextOfTargetKey(targetKey);
-        if (context) this.movedByContext[context]++;
-        if (!work.fresh) this.resumed++;
+      if (work.fresh) await this.hook("journal", work.entry.sourceKey);
+      const state = await this.observe(work);
+      const outcome = await this.advance(work, state, done);
+      if (outcome === "delete") {
+        deferred = true;
+        deletes.push({ work, state });
+        if (deletes.length >= DELETE_BATCH) await this.deleteSources(deletes.splice(0), done);
+        return;
       }
+      this.settle(work, outcome);
     } catch (error) {
-      if (!(error instanceof MoveConflict || error instanceof StorageError)) throw error;
-      this.fail({ sourceKey, targetKey, reason: error.message });
-      await journal.markFailed(this.deps.db, sourceKey, error.message);
+      await this.failMove(work, error);
     } finally {
-      this.examined++;
-      this.progress();
+      if (!deferred) {
+        this.examined++;
+        this.progress();
+      }
     }
   }
 
   /**
-   * One object through the decision table: observe, decide, act, until done. Facts are
-   * observed once (the target, from a listing of its folder or a HEAD; the row) and then
-   * kept up to date from what each action did, so a fresh move costs the copy, one
-   * statement and a delete, plus a share of a LIST.
+   * Deletes the sources of moves the journal records as "recorded" (copy verified, row
+   * updated), in as few requests as the storage allows, then finishes each move by the
+   * decision table. Once the run stops, nothing more is deleted: a rerun finds these moves
+   * "recorded" and deletes their sources then.
    */
-  private async advance(work: MoveWork, done: string[]): Promise<"moved" | "already"> {
-    const { storage } = this.deps;
-    const { sourceKey, targetKey, generationId } = work.entry;
-    let step = work.entry.step;
-    let source = work.source;
-    let target = work.target !== undefined ? (work.target ?? undefined) : fingerprint(await storage.head(targetKey));
-    let rowKeys = generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
+  private async deleteSources(batch: PendingDelete[], done: string[]): Promise<void> {
+    if (batch.length === 0 || this.shouldStop()) return;
+    const keys = batch.map(({ work }) => work.entry.sourceKey);
+    let failures: DeleteFailure[];
+    try {
+      failures = await this.deps.storage.deleteMany(keys);
+    } catch (error) {
+      if (!(error instanceof StorageError)) throw error;
+      failures = keys.map((key) => ({ key, error }));
+    }
+    const failed = new Map(failures.map((failure) => [failure.key, failure.error]));
+    for (const { work, state } of batch) {
+      try {
+        const error = failed.get(work.entry.sourceKey);
+        if (error !== undefined) throw error;
+        state.source = undefined;
+        state.acted = true;
+        await this.hook("delete", work.entry.sourceKey);
+        const outcome = await this.advance(work, state, done);
+        if (outcome === "delete") throw new MoveConflict(`${work.entry.sourceKey} is still there after its delete; run again`);
+        this.settle(work, outcome);
+      } catch (error) {
+        await this.failMove(work, error);
+      } finally {
+        this.examined++;
+        this.progress();
+      }
+    }
+  }
+
+  private settle(work: MoveWork, outcome: "moved" | "already"): void {
+    if (outcome === "already") {
+      this.alreadyDone++;
+      return;
+    }
+    this.moved++;
+    const context = contextOfTargetKey(work.entry.targetKey);
+    if (context) this.movedByContext[context]++;
+    if (!work.fresh) this.resumed++;
+  }
+
+  /** A refused move (a conflict, a storage failure) is reported and journaled; anything else stops the run. */
+  private async failMove(work: MoveWork, error: unknown): Promise<void> {
+    if (!(error instanceof MoveConflict || error instanceof StorageError)) throw error;
+    const { sourceKey, targetKey } = work.entry;
+    this.fail({ sourceKey, targetKey, reason: error.message });
+    await journal.markFailed(this.deps.db, sourceKey, error.message);
+  }
+
+  /**
+   * The facts of one move, observed once (the target, from a listing of its folder or a
+   * HEAD; the row) and then kept up to date from what each action did, so a fresh move
+   * costs the copy, one statement and a share of a DeleteObjects and of a LIST.
+   */
+  private async observe(work: MoveWork): Promise<MoveState> {
+    const { sourceKey, targetKey, generationId, step } = work.entry;
+    const target = work.target !== undefined ? (work.target ?? undefined) : fingerprint(await this.deps.storage.head(targetKey));
+    const rowKeys = generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
     if (generationId !== null && rowKeys === undefined && step !== "done") {
       throw new MoveConflict(`generation ${generationId} no longer exists; ${sourceKey} is left where it is`);
     }
-    // What the journal knows of the object once the source is gone (written with "recorded").
-    let journaled: ObjectFingerprint | undefined = work.entry.size !== null ? { size: work.entry.size, etag: work.entry.etag } : undefined;
-    let acted = false;
+    const journaled = work.entry.size !== null ? { size: work.entry.size, etag: work.entry.etag } : undefined;
+    return { step, source: work.source, target, rowKeys, journaled, acted: false };
+  }
+
+  /**
+   * One object through the decision table: decide, act, update the facts, until done or
+   * until its source is to be deleted ("delete": the caller deletes it with others, clears
+   * state.source and calls again).
+   */
+  private async advance(work: MoveWork, state: MoveState, done: string[]): Promise<"moved" | "already" | "delete"> {
+    const { storage } = this.deps;
+    const { sourceKey, targetKey } = work.entry;
     for (let round = 0; round < 8; round++) {
-      const reference = source ?? journaled;
-      const action = nextKeyMoveStep(step, {
-        sourceExists: source !== undefined,
-        targetExists: target !== undefined,
-        targetMatches: target !== undefined && reference !== undefined && sameObject(target, reference),
-        rowPointsAtTarget: rowKeys?.some((e) => storageEntryKey(e) === targetKey) ?? false,
-        rowPointsAtSource: rowKeys?.some((e) => storageEntryKey(e) === sourceKey) ?? false,
+      const reference = state.source ?? state.journaled;
+      const action = nextKeyMoveStep(state.step, {
+        sourceExists: state.source !== undefined,
+        targetExists: state.target !== undefined,
+        targetMatches: state.target !== undefined && reference !== undefined && sameObject(state.target, reference),
+        rowPointsAtTarget: state.rowKeys?.some((e) => storageEntryKey(e) === targetKey) ?? false,
+        rowPointsAtSource: state.rowKeys?.some((e) => storageEntryKey(e) === sourceKey) ?? false,
         keepSource: this.keepSource,
       });
       if (typeof action === "object") throw new MoveConflict(`${action.conflict} (${targetKey})`);
       switch (action) {
         case "copy": {
-          const copied = await storage.copy(sourceKey, targetKey);
-          acted = true;
+          // The listed size and ETag spare a HEAD: the copy is pinned to that ETag.
+          const listed = state.source?.etag ? { source: { size: state.source.size, etag: state.source.etag } } : {};
+          const copied = await storage.copy(sourceKey, targetKey, listed);
+          state.acted = true;
           await this.hook("copy", sourceKey);
-          target = { size: copied.size, etag: copied.etag };
+          state.target = { size: copied.size, etag: copied.etag };
           // The copy's response is the check; when it disagrees with the listing (the source
           // was replaced meanwhile, or an ETag that cannot be compared), measure both again.
-          if (source === undefined || !sameObject(target, source)) {
-            [source, target] = await Promise.all([storage.head(sourceKey).then(fingerprint), storage.head(targetKey).then(fingerprint)]);
+          if (state.source === undefined || !sameObject(state.target, state.source)) {
+            [state.source, state.target] = await Promise.all([storage.head(sourceKey).then(fingerprint), storage.head(targetKey).then(fingerprint)]);
           }
           break;
         }
         case "verify":
         case "record":
-          rowKeys = await this.record(work.entry, target!, rowKeys);
-          step = "recorded";
-          journaled = target;
-          acted = true;
+          state.rowKeys = await this.record(work.entry, state.target!, state.rowKeys);
+          state.step = "recorded";
+          state.journaled = state.target;
+          state.acted = true;
           await this.hook("record", sourceKey);
           break;
         case "delete-source":
-          await storage.delete(sourceKey);
-          source = undefined;
-          acted = true;
-          await this.hook("delete", sourceKey);
-          break;
+          return "delete";
         case "done":
-          if (step !== "done") done.push(sourceKey);
-          return acted || step !== "done" ? "moved" : "already";
+          if (state.step !== "done") done.push(sourceKey);
+          return state.acted || state.step !== "done" ? "moved" : "already";
       }
     }
     throw new MoveConflict(`the move of ${sourceKey} to ${targetKey} did not settle; run again`);
