@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type RetryPolicy } from "../src/webhook/queue.ts";
+import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type NewDelivery, type RetryPolicy } from "../src/webhook/queue.ts";
 import { createDeliveryWorker } from "../src/webhook/worker.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import { waitFor } from "./support/webhook-deliveries.ts";
@@ -15,6 +15,32 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     expect(await queue.enqueue(delivery("m1"))).toEqual({ duplicate: true });
     const rows = await db.query<{ id: string; state: string; query: unknown }>(`SELECT id, state, query FROM "WebhookDelivery"`);
     expect(rows).toEqual([{ id: "m1", state: "pending", query: { userId: "u1" } }]);
+  });
+
+  it("stores each row of a batch with its own body and query; a body jsonb refuses fails alone", async () => {
+    const { db } = await createTestDatabase(kind);
+    const queue = createDeliveryQueue(db);
+    const body = (value: unknown) => JSON.stringify(value);
+    const items: NewDelivery[] = [
+      // The first goes out alone; the rest wait for its commit and go in together, as one batch.
+      delivery("first"),
+      delivery("second"),
+      { id: "m1", predictionId: "p1", body: body({ id: "p1", note: 'quote " and \\ and ,' }), query: { userId: "u1" } },
+      // Not one JSON value but two: joined into the batch's array, it would shift the later rows.
+      { id: "m2", predictionId: "p2", body: `{"id":"p2"},{"id":"p2b"}`, query: { userId: "u2" } },
+      { id: "m3", predictionId: "p3", body: body({ id: "p3", logs: "a\u0000b" }), query: { userId: "u3" } },
+      { id: "m4", predictionId: "p4", body: body({ id: "p4" }), query: { userId: ["u4", "u5"] } },
+      { id: "m1", predictionId: "p1", body: body({ id: "p1" }), query: {} },
+    ];
+    const results = await Promise.allSettled(items.map((item) => queue.enqueue(item)));
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value.duplicate : "refused"))).toEqual([false, false, false, "refused", "refused", false, true]);
+    const rows = await db.query<{ id: string; predictionId: string; body: unknown; query: unknown }>(
+      `SELECT id, "predictionId", body, query FROM "WebhookDelivery" WHERE id LIKE 'm%' ORDER BY id`,
+    );
+    expect(rows).toEqual([
+      { id: "m1", predictionId: "p1", body: { id: "p1", note: 'quote " and \\ and ,' }, query: { userId: "u1" } },
+      { id: "m4", predictionId: "p4", body: { id: "p4" }, query: { userId: ["u4", "u5"] } },
+    ]);
   });
 
   it("hands each delivery to one claimer, oldest first, and counts attempts", async () => {
