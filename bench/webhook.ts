@@ -7,12 +7,13 @@
 // BENCH_DELIVERIES (default 10000) and BENCH_CONCURRENCY (default 32) change the load.
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import os from "node:os";
 import type { AddressInfo } from "node:net";
 import { Worker } from "node:worker_threads";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer } from "../src/webhook/server.ts";
 import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
-import { withBenchDatabase } from "./support.ts";
+import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";
 
 const deliveries = Number(process.env.BENCH_DELIVERIES ?? 10_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -109,13 +110,13 @@ function load(url: string, items: Signed[]): Promise<Run> {
   });
 }
 
-function summarize(name: string, run: Run): { rate: number; p50: number; p99: number } {
+function summarize(name: string, run: Run & { cpuMs: number }): { rate: number; p50: number; p99: number } {
   const sorted = [...run.latencies].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
   const rate = run.latencies.length / (run.elapsed / 1000);
   const result = { rate, p50: at(0.5), p99: at(0.99) };
   console.log(
-    `  ${name.padEnd(44)} ${Math.round(rate).toLocaleString("en-US").padStart(6)} acks/s   p50 ${result.p50.toFixed(1).padStart(5)} ms   p99 ${result.p99.toFixed(1).padStart(5)} ms${run.failures ? `   ${run.failures} non-200!` : ""}`,
+    `  ${name.padEnd(44)} ${Math.round(rate).toLocaleString("en-US").padStart(6)} acks/s   p50 ${result.p50.toFixed(1).padStart(5)} ms   p99 ${result.p99.toFixed(1).padStart(5)} ms   cpu ${Math.round((run.cpuMs * 1000) / run.latencies.length)} µs/ack${run.failures ? `   ${run.failures} non-200!` : ""}`,
   );
   return result;
 }
@@ -125,8 +126,22 @@ async function listen(server: http.Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/webhooks/replicate`;
 }
 
+/** A load run, with the CPU time this process spent meanwhile (both servers and the load generator share it). */
+async function measure(url: string, items: Signed[]): Promise<Run & { cpuMs: number }> {
+  const before = process.cpuUsage();
+  const run = await load(url, items);
+  const used = process.cpuUsage(before);
+  return { ...run, cpuMs: (used.user + used.system) / 1000 };
+}
+
 await withBenchDatabase("webhook", async (db) => {
+  const [server] = await db.query<{ server_version: string }>("SHOW server_version");
   console.log(`webhook: ${deliveries.toLocaleString("en-US")} signed deliveries, ${concurrency} in flight, keep-alive; worker off (ack path only)`);
+  console.log(`  command: npm run bench -- webhook (BENCH_DELIVERIES=${deliveries} BENCH_CONCURRENCY=${concurrency}); ${warmup} warm-up deliveries to each server first`);
+  console.log(
+    `  setup: both servers on this process's main thread, load generator in a worker thread; node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(2)}; PostgreSQL ${server!.server_version} at ${new URL(benchDatabaseUrl).host}`,
+  );
+  console.log(`  cpu: this process's CPU time per ack during the run (servers + load generator; PostgreSQL's own is not counted)`);
 
   // The reference: node:http, read the body, verify the signature, 200. Nothing stored.
   const bare = http.createServer((req, res) => {
@@ -145,8 +160,8 @@ await withBenchDatabase("webhook", async (db) => {
 
   await load(bareUrl, presign(warmup, "wb"));
   await load(oursUrl, presign(warmup, "wg"));
-  const reference = summarize("bare node:http, verify only", await load(bareUrl, presign(deliveries, "b")));
-  const genstore = summarize("genstore serve-webhook (verify + INSERT)", await load(oursUrl, presign(deliveries, "g")));
+  const reference = summarize("bare node:http, verify only", await measure(bareUrl, presign(deliveries, "b")));
+  const genstore = summarize("genstore serve-webhook (verify + INSERT)", await measure(oursUrl, presign(deliveries, "g")));
 
   const n = (await db.query<{ n: string }>(`SELECT count(*) AS n FROM "WebhookDelivery"`))[0]!.n;
   console.log(`  stored: ${Number(n).toLocaleString("en-US")} deliveries (expected ${(deliveries + warmup).toLocaleString("en-US")})`);
