@@ -9,7 +9,7 @@ import { ingestPrediction } from "../pipeline/ingest.ts";
 import { createStorage } from "../storage/index.ts";
 import type { Storage } from "../storage/types.ts";
 import { createIngestProcessor, type IngestFunction } from "./process.ts";
-import { createDeliveryQueue, searchParamsFrom } from "./queue.ts";
+import { createDeliveryQueue, searchParamsFrom, type DeliveryQueue } from "./queue.ts";
 import { MAX_BODY_BYTES, receiveDelivery } from "./receive.ts";
 
 export interface Genstore {
@@ -81,7 +81,7 @@ export async function handleReplicateWebhook(request: Request, options: HandleRe
   const body = await readBody(request, maxBodyBytes);
   if (body === undefined) return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
 
-  const queue = createDeliveryQueue(options.db);
+  const queue = queueFor(options.db);
   const received = await receiveDelivery({ body, headers: request.headers, query: new URL(request.url).searchParams, secret, queue });
   if (!received.accepted) return json(received.status, received.body, received.status === 503 ? { "retry-after": "5" } : {});
 
@@ -112,6 +112,15 @@ export async function handleReplicateWebhook(request: Request, options: HandleRe
     return json(200, received.body);
   }
   return work.catch((error) => json(503, { error: `the delivery is stored but could not be processed now: ${(error as Error).message}` }, { "retry-after": "30" }));
+}
+
+// One queue per database, so that concurrent requests share its group-committed enqueue
+// (a queue per request would commit every delivery on its own).
+const queues = new WeakMap<Database, DeliveryQueue>();
+function queueFor(db: Database): DeliveryQueue {
+  let queue = queues.get(db);
+  if (!queue) queues.set(db, (queue = createDeliveryQueue(db)));
+  return queue;
 }
 
 /** The body as text, or undefined once it passes the limit (the rest is not read). */
