@@ -1,28 +1,15 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { genstore } from "./support/cli.ts";
 import { pgliteTemplate } from "./support/db.ts";
 
 // Runs the real binary, as an operator would, with colour off.
 
-const bin = path.resolve("bin/genstore");
-const run = promisify(execFile);
 
-async function genstore(args: string[], env: Record<string, string> = {}) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...clean, NO_COLOR: "1", ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** A GENSTORE_HOME whose embedded database is already made (initdb takes seconds). */
 async function home(rows: { id: string; prompt: string }[] = []) {

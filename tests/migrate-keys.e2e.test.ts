@@ -1,32 +1,20 @@
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { PGlite } from "@electric-sql/pglite";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
+import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { createTestDatabase, databaseUrlFor, pgliteTemplate } from "./support/db.ts";
 import { bucketContents, insertRows, putObjects, type Row } from "./support/migrate-keys-fixtures.ts";
 
 // genstore migrate-keys through the real binary, as an operator runs it.
 
-const bin = path.resolve("bin/genstore");
-const run = promisify(execFile);
 
-async function genstore(args: string[], env: Record<string, string> = {}) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...clean, NO_COLOR: "1", ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const rows: Row[] = [
   { id: "g1", userId: "u1", prompt: "a fox", storageKeys: ["u1/a.png", "thumbnails/u1/a.webp"] },
@@ -135,14 +123,14 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     const key = (i: number) => `u${i % 7}/img${i}.png`;
     await putObjects(storage, Array.from({ length: n }, (_, i) => key(i)));
     await insertRows(db, Array.from({ length: n }, (_, i) => ({ id: `g${String(i).padStart(4, "0")}`, userId: `u${i % 7}`, prompt: i % 2 ? "[EDITED] x" : "y", storageKeys: [key(i)] })));
-    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_)/.test(k))), NO_COLOR: "1", DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
+    const settings = { DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
     // Done marks are written per listing page; recorded moves show progress object by object.
     const doneCount = async () => await db.prisma.keyMove.count({ where: { step: "done" } });
     const progressed = async () => await db.prisma.keyMove.count({ where: { step: { in: ["recorded", "done"] } } });
 
     for (const signal of ["SIGKILL", "SIGINT"] as const) {
       const before = await progressed();
-      const child = spawn(process.execPath, [bin, "migrate-keys", "--concurrency", "4"], { env, stdio: "ignore" });
+      const child = spawn(process.execPath, [bin, "migrate-keys", "--concurrency", "4"], { env: cleanEnv(settings), stdio: "ignore" });
       const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
       while ((await progressed()) < before + 40 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
       child.kill(signal);
@@ -150,7 +138,7 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
       if (signal === "SIGINT") expect(code).toBe(130);
       expect(await progressed()).toBeLessThan(n);
     }
-    const rerun = await genstore(["migrate-keys", "--json"], env);
+    const rerun = await genstore(["migrate-keys", "--json"], settings);
     expect(rerun.code).toBe(0);
     expect(JSON.parse(rerun.stdout)).toMatchObject({ failed: 0 });
     const bucket = await bucketContents(storage);

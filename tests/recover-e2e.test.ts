@@ -1,16 +1,16 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { PGlite } from "@electric-sql/pglite";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { runRecover, type RecoverInput } from "../src/recover/run.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
+import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { createTestDatabase, databaseKinds, databaseUrlFor, pgliteTemplate, type DatabaseKind } from "./support/db.ts";
 import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
@@ -158,19 +158,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
 });
 
 // The binary, as an operator runs it.
-const bin = path.resolve("bin/genstore");
-const exec = promisify(execFile);
 
-async function genstore(args: string[], env: Record<string, string>) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [bin, ...args], { env: { ...clean, NO_COLOR: "1", ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** A GENSTORE_HOME whose embedded database is already migrated. */
 async function home(): Promise<string> {
@@ -247,9 +235,8 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const pglite = await PGlite.create({ dataDir: path.join(dir, "db") });
     await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`);
     await pglite.close();
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
     const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "30s"], {
-      env: { ...clean, NO_COLOR: "1", GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url },
+      env: cleanEnv({ GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url }),
     });
     let stdout = "";
     let stderr = "";

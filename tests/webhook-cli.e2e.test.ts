@@ -1,28 +1,14 @@
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/server.ts";
+import { genstore } from "./support/cli.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { freePort } from "./support/global-setup.ts";
 import { newSecret } from "./support/webhook-deliveries.ts";
 
 // serve-webhook's and trigger's exit codes and output, through the real binary.
 
-const bin = path.resolve("bin/genstore");
-const run = promisify(execFile);
 
-async function genstore(args: string[], env: Record<string, string> = {}) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...clean, NO_COLOR: "1", ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const servers: WebhookServer[] = [];
 afterEach(async () => {

@@ -5,6 +5,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { bin, cleanEnv } from "./support/cli.ts";
 import { createTestDatabase, databaseUrlFor } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { newSecret, post, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
@@ -13,7 +14,6 @@ import { newSecret, post, samplePrediction, svixSigned, waitFor } from "./suppor
 // if the process is killed outright. The real binary, on PostgreSQL and local storage,
 // with outputs served slowly so that work is still queued when the receiver dies.
 
-const bin = path.resolve("bin/genstore");
 const MiB = 1024 * 1024;
 
 interface Receiver {
@@ -24,9 +24,8 @@ interface Receiver {
 }
 
 async function startBinary(env: Record<string, string>): Promise<Receiver> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
   const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", "--concurrency", "2", "--lease", "2", "--poll", "200"], {
-    env: { ...clean, NO_COLOR: "1", ...env },
+    env: cleanEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
