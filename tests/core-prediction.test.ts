@@ -1,23 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { generationIdHint, outputUrls, parsePrediction, promptOf, userIdHints, type Prediction } from "../src/core/prediction.ts";
+import { samplePrediction } from "./support/webhook-deliveries.ts";
 
-const base = {
+// Replicate's documented prediction shape (support/webhook-deliveries.ts), with a fixed id.
+const base = samplePrediction({
   id: "gm3qorzdhgbfurvjtvhg6dckhu",
-  model: "black-forest-labs/flux-schnell",
-  version: "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
   input: { prompt: "[UPSCALED] a red fox in snow" },
-  logs: "",
-  output: ["https://replicate.delivery/xezq/abc123/out-0.webp"],
-  data_removed: false,
-  error: null,
-  status: "succeeded",
-  source: "api",
-  created_at: "2026-11-20T10:00:00.000Z",
-  started_at: "2026-11-20T10:00:01.000Z",
-  completed_at: "2026-11-20T10:00:04.000Z",
   urls: { get: "https://api.replicate.com/v1/predictions/gm3q", web: "https://replicate.com/p/gm3q" },
-  metrics: { predict_time: 2.7, total_time: 4.0 },
-};
+});
 
 function prediction(overrides: Record<string, unknown> = {}): Prediction {
   const parsed = parsePrediction({ ...base, ...overrides });
