@@ -10,12 +10,13 @@
 //
 // Needs moto_server, rclone (apt-get install -y rclone) and PostgreSQL (BENCH_DATABASE_URL).
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { cleanEnv } from "../tests/support/cli.ts";
+import { startMotoServer } from "../tests/support/moto.ts";
 import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";
 
 const objects = Number(process.env.BENCH_OBJECTS ?? 10_000);
@@ -24,11 +25,8 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const run = promisify(execFile);
 const body = Buffer.alloc(1024, "x");
 
-const port = await freePort();
-const endpoint = `http://127.0.0.1:${port}`;
-const moto = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
-process.on("exit", () => moto.kill("SIGTERM"));
-await waitForHttp(endpoint);
+const moto = await startMotoServer();
+const { endpoint } = moto;
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 const s3 = new S3Client({
   endpoint,
@@ -90,7 +88,7 @@ if (rssObjects > 0 && part !== "speed") {
   console.log(`    ${rssObjects.toLocaleString("en-US")} objects: ${big.rssMiB} MiB (${big.seconds.toFixed(0)} s, ${rate(big.moved, big.seconds)})`);
 }
 s3.destroy();
-moto.kill("SIGTERM");
+moto.stop();
 
 /** Seeds a bucket and its rows in a schema of their own, then runs the binary under /usr/bin/time -v. */
 async function migrate(name: string, where: string | { local: true }, n: number): Promise<{ seconds: number; moved: number; rssMiB: number; cpu: number }> {
@@ -113,9 +111,7 @@ async function migrate(name: string, where: string | { local: true }, n: number)
     console.log(`  (${name}: seeded ${n.toLocaleString("en-US")} objects and rows in ${seconds(seedStart).toFixed(0)} s)`);
     const url = new URL(benchDatabaseUrl);
     url.searchParams.set("schema", schema);
-    const env = {
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_)/.test(k)) as [string, string][]),
-      NO_COLOR: "1",
+    const env = cleanEnv({
       DATABASE_URL: url.toString(),
       ...(home !== undefined
         ? { GENSTORE_STORAGE: "local", GENSTORE_HOME: home }
@@ -127,7 +123,7 @@ async function migrate(name: string, where: string | { local: true }, n: number)
             AWS_ACCESS_KEY_ID: "test",
             AWS_SECRET_ACCESS_KEY: "test",
           }),
-    };
+    });
     const start = performance.now();
     const { stdout, stderr } = await run("/usr/bin/time", ["-v", process.execPath, path.resolve("bin/genstore"), "migrate-keys", "--json", "--concurrency", String(concurrency)], {
       env,
@@ -189,27 +185,4 @@ async function count(bucket: string, prefix: string): Promise<number> {
     token = page.NextContinuationToken;
   } while (token);
   return total;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-async function waitForHttp(url: string): Promise<void> {
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`moto_server did not start at ${url}`);
 }

@@ -23,16 +23,18 @@
 // on PostgreSQL when it answers, else on the embedded database: once with a 1 MiB output
 // (one PutObject: the fixed cost of the AWS SDK next to Prisma) and once with the full size
 // (multipart: the cost of the upload path). BENCH_S3=0 skips it.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { benchDatabaseUrl } from "./support.ts";
+import { cleanEnv } from "../tests/support/cli.ts";
 import { fakePrediction, startFakeReplicate } from "../tests/support/fake-replicate.ts";
+import { startMotoServer, type MotoServer } from "../tests/support/moto.ts";
 
 const SIZE = Number(process.env.BENCH_RECOVER_BYTES ?? 1024 ** 3);
 const MB = 1024 * 1024;
@@ -112,37 +114,15 @@ interface Moto {
 
 /** moto_server on a free loopback port, with one bucket; why not, as a string, when it cannot start. */
 async function startMoto(bucket: string): Promise<Moto | string> {
-  const port = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
-  let child: ChildProcess;
+  let server: MotoServer;
   try {
-    child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
+    server = await startMotoServer();
   } catch (error) {
-    return `moto_server did not start: ${(error as Error).message}`;
-  }
-  const stop = () => void child.kill("SIGTERM");
-  process.on("exit", stop);
-  const started = await new Promise<boolean>((resolve) => {
-    child.once("error", () => resolve(false));
-    void (async () => {
-      for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-        try {
-          await fetch(endpoint);
-          return resolve(true);
-        } catch {
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-      resolve(false);
-    })();
-  });
-  if (!started) {
-    stop();
-    return `moto_server did not answer at ${endpoint} within 30 s`;
+    return (error as Error).message;
   }
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const client = new S3Client({
-    endpoint,
+    endpoint: server.endpoint,
     region: "us-east-1",
     forcePathStyle: true,
     credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
@@ -150,18 +130,7 @@ async function startMoto(bucket: string): Promise<Moto | string> {
     responseChecksumValidation: "WHEN_REQUIRED",
   });
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return { endpoint, client, stop: () => (client.destroy(), stop()) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
+  return { endpoint: server.endpoint, client, stop: () => (client.destroy(), server.stop()) };
 }
 
 async function postgresAvailable(): Promise<boolean> {
@@ -204,8 +173,7 @@ const results = { push: (text: string): void => console.log(text) };
 let failed = false;
 try {
   const baseEnv = {
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k))),
-    NO_COLOR: "1",
+    ...cleanEnv(),
     REPLICATE_API_TOKEN: api.token,
     REPLICATE_API_BASE_URL: api.url,
     GENSTORE_OUTPUT_HOSTS: output.hostEntry,

@@ -9,7 +9,7 @@ import {
   OutputTooLargeError,
   OutputUnavailableError,
 } from "../src/pipeline/errors.ts";
-import { freePort } from "./support/global-setup.ts";
+import { freePort } from "./support/moto.ts";
 import { generatedBytes, startOutputServer } from "./support/output-server.ts";
 
 async function server() {

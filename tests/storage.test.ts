@@ -14,7 +14,7 @@ import { createStorage } from "../src/storage/index.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig, type S3StorageOptions } from "../src/storage/s3.ts";
 import type { Storage } from "../src/storage/types.ts";
-import { freePort } from "./support/global-setup.ts";
+import { freePort } from "./support/moto.ts";
 
 const endpoint = inject("s3Endpoint");
 const MiB = 1024 ** 2;

@@ -3,7 +3,7 @@ import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/server.ts";
 import { genstore } from "./support/cli.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { freePort } from "./support/global-setup.ts";
+import { freePort } from "./support/moto.ts";
 import { newSecret } from "./support/webhook-deliveries.ts";
 
 // serve-webhook's and trigger's exit codes and output, through the real binary.
