@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import type { Context } from "../app.ts";
 import { withContext } from "../app.ts";
 import type { Database } from "../db/client.ts";
+import { formatCounts } from "../ui/format.ts";
 
 // `backfill`: fills operationType/storageContext (and metadata.detectedBy) on rows that lack
 // them, from the prompt prefix, as set-based SQL in PostgreSQL. Rows are taken in keyset
@@ -225,17 +226,9 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   return result(updated, batches, total);
 }
 
-/** "generation 10,000, edit 2,000" (types with rows only, in table order). */
-export function formatByOperation(byOperation: Record<string, number>): string {
-  return Object.entries(byOperation)
-    .filter(([, n]) => n > 0)
-    .map(([op, n]) => `${op} ${n.toLocaleString("en-US")}`)
-    .join(", ");
-}
-
 export function summaryLine(result: BackfillResult): string {
   const n = result.updated.toLocaleString("en-US");
-  const ops = formatByOperation(result.byOperation);
+  const ops = formatCounts(result.byOperation);
   if (result.dryRun) {
     return result.updated === 0 ? "Dry run: nothing to backfill." : `Dry run: would backfill ${n} rows: ${ops}. Nothing was changed.`;
   }

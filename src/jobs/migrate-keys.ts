@@ -23,6 +23,7 @@ import { findExistingTargets } from "./existing-targets.ts";
 import { JobLockBusy, acquireJobLock, type JobLock } from "./job-lock.ts";
 import * as journal from "./key-move-journal.ts";
 import type { JournalEntry } from "./key-move-journal.ts";
+import { formatCounts } from "../ui/format.ts";
 
 // migrate-keys' orchestration: stream the listing page by page, find the rows that
 // reference each page's keys (one query per page), plan with src/core/key-moves.ts,
@@ -630,14 +631,6 @@ async function* pages(objects: AsyncIterable<ObjectInfo>, size: number): AsyncGe
   if (page.length > 0) yield page;
 }
 
-/** "generated 3, edited 1" (contexts with moves only). */
-export function formatByContext(byContext: Record<string, number>): string {
-  return Object.entries(byContext)
-    .filter(([, n]) => n > 0)
-    .map(([context, n]) => `${context} ${n.toLocaleString("en-US")}`)
-    .join(", ");
-}
-
 /** The final line of a run, for people. */
 export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
   const n = (value: number) => value.toLocaleString("en-US");
@@ -650,10 +643,10 @@ export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
   ].filter(Boolean);
   const tail = left.length > 0 ? `; ${left.join("; ")}` : "";
   if (result.dryRun) {
-    const moves = plan.moves === 0 ? "nothing to move" : `would move ${plural(plan.moves, "object")} (${formatByContext(plan.byContext)})`;
+    const moves = plan.moves === 0 ? "nothing to move" : `would move ${plural(plan.moves, "object")} (${formatCounts(plan.byContext)})`;
     return `Dry run of ${plural(result.listed, "object")}: ${moves}${tail}. Nothing was changed.`;
   }
-  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatByContext(result.movedByContext)})` : ""}`;
+  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatCounts(result.movedByContext)})` : ""}`;
   const extra = [
     result.resumed > 0 ? `${n(result.resumed)} continued from an earlier run` : "",
     result.alreadyDone > 0 ? `${n(result.alreadyDone)} already moved earlier` : "",
