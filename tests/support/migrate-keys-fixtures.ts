@@ -1,44 +1,19 @@
-import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
-import { randomBytes } from "node:crypto";
-import fs from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { buffer } from "node:stream/consumers";
-import { afterAll, inject, onTestFinished } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { StorageError } from "../../src/errors.ts";
 import { runMigrateKeys, type MigrateKeysDeps, type MigrateKeysInput } from "../../src/jobs/migrate-keys.ts";
-import { createLocalStorage } from "../../src/storage/local.ts";
-import { createS3Client, createS3Storage, type S3StorageConfig } from "../../src/storage/s3.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { createTestDatabase, type DatabaseKind } from "./db.ts";
+import { testStorage } from "./pipeline-fixtures.ts";
 
 // A database and a storage (local folder or a fresh bucket on the test S3 server) for
 // migrate-keys tests, with helpers to seed legacy objects and rows and to snapshot both.
 
 export type ProviderKind = "local" | "s3";
 
-const clients: S3Client[] = [];
-afterAll(() => clients.forEach((client) => client.destroy()));
-
-export async function makeStorage(provider: ProviderKind): Promise<Storage> {
-  if (provider === "local") {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "genstore-migrate-keys-"));
-    onTestFinished(() => fs.rm(dir, { recursive: true, force: true }));
-    return createLocalStorage(path.join(dir, "storage"));
-  }
-  const config: S3StorageConfig = {
-    provider: "aws",
-    bucket: `genstore-mk-${randomBytes(6).toString("hex")}`,
-    region: "us-east-1",
-    endpoint: inject("s3Endpoint"),
-    forcePathStyle: true,
-    checksums: "WHEN_REQUIRED",
-  };
-  const client = createS3Client(config, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
-  clients.push(client);
-  await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
-  return createS3Storage(config, client);
+/** A local folder or a fresh bucket on the test S3 server, closed when the test ends. */
+export function makeStorage(provider: ProviderKind): Promise<Storage> {
+  return testStorage(provider === "s3" ? "aws" : "local");
 }
 
 export interface Row {
