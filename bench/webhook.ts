@@ -13,6 +13,7 @@ import { Worker } from "node:worker_threads";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer } from "../src/webhook/server.ts";
 import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
+import { samplePrediction } from "../tests/support/webhook-deliveries.ts";
 import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";
 
 const deliveries = Number(process.env.BENCH_DELIVERIES ?? 10_000);
@@ -30,23 +31,15 @@ function presign(count: number, tag: string): Signed[] {
   const now = Math.floor(Date.now() / 1000);
   return Array.from({ length: count }, (_, i) => {
     const id = `p${tag}${i.toString(36).padStart(6, "0")}`;
-    const body = JSON.stringify({
-      id,
-      model: "black-forest-labs/flux-schnell",
-      version: "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
-      input: { prompt: "[EDITED] a red fox in snow, golden hour, 35mm", aspect_ratio: "1:1", num_outputs: 1 },
-      logs: "Using seed: 1234\nrunning quantized prediction\n100%|██████████| 4/4 [00:01<00:00,  2.95it/s]\n",
-      output: [`https://replicate.delivery/xezq/${randomBytes(16).toString("hex")}/out-0.webp`],
-      data_removed: false,
-      error: null,
-      status: "succeeded",
-      source: "api",
-      created_at: "2026-11-20T10:00:00.000Z",
-      started_at: "2026-11-20T10:00:01.000Z",
-      completed_at: "2026-11-20T10:00:04.000Z",
-      urls: { get: `https://api.replicate.com/v1/predictions/${id}`, cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`, web: `https://replicate.com/p/${id}` },
-      metrics: { predict_time: 2.7, total_time: 4.0 },
-    });
+    const body = JSON.stringify(
+      samplePrediction({
+        id,
+        input: { prompt: "[EDITED] a red fox in snow, golden hour, 35mm", aspect_ratio: "1:1", num_outputs: 1 },
+        logs: "Using seed: 1234\nrunning quantized prediction\n100%|██████████| 4/4 [00:01<00:00,  2.95it/s]\n",
+        output: [`https://replicate.delivery/xezq/${randomBytes(16).toString("hex")}/out-0.webp`],
+        urls: { get: `https://api.replicate.com/v1/predictions/${id}`, cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`, web: `https://replicate.com/p/${id}` },
+      }),
+    );
     const webhookId = `msg_${tag}_${i}`;
     return {
       body,
