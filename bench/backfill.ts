@@ -12,7 +12,10 @@ const seconds = async (fn: () => Promise<unknown>) => {
   return (performance.now() - start) / 1000;
 };
 await withBenchDatabase("backfill", async (db) => {
-  const reset = () => db.query(`UPDATE "Generation" SET "operationType" = NULL, "storageContext" = NULL, metadata = '{}'`).then(() => db.query(`VACUUM ANALYZE "Generation"`));
+  const reset = () =>
+    db
+      .query(`UPDATE "Generation" SET "operationType" = NULL, "storageContext" = NULL, metadata = '{}'`)
+      .then(() => db.query(`VACUUM ANALYZE "Generation"`));
   await db.query(`
     INSERT INTO "Generation" (id, "userId", prompt, "createdAt", "updatedAt")
     SELECT 'g' || lpad(i::text, 8, '0'), 'user_' || (i % 1000),
@@ -32,16 +35,31 @@ await withBenchDatabase("backfill", async (db) => {
       WHERE "operationType" IS NULL`),
   );
   await reset();
-  const sampleRows = await db.prisma.generation.findMany({ take: sample, orderBy: { id: "asc" }, select: { id: true, prompt: true } });
+  const sampleRows = await db.prisma.generation.findMany({
+    take: sample,
+    orderBy: { id: "asc" },
+    select: { id: true, prompt: true },
+  });
   const orm = await seconds(async () => {
     for (const row of sampleRows) {
       const rule = detectOperation(row.prompt);
-      await db.prisma.generation.update({ where: { id: row.id }, data: { operationType: rule.operationType, storageContext: rule.storageContext, metadata: { detectedBy: "prompt-prefix" } } });
+      await db.prisma.generation.update({
+        where: { id: row.id },
+        data: {
+          operationType: rule.operationType,
+          storageContext: rule.storageContext,
+          metadata: { detectedBy: "prompt-prefix" },
+        },
+      });
     }
   });
   const rate = (n: number, s: number) => Math.round(n / s).toLocaleString("en-US");
   console.log(`backfill of ${rows.toLocaleString("en-US")} rows on PostgreSQL:`);
   console.log(`  genstore backfill (batches of 10,000)   ${ours.toFixed(2)} s  ${rate(rows, ours)} rows/s`);
-  console.log(`  one hand-written UPDATE (reference)     ${reference.toFixed(2)} s  ${rate(rows, reference)} rows/s   ratio ${(ours / reference).toFixed(2)}x (target ≤ 1.5x)`);
-  console.log(`  per-row ORM loop, ${sample.toLocaleString("en-US")} rows            ${orm.toFixed(2)} s  ${rate(sample, orm)} rows/s   genstore is ${((rows / ours) / (sample / orm)).toFixed(0)}x faster`);
+  console.log(
+    `  one hand-written UPDATE (reference)     ${reference.toFixed(2)} s  ${rate(rows, reference)} rows/s   ratio ${(ours / reference).toFixed(2)}x (target ≤ 1.5x)`,
+  );
+  console.log(
+    `  per-row ORM loop, ${sample.toLocaleString("en-US")} rows            ${orm.toFixed(2)} s  ${rate(sample, orm)} rows/s   genstore is ${(rows / ours / (sample / orm)).toFixed(0)}x faster`,
+  );
 });

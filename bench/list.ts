@@ -27,14 +27,19 @@ await withBenchDatabase("list", async (db, schema) => {
     ["--context edited", { limit: 50, context: "edited" }],
     ["--context videos --status failed", { limit: 50, context: "videos", statuses: ["failed"] }],
     ["--user user_42 --context upscaled", { limit: 50, userId: "user_42", context: "upscaled" }],
-    ["--since 30d --status processing", { limit: 50, statuses: ["processing"], since: new Date("2026-01-05T00:00:00Z") }],
+    [
+      "--since 30d --status processing",
+      { limit: 50, statuses: ["processing"], since: new Date("2026-01-05T00:00:00Z") },
+    ],
   ];
   const raw = new pg.Pool({ connectionString: url, options: `-c search_path="${schema}"` });
   for (const [name, filters] of cases) {
     const ours = await median(() => runList(filters, { db }));
     const { sql, params } = buildListQuery(filters);
     const reference = await median(() => raw.query(sql, params));
-    console.log(`  ${name.padEnd(40)} genstore ${ours.toFixed(1)} ms   raw SQL ${reference.toFixed(1)} ms   (target < 100 ms)`);
+    console.log(
+      `  ${name.padEnd(40)} genstore ${ours.toFixed(1)} ms   raw SQL ${reference.toFixed(1)} ms   (target < 100 ms)`,
+    );
   }
   await raw.end();
 });

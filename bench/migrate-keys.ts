@@ -41,11 +41,13 @@ const seconds = (start: number) => (performance.now() - start) / 1000;
 const rate = (n: number, s: number) => `${Math.round(n / s).toLocaleString("en-US")} objects/s`;
 const legacyKey = (i: number) => `u${i % 100}/img${i}.png`;
 
-console.log(`migrate-keys: moto_server at ${endpoint}, ${objects.toLocaleString("en-US")} objects of 1 KiB, concurrency ${concurrency}`);
+console.log(
+  `migrate-keys: moto_server at ${endpoint}, ${objects.toLocaleString("en-US")} objects of 1 KiB, concurrency ${concurrency}`,
+);
 
 // BENCH_PART=rss runs only the memory part, BENCH_PART=speed only the comparison.
 const part = process.env.BENCH_PART ?? "all";
-let ours = { seconds: 0, moved: 0, rssMiB: 0, cpu: 0 };
+let ours: Awaited<ReturnType<typeof migrate>> | undefined;
 if (part !== "rss") {
   // --- rclone move: legacy/ → moved/ in its own bucket -------------------------------------
   await seed("bench-rclone", objects, (i) => `legacy/${legacyKey(i)}`);
@@ -59,9 +61,21 @@ if (part !== "rss") {
     RCLONE_CONFIG_MOTO_REGION: "us-east-1",
     RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE: "true",
   };
-  const rcloneArgs = ["move", "moto:bench-rclone/legacy", "moto:bench-rclone/moved", "--transfers", String(concurrency), "--checkers", String(concurrency), "--s3-no-check-bucket"];
+  const rcloneArgs = [
+    "move",
+    "moto:bench-rclone/legacy",
+    "moto:bench-rclone/moved",
+    "--transfers",
+    String(concurrency),
+    "--checkers",
+    String(concurrency),
+    "--s3-no-check-bucket",
+  ];
   const rcloneStart = performance.now();
-  const rcloneRun = await run("/usr/bin/time", ["-v", "rclone", ...rcloneArgs], { env: rcloneEnv, maxBuffer: 64 * 1024 * 1024 });
+  const rcloneRun = await run("/usr/bin/time", ["-v", "rclone", ...rcloneArgs], {
+    env: rcloneEnv,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const rcloneSeconds = seconds(rcloneStart);
   const rcloneCpu = cpuSeconds(rcloneRun.stderr);
   const rcloneMoved = await count("bench-rclone", "moved/");
@@ -71,9 +85,13 @@ if (part !== "rss") {
   ours = await migrate("ours", "bench-genstore", objects);
   const ratio = objects / ours.seconds / (rcloneMoved / rcloneSeconds);
   console.log(`  rclone ${rcloneArgs.join(" ")}`);
-  console.log(`    ${rcloneSeconds.toFixed(1)} s, ${rcloneMoved.toLocaleString("en-US")} moved, ${rcloneLeft} left: ${rate(rcloneMoved, rcloneSeconds)}, ${rcloneCpu.toFixed(1)} s CPU`);
+  console.log(
+    `    ${rcloneSeconds.toFixed(1)} s, ${rcloneMoved.toLocaleString("en-US")} moved, ${rcloneLeft} left: ${rate(rcloneMoved, rcloneSeconds)}, ${rcloneCpu.toFixed(1)} s CPU`,
+  );
   console.log(`  genstore migrate-keys --concurrency ${concurrency} --json (rows on PostgreSQL)`);
-  console.log(`    ${ours.seconds.toFixed(1)} s, ${ours.moved.toLocaleString("en-US")} moved (rows updated): ${rate(ours.moved, ours.seconds)}, ${ours.cpu.toFixed(1)} s CPU, peak RSS ${ours.rssMiB} MiB`);
+  console.log(
+    `    ${ours.seconds.toFixed(1)} s, ${ours.moved.toLocaleString("en-US")} moved (rows updated): ${rate(ours.moved, ours.seconds)}, ${ours.cpu.toFixed(1)} s CPU, peak RSS ${ours.rssMiB} MiB`,
+  );
   console.log(`  ratio genstore/rclone: ${ratio.toFixed(2)}x (target ≥ 1)`);
 }
 
@@ -84,14 +102,22 @@ if (rssObjects > 0 && part !== "speed") {
   const small = await migrate("rss_small", { local: true }, objects);
   const big = await migrate("rss_big", { local: true }, rssObjects);
   console.log(`  peak RSS, local storage provider, rows on PostgreSQL:`);
-  console.log(`    ${objects.toLocaleString("en-US")} objects: ${small.rssMiB} MiB (${small.seconds.toFixed(0)} s, ${rate(small.moved, small.seconds)})`);
-  console.log(`    ${rssObjects.toLocaleString("en-US")} objects: ${big.rssMiB} MiB (${big.seconds.toFixed(0)} s, ${rate(big.moved, big.seconds)})`);
+  console.log(
+    `    ${objects.toLocaleString("en-US")} objects: ${small.rssMiB} MiB (${small.seconds.toFixed(0)} s, ${rate(small.moved, small.seconds)})`,
+  );
+  console.log(
+    `    ${rssObjects.toLocaleString("en-US")} objects: ${big.rssMiB} MiB (${big.seconds.toFixed(0)} s, ${rate(big.moved, big.seconds)})`,
+  );
 }
 s3.destroy();
 moto.stop();
 
 /** Seeds a bucket and its rows in a schema of their own, then runs the binary under /usr/bin/time -v. */
-async function migrate(name: string, where: string | { local: true }, n: number): Promise<{ seconds: number; moved: number; rssMiB: number; cpu: number }> {
+async function migrate(
+  name: string,
+  where: string | { local: true },
+  n: number,
+): Promise<{ seconds: number; moved: number; rssMiB: number; cpu: number }> {
   let outcome = { seconds: 0, moved: 0, rssMiB: 0, cpu: 0 };
   await withBenchDatabase(`migrate_keys_${name}`, async (db, schema) => {
     const seedStart = performance.now();
@@ -108,7 +134,9 @@ async function migrate(name: string, where: string | { local: true }, n: number)
           FROM generate_series(0, ${n - 1}) AS i`),
     ]);
     await db.query(`ANALYZE "Generation"`);
-    console.log(`  (${name}: seeded ${n.toLocaleString("en-US")} objects and rows in ${seconds(seedStart).toFixed(0)} s)`);
+    console.log(
+      `  (${name}: seeded ${n.toLocaleString("en-US")} objects and rows in ${seconds(seedStart).toFixed(0)} s)`,
+    );
     const url = new URL(benchDatabaseUrl);
     url.searchParams.set("schema", schema);
     const env = cleanEnv({
@@ -125,17 +153,30 @@ async function migrate(name: string, where: string | { local: true }, n: number)
           }),
     });
     const start = performance.now();
-    const { stdout, stderr } = await run("/usr/bin/time", ["-v", process.execPath, path.resolve("bin/genstore"), "migrate-keys", "--json", "--concurrency", String(concurrency)], {
-      env,
-      maxBuffer: 256 * 1024 * 1024,
-    });
+    const { stdout, stderr } = await run(
+      "/usr/bin/time",
+      [
+        "-v",
+        process.execPath,
+        path.resolve("bin/genstore"),
+        "migrate-keys",
+        "--json",
+        "--concurrency",
+        String(concurrency),
+      ],
+      {
+        env,
+        maxBuffer: 256 * 1024 * 1024,
+      },
+    );
     const elapsed = seconds(start);
     const result = JSON.parse(stdout) as { moved: number; failed: number };
     const rssKiB = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(stderr)?.[1] ?? 0);
     const [{ n: updated } = { n: 0 }] = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM "Generation" WHERE "storageKeys"[1] ->> 'key' ~ '^(generated|edited|upscaled|videos)/'`,
     );
-    if (result.failed > 0 || updated !== n) throw new Error(`${name}: ${result.failed} failed, ${updated} of ${n} rows updated`);
+    if (result.failed > 0 || updated !== n)
+      throw new Error(`${name}: ${result.failed} failed, ${updated} of ${n} rows updated`);
     outcome = { seconds: elapsed, moved: result.moved, rssMiB: Math.round(rssKiB / 1024), cpu: cpuSeconds(stderr) };
     if (home !== undefined) await rm(home, { recursive: true, force: true });
   });

@@ -180,7 +180,9 @@ try {
     GENSTORE_MAX_OUTPUT_BYTES: String(SIZE + MB),
   };
 
-  console.log(`recover-rss: one ${(SIZE / MB).toFixed(0)} MiB output into local storage, then into S3 (moto_server), through bin/genstore (target: peak RSS < 200 MB)`);
+  console.log(
+    `recover-rss: one ${(SIZE / MB).toFixed(0)} MiB output into local storage, then into S3 (moto_server), through bin/genstore (target: peak RSS < 200 MB)`,
+  );
   // The reference: bare Node streaming the same download into /dev/null (node:http, as the pipeline downloads).
   const script = `require("node:http").get(${JSON.stringify(output.url)}, (res) => res.pipe(require("node:fs").createWriteStream("/dev/null")))`;
   const reference = await measure(["-e", script], baseEnv);
@@ -194,7 +196,9 @@ try {
     /** Set on the S3 runs: where the object is checked, and no fixed-cost lines (printed for the database already). */
     s3?: Moto;
   }
-  const kinds: Kind[] = [{ label: "genstore recover, embedded database", env: { GENSTORE_HOME: path.join(home, "embedded") } }];
+  const kinds: Kind[] = [
+    { label: "genstore recover, embedded database", env: { GENSTORE_HOME: path.join(home, "embedded") } },
+  ];
   let schema: string | undefined;
   let database: Record<string, string> = kinds[0]!.env;
   let databaseLabel = "embedded database";
@@ -231,11 +235,24 @@ try {
         // Create and migrate the database first, so the measured run is the copy itself.
         const prepared = await measure([bin, "db", "migrate"], env);
         if (prepared.code !== 0) throw new Error(`genstore db migrate failed: ${prepared.stderr}`);
-        if (!kind.env.DATABASE_URL) results.push(fixedCost("PGlite alone (open, one query)", await pgliteAlone(path.join(kind.env.GENSTORE_HOME!, "db")), "bare node, same folder and V8 flag"));
+        if (!kind.env.DATABASE_URL)
+          results.push(
+            fixedCost(
+              "PGlite alone (open, one query)",
+              await pgliteAlone(path.join(kind.env.GENSTORE_HOME!, "db")),
+              "bare node, same folder and V8 flag",
+            ),
+          );
         results.push(fixedCost("genstore list (same database)", await baseline(env), "fixed cost: Prisma, database"));
       }
       const id = `bigvideo${i}`;
-      api.add(fakePrediction({ id, input: { prompt: "[VIDEO] a very long fox", user_id: "bench" }, output: `${output.url}?bytes=${bytes}` }));
+      api.add(
+        fakePrediction({
+          id,
+          input: { prompt: "[VIDEO] a very long fox", user_id: "bench" },
+          output: `${output.url}?bytes=${bytes}`,
+        }),
+      );
       const run = await measure([bin, "recover", id, "--json"], env);
       if (run.code !== 0) {
         failed = true;
@@ -247,7 +264,8 @@ try {
         ? (await kind.s3.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength
         : statSync(path.join(kind.env.GENSTORE_HOME!, "storage", key)).size;
       if (size !== bytes) throw new Error(`stored ${size} bytes at ${key}, expected ${bytes}`);
-      if (bytes === SIZE) results.push(`${line(kind.label, run, SIZE)}   ${run.peakKiB / 1024 < 200 ? "under" : "OVER"} target`);
+      if (bytes === SIZE)
+        results.push(`${line(kind.label, run, SIZE)}   ${run.peakKiB / 1024 < 200 ? "under" : "OVER"} target`);
       else results.push(fixedCost(kind.label, run, "fixed cost: Prisma, database, AWS SDK"));
     }
   } finally {

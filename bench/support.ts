@@ -7,7 +7,10 @@ import { applyMigrations } from "../src/db/migrations.ts";
 
 export const benchDatabaseUrl = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 
-export async function withBenchDatabase(name: string, fn: (db: Database, schema: string) => Promise<void>): Promise<void> {
+export async function withBenchDatabase(
+  name: string,
+  fn: (db: Database, schema: string) => Promise<void>,
+): Promise<void> {
   const schema = `genstore_bench_${name}_${process.pid}`;
   const admin = new pg.Client({ connectionString: benchDatabaseUrl });
   await admin.connect();

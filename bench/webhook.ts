@@ -37,7 +37,11 @@ function presign(count: number, tag: string): Signed[] {
         input: { prompt: "[EDITED] a red fox in snow, golden hour, 35mm", aspect_ratio: "1:1", num_outputs: 1 },
         logs: "Using seed: 1234\nrunning quantized prediction\n100%|██████████| 4/4 [00:01<00:00,  2.95it/s]\n",
         output: [`https://replicate.delivery/xezq/${randomBytes(16).toString("hex")}/out-0.webp`],
-        urls: { get: `https://api.replicate.com/v1/predictions/${id}`, cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`, web: `https://replicate.com/p/${id}` },
+        urls: {
+          get: `https://api.replicate.com/v1/predictions/${id}`,
+          cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`,
+          web: `https://replicate.com/p/${id}`,
+        },
       }),
     );
     const webhookId = `msg_${tag}_${i}`;
@@ -129,12 +133,18 @@ async function measure(url: string, items: Signed[]): Promise<Run & { cpuMs: num
 
 await withBenchDatabase("webhook", async (db) => {
   const [server] = await db.query<{ server_version: string }>("SHOW server_version");
-  console.log(`webhook: ${deliveries.toLocaleString("en-US")} signed deliveries, ${concurrency} in flight, keep-alive; worker off (ack path only)`);
-  console.log(`  command: npm run bench -- webhook (BENCH_DELIVERIES=${deliveries} BENCH_CONCURRENCY=${concurrency}); ${warmup} warm-up deliveries to each server first`);
+  console.log(
+    `webhook: ${deliveries.toLocaleString("en-US")} signed deliveries, ${concurrency} in flight, keep-alive; worker off (ack path only)`,
+  );
+  console.log(
+    `  command: npm run bench -- webhook (BENCH_DELIVERIES=${deliveries} BENCH_CONCURRENCY=${concurrency}); ${warmup} warm-up deliveries to each server first`,
+  );
   console.log(
     `  setup: both servers on this process's main thread, load generator in a worker thread; node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(2)}; PostgreSQL ${server!.server_version} at ${new URL(benchDatabaseUrl).host}`,
   );
-  console.log(`  cpu: this process's CPU time per ack during the run (servers + load generator; PostgreSQL's own is not counted)`);
+  console.log(
+    `  cpu: this process's CPU time per ack during the run (servers + load generator; PostgreSQL's own is not counted)`,
+  );
 
   // The reference: node:http, read the body, verify the signature, 200. Nothing stored.
   const bare = http.createServer((req, res) => {
@@ -154,10 +164,15 @@ await withBenchDatabase("webhook", async (db) => {
   await load(bareUrl, presign(warmup, "wb"));
   await load(oursUrl, presign(warmup, "wg"));
   const reference = summarize("bare node:http, verify only", await measure(bareUrl, presign(deliveries, "b")));
-  const genstore = summarize("genstore serve-webhook (verify + INSERT)", await measure(oursUrl, presign(deliveries, "g")));
+  const genstore = summarize(
+    "genstore serve-webhook (verify + INSERT)",
+    await measure(oursUrl, presign(deliveries, "g")),
+  );
 
   const n = (await db.query<{ n: string }>(`SELECT count(*) AS n FROM "WebhookDelivery"`))[0]!.n;
-  console.log(`  stored: ${Number(n).toLocaleString("en-US")} deliveries (expected ${(deliveries + warmup).toLocaleString("en-US")})`);
+  console.log(
+    `  stored: ${Number(n).toLocaleString("en-US")} deliveries (expected ${(deliveries + warmup).toLocaleString("en-US")})`,
+  );
   const ratio = genstore.rate / reference.rate;
   console.log(
     `  genstore/bare throughput ${(ratio * 100).toFixed(0)}% (target ≥ 50%: ${ratio >= 0.5 ? "met" : "NOT met"}); p99 ${genstore.p99.toFixed(1)} ms (target < 50 ms: ${genstore.p99 < 50 ? "met" : "NOT met"})`,

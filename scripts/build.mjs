@@ -26,7 +26,9 @@ const types = new URL("types", `${dist.href}/`);
 if (process.argv.includes("--types")) {
   const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;
   const config = new URL("../tsconfig.types.json", import.meta.url).pathname;
-  execFileSync(process.execPath, [tsc, "-p", config, "--outDir", new URL("types", `${next.href}/`).pathname], { stdio: "inherit" });
+  execFileSync(process.execPath, [tsc, "-p", config, "--outDir", new URL("types", `${next.href}/`).pathname], {
+    stdio: "inherit",
+  });
 } else if (existsSync(types)) {
   renameSync(types, new URL("types", `${next.href}/`));
 }

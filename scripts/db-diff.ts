@@ -20,7 +20,7 @@ const dir = path.join(prisma, "migrations");
 const schemaPath = path.join(prisma, "schema.prisma");
 const schema = await readFile(schemaPath, "utf8");
 const shadow = new PrismaPGlite(await PGlite.create());
-const engine = await createSchemaEngine(shadow as never, schemaPath, schema);
+const engine = await createSchemaEngine(shadow, schemaPath, schema);
 const migrations = await readLocalMigrations(dir);
 const result = await engine.diff({
   from: {
@@ -28,7 +28,10 @@ const result = await engine.diff({
     baseDir: dir,
     lockfile: { path: "migration_lock.toml", content: await readFile(path.join(dir, "migration_lock.toml"), "utf8") },
     shadowDbInitScript: "",
-    migrationDirectories: migrations.map((m) => ({ path: m.name, migrationFile: { path: "migration.sql", content: { tag: "ok", value: m.sql } } })),
+    migrationDirectories: migrations.map((m) => ({
+      path: m.name,
+      migrationFile: { path: "migration.sql", content: { tag: "ok", value: m.sql } },
+    })),
   },
   to: { tag: "schemaDatamodel", files: [{ path: schemaPath, content: schema }] },
   script: true,

@@ -32,7 +32,11 @@ export class Context {
   config(): Promise<Config> {
     this.configPromise ??= import("./config.ts").then(({ loadDotEnv, loadConfig }) => {
       loadDotEnv();
-      return loadConfig(process.env, { home: this.globals.home, databaseUrl: this.globals.databaseUrl, storage: this.globals.storage });
+      return loadConfig(process.env, {
+        home: this.globals.home,
+        databaseUrl: this.globals.databaseUrl,
+        storage: this.globals.storage,
+      });
     });
     return this.configPromise;
   }
@@ -40,7 +44,11 @@ export class Context {
   async output(options: { json?: boolean } = {}): Promise<Output> {
     if (!this.outputInstance) {
       const { Output } = await import("./ui/output.ts");
-      this.outputInstance = new Output({ json: options.json, verbose: this.globals.verbose, color: this.globals.color });
+      this.outputInstance = new Output({
+        json: options.json,
+        verbose: this.globals.verbose,
+        color: this.globals.color,
+      });
     }
     return this.outputInstance;
   }
@@ -51,14 +59,21 @@ export class Context {
     const result = build(z).safeParse(value);
     if (result.success) return result.data;
     const issue = result.error.issues[0]!;
-    const flag = issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ` : "";
-    throw new UserError(`Invalid option: ${flag}${issue.message}.`, { exitCode: ExitCode.usage, hint: "See --help for the accepted values." });
+    const flag =
+      issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ` : "";
+    throw new UserError(`Invalid option: ${flag}${issue.message}.`, {
+      exitCode: ExitCode.usage,
+      hint: "See --help for the accepted values.",
+    });
   }
 
   /** The database, migrated (embedded) or checked (PostgreSQL); closed when the command ends. */
   async database(options: { migrate?: boolean } = {}): Promise<Database> {
     const config = await this.config();
-    const [{ openDatabase }, { ensureMigrated }] = await Promise.all([import("./db/client.ts"), import("./db/migrations.ts")]);
+    const [{ openDatabase }, { ensureMigrated }] = await Promise.all([
+      import("./db/client.ts"),
+      import("./db/migrations.ts"),
+    ]);
     const db = await openDatabase(config.database);
     this.defer(() => db.close());
     if (options.migrate !== false) await ensureMigrated(db);
@@ -78,7 +93,8 @@ export class Context {
   }
 
   throwIfInterrupted(): void {
-    if (this.signal.aborted) throw new Interrupted("Interrupted.", "Run the same command again to continue where it stopped.");
+    if (this.signal.aborted)
+      throw new Interrupted("Interrupted.", "Run the same command again to continue where it stopped.");
   }
 
   async close(): Promise<void> {
@@ -95,8 +111,8 @@ export function withContext<O>(action: Action<O>, signal: AbortSignal) {
   return async (...args: unknown[]) => {
     const command = args.at(-1) as Command;
     const positional = args.slice(0, -2);
-    const options = { ...(command.opts() as object), ...(positional.length > 0 ? { args: positional } : {}) } as O;
-    const context = new Context(command.optsWithGlobals() as GlobalOptions, signal);
+    const options = { ...command.opts<object>(), ...(positional.length > 0 ? { args: positional } : {}) } as O;
+    const context = new Context(command.optsWithGlobals<GlobalOptions>(), signal);
     try {
       await action(options, context, command);
     } finally {

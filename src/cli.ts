@@ -17,10 +17,15 @@ import path from "node:path";
 export function buildProgram(signal: AbortSignal): Command {
   const { version } = JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string };
   const program = new Command("genstore")
-    .description("Make sure no Replicate generation is ever lost: copy outputs into context folders and keep their rows right.")
+    .description(
+      "Make sure no Replicate generation is ever lost: copy outputs into context folders and keep their rows right.",
+    )
     .version(version, "-V, --version", "print genstore's version")
     .option("--verbose", "print stack traces and debugging detail")
-    .option("--home <dir>", "where the embedded database and local storage live (env GENSTORE_HOME, default ./.genstore)")
+    .option(
+      "--home <dir>",
+      "where the embedded database and local storage live (env GENSTORE_HOME, default ./.genstore)",
+    )
     .option("--database-url <url>", "a PostgreSQL server instead of the embedded database (env DATABASE_URL)")
     .addOption(new Option("--storage <provider>", "storage provider (env GENSTORE_STORAGE)").choices(["local", "aws"]))
     .option("--no-color", "no colours (also NO_COLOR=1)")
@@ -74,7 +79,12 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and --version end with a CommanderError too; those are successes.
-      if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return 0;
+      if (
+        error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.code === "commander.help"
+      )
+        return 0;
       return 2;
     }
     const { describeError } = await import("./errors.ts");

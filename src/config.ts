@@ -6,9 +6,7 @@ import { ConfigError } from "./errors.ts";
 // The one place where environment variables and flags become a typed Config. Flags win
 // over the environment; `.env` in the working directory fills in what is not set.
 
-export type DatabaseConfig =
-  | { kind: "embedded"; dir: string }
-  | { kind: "postgres"; url: string; schema?: string };
+export type DatabaseConfig = { kind: "embedded"; dir: string } | { kind: "postgres"; url: string; schema?: string };
 
 export type StorageConfig =
   | { provider: "local"; root: string }
@@ -81,6 +79,7 @@ export function loadDotEnv(cwd = process.cwd()): void {
   const file = path.join(cwd, ".env");
   if (!existsSync(file)) return;
   try {
+    // eslint-disable-next-line n/no-unsupported-features/node-builtins -- in Node since 20.12 (engines)
     process.loadEnvFile(file);
   } catch (error) {
     throw new ConfigError(`Cannot read ${file}: ${(error as Error).message}`);
@@ -98,7 +97,10 @@ export function loadConfig(env: Env = process.env, flags: ConfigFlags = {}): Con
   const parsed = envSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${String(issue.path[0])} ${issue.message}`);
-    throw new ConfigError(`Invalid configuration: ${problems.join("; ")}.`, "Fix the variables named above (see the README's configuration table).");
+    throw new ConfigError(
+      `Invalid configuration: ${problems.join("; ")}.`,
+      "Fix the variables named above (see the README's configuration table).",
+    );
   }
   const e = parsed.data;
   const home = path.resolve(e.GENSTORE_HOME);

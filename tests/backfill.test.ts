@@ -11,13 +11,26 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     const { db } = await createTestDatabase(kind);
     const rows = [
       { id: "g01", userId: "alice", prompt: "a fox", operationType: null },
-      { id: "g02", userId: "alice", prompt: "[EDITED] a fox", operationType: null, metadata: { model: "flux", recovered: true } },
+      {
+        id: "g02",
+        userId: "alice",
+        prompt: "[EDITED] a fox",
+        operationType: null,
+        metadata: { model: "flux", recovered: true },
+      },
       { id: "g03", userId: "bob", prompt: "  \n\t[EDITED] leading whitespace", operationType: null },
       { id: "g04", userId: "bob", prompt: "[edited] lower case is a plain prompt", operationType: null },
       { id: "g05", userId: "alice", prompt: "[VIDEO] a fox running", operationType: null },
       { id: "g06", userId: "carol", prompt: "[UPSCALED] old row", operationType: null },
       // Already known: never changed without --force (even where the prompt disagrees).
-      { id: "g07", userId: "carol", prompt: "[EDITED] but really an upscale", operationType: "upscale", storageContext: "upscaled", metadata: { detectedBy: "operationType-column" } },
+      {
+        id: "g07",
+        userId: "carol",
+        prompt: "[EDITED] but really an upscale",
+        operationType: "upscale",
+        storageContext: "upscaled",
+        metadata: { detectedBy: "operationType-column" },
+      },
       { id: "g08", userId: "alice", prompt: "[VIDEO] a video", operationType: "video", storageContext: "videos" },
     ];
     await db.prisma.generation.createMany({
@@ -137,7 +150,10 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
   it("stops cleanly between batches when interrupted, and a rerun continues from the saved cursor", async () => {
     const db = await tenRows();
     const controller = new AbortController();
-    const first = runBackfill({ batchSize: 3 }, { db, signal: controller.signal, onProgress: () => controller.abort() });
+    const first = runBackfill(
+      { batchSize: 3 },
+      { db, signal: controller.signal, onProgress: () => controller.abort() },
+    );
     await expect(first).rejects.toBeInstanceOf(Interrupted);
     await expect(first).rejects.toMatchObject({ exitCode: 130 });
     expect(await db.prisma.generation.count({ where: { operationType: null } })).toBe(7);
@@ -154,22 +170,42 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     const { db } = await createTestDatabase(kind);
     const now = Date.now();
     await db.prisma.generation.createMany({
-      data: Array.from({ length: 10 }, (_, i) => ({ id: `r${String(i).padStart(2, "0")}`, userId: "u", prompt: `p ${i}`, createdAt: new Date(now - (60 - i * 5) * 60_000) })),
+      data: Array.from({ length: 10 }, (_, i) => ({
+        id: `r${String(i).padStart(2, "0")}`,
+        userId: "u",
+        prompt: `p ${i}`,
+        createdAt: new Date(now - (60 - i * 5) * 60_000),
+      })),
     });
     const { parseDateInput } = await import("../src/core/dates.ts");
     const firstSince = parseDateInput("52m", new Date(now))!;
     const controller = new AbortController();
-    const first = runBackfill({ batchSize: 3, since: firstSince, sinceText: "52m" }, { db, signal: controller.signal, onProgress: () => controller.abort() });
+    const first = runBackfill(
+      { batchSize: 3, since: firstSince, sinceText: "52m" },
+      { db, signal: controller.signal, onProgress: () => controller.abort() },
+    );
     await expect(first).rejects.toBeInstanceOf(Interrupted);
     const name = backfillCursorName({ sinceText: "52m" });
     expect(name).toBe(backfillCursorName({ sinceText: "52m", since: new Date(0) }));
-    expect(await db.prisma.jobCursor.findUnique({ where: { name } })).toMatchObject({ cursor: "r04", data: { since: firstSince.toISOString() } });
+    expect(await db.prisma.jobCursor.findUnique({ where: { name } })).toMatchObject({
+      cursor: "r04",
+      data: { since: firstSince.toISOString() },
+    });
 
     // Twenty minutes later "52m" means a later time; the rerun still finishes the first run's scope.
     const later = parseDateInput("52m", new Date(now + 20 * 60_000))!;
     const second = await runBackfill({ batchSize: 3, since: later, sinceText: "52m" }, { db });
-    expect(second).toMatchObject({ resumedFrom: "r04", total: 5, updated: 5, filters: { since: firstSince.toISOString() } });
-    const missing = await db.prisma.generation.findMany({ where: { operationType: null }, select: { id: true }, orderBy: { id: "asc" } });
+    expect(second).toMatchObject({
+      resumedFrom: "r04",
+      total: 5,
+      updated: 5,
+      filters: { since: firstSince.toISOString() },
+    });
+    const missing = await db.prisma.generation.findMany({
+      where: { operationType: null },
+      select: { id: true },
+      orderBy: { id: "asc" },
+    });
     expect(missing.map((r) => r.id)).toEqual(["r00", "r01"]);
     expect(await db.prisma.jobCursor.count()).toBe(0);
   });
@@ -182,7 +218,9 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       calls += 1;
       if (calls === 2) controller.abort();
     };
-    await expect(runBackfill({ batchSize: 3, force: true }, { db, signal: controller.signal, onProgress })).rejects.toBeInstanceOf(Interrupted);
+    await expect(
+      runBackfill({ batchSize: 3, force: true }, { db, signal: controller.signal, onProgress }),
+    ).rejects.toBeInstanceOf(Interrupted);
     // A plain run keeps its own cursor: the force run's cursor is not used by it.
     const saved = await db.prisma.jobCursor.findMany();
     expect(saved.map((c) => [c.name, c.cursor])).toEqual([[backfillCursorName({ force: true }), "r05"]]);
@@ -190,7 +228,9 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     await db.query(`UPDATE "Generation" SET "metadata" = '{"mark":1}'::jsonb WHERE "id" <= 'r05'`);
     const second = await runBackfill({ batchSize: 3, force: true }, { db });
     expect(second).toMatchObject({ resumedFrom: "r05", total: 4, updated: 4, batches: 2 });
-    const marked = await db.query<{ id: string }>(`SELECT "id" FROM "Generation" WHERE "metadata" = '{"mark":1}'::jsonb ORDER BY "id"`);
+    const marked = await db.query<{ id: string }>(
+      `SELECT "id" FROM "Generation" WHERE "metadata" = '{"mark":1}'::jsonb ORDER BY "id"`,
+    );
     expect(marked.map((r) => r.id)).toEqual(["r00", "r01", "r02", "r03", "r04", "r05"]);
     expect(await db.prisma.jobCursor.count()).toBe(0);
   });

@@ -9,15 +9,16 @@ import { pgliteTemplate } from "./support/db.ts";
 
 // Runs the real binary, as an operator would, with colour off.
 
-
-
 /** A GENSTORE_HOME whose embedded database is already made (initdb takes seconds). */
 async function home(rows: { id: string; prompt: string }[] = []) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-home-"));
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
   const pglite = await PGlite.create({ dataDir: path.join(dir, "db"), loadDataDir: await pgliteTemplate() });
   for (const row of rows) {
-    await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, "updatedAt") VALUES ($1, 'u1', $2, now())`, [row.id, row.prompt]);
+    await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, "updatedAt") VALUES ($1, 'u1', $2, now())`, [
+      row.id,
+      row.prompt,
+    ]);
   }
   await pglite.close();
   return dir;
@@ -27,7 +28,8 @@ describe("genstore (the binary)", () => {
   it("shows help listing every command, and its version", async () => {
     const help = await genstore(["--help"]);
     expect(help.code).toBe(0);
-    for (const command of ["recover", "backfill", "migrate-keys", "list", "serve-webhook", "db"]) expect(help.stdout).toContain(command);
+    for (const command of ["recover", "backfill", "migrate-keys", "list", "serve-webhook", "db"])
+      expect(help.stdout).toContain(command);
     const version = await genstore(["--version"]);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
@@ -69,12 +71,18 @@ describe("genstore (the binary)", () => {
     const dry = await genstore(["backfill", "--dry-run", "--json"], { GENSTORE_HOME: dir });
     expect(dry.code).toBe(0);
     expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, byOperation: { edit: 1, video: 1, generation: 1 } });
-    expect(JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout).map((r: { operationType: unknown }) => r.operationType)).toEqual([null, null, null]);
+    expect(
+      JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout).map(
+        (r: { operationType: unknown }) => r.operationType,
+      ),
+    ).toEqual([null, null, null]);
     const real = await genstore(["backfill", "--json"], { GENSTORE_HOME: dir });
     expect(real.code).toBe(0);
     expect(JSON.parse(real.stdout)).toMatchObject({ updated: 3 });
     const rows = JSON.parse((await genstore(["list", "--json", "--context", "videos"], { GENSTORE_HOME: dir })).stdout);
-    expect(rows).toMatchObject([{ id: "g2", operationType: "video", storageContext: "videos", metadata: { detectedBy: "prompt-prefix" } }]);
+    expect(rows).toMatchObject([
+      { id: "g2", operationType: "video", storageContext: "videos", metadata: { detectedBy: "prompt-prefix" } },
+    ]);
   });
 
   it("names a misconfigured variable with exit code 3", async () => {

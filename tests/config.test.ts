@@ -12,15 +12,27 @@ describe("loadConfig", () => {
   });
 
   it("lets flags override the environment", () => {
-    const config = loadConfig({ GENSTORE_HOME: "/env-home" }, { home: "/flag-home", databaseUrl: "postgresql://h:5432/db?schema=s1" });
+    const config = loadConfig(
+      { GENSTORE_HOME: "/env-home" },
+      { home: "/flag-home", databaseUrl: "postgresql://h:5432/db?schema=s1" },
+    );
     expect(config.home).toBe("/flag-home");
     expect(config.database).toMatchObject({ kind: "postgres", schema: "s1" });
     expect(config.database.kind === "postgres" && config.database.url).not.toContain("schema=");
   });
 
   it("defaults custom S3 endpoints to path style and WHEN_REQUIRED checksums", () => {
-    const config = loadConfig({ GENSTORE_STORAGE: "aws", S3_BUCKET: "b1", AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000" });
-    expect(config.storage).toMatchObject({ provider: "aws", bucket: "b1", forcePathStyle: true, checksums: "WHEN_REQUIRED" });
+    const config = loadConfig({
+      GENSTORE_STORAGE: "aws",
+      S3_BUCKET: "b1",
+      AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000",
+    });
+    expect(config.storage).toMatchObject({
+      provider: "aws",
+      bucket: "b1",
+      forcePathStyle: true,
+      checksums: "WHEN_REQUIRED",
+    });
   });
 
   it.each([

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { mergeGeneration, mergeStorageKeys, summarizeProblems, type Delivery, type GenerationState, type StorageKeyEntry } from "../src/core/generation-merge.ts";
+import {
+  mergeGeneration,
+  mergeStorageKeys,
+  summarizeProblems,
+  type Delivery,
+  type GenerationState,
+  type StorageKeyEntry,
+} from "../src/core/generation-merge.ts";
 
 const done = new Date("2026-11-20T10:00:04Z");
 
@@ -51,10 +58,32 @@ function row(overrides: Partial<GenerationState> = {}): GenerationState {
 describe("mergeGeneration: deliveries that change nothing", () => {
   it.each([
     ["a duplicate succeeded", row(), delivery()],
-    ["a late processing", row(), delivery({ status: "processing", predictionStatus: "processing", outputUrls: [], completedAt: null, facts: { arrivedVia: "poll" } })],
-    ["a late starting after processing", row({ status: "processing", completedAt: null, imageUrls: [] }), delivery({ status: "starting", predictionStatus: "starting", outputUrls: [] })],
-    ["a failed after succeeded", row(), delivery({ status: "failed", predictionStatus: "failed", predictionError: "boom", outputUrls: [] })],
-    ["a succeeded after failed", row({ status: "failed", error: "boom", storageKeys: [], imageUrls: [] }), delivery({ outputUrls: [] })],
+    [
+      "a late processing",
+      row(),
+      delivery({
+        status: "processing",
+        predictionStatus: "processing",
+        outputUrls: [],
+        completedAt: null,
+        facts: { arrivedVia: "poll" },
+      }),
+    ],
+    [
+      "a late starting after processing",
+      row({ status: "processing", completedAt: null, imageUrls: [] }),
+      delivery({ status: "starting", predictionStatus: "starting", outputUrls: [] }),
+    ],
+    [
+      "a failed after succeeded",
+      row(),
+      delivery({ status: "failed", predictionStatus: "failed", predictionError: "boom", outputUrls: [] }),
+    ],
+    [
+      "a succeeded after failed",
+      row({ status: "failed", error: "boom", storageKeys: [], imageUrls: [] }),
+      delivery({ outputUrls: [] }),
+    ],
     ["keys the row already has", row(), delivery({ stored: [entry("generated/alice/g_0.png")], storedIndexes: [0] })],
   ])("%s → null", (_, current, incoming) => {
     expect(mergeGeneration(current, incoming)).toBeNull();
@@ -63,27 +92,41 @@ describe("mergeGeneration: deliveries that change nothing", () => {
 
 describe("mergeGeneration: what changes", () => {
   it("creates a full row, with placement, facts, detection and completedAt", () => {
-    expect(mergeGeneration(null, delivery({ stored: [entry("generated/alice/g_0.png")], storedIndexes: [0] }))).toEqual({
-      userId: "alice",
-      prompt: "a fox",
-      status: "succeeded",
-      replicateId: "p1",
-      imageUrls: ["https://replicate.delivery/a.png"],
-      storageProvider: "local",
-      storageBucket: "/data",
-      storageKeys: [entry("generated/alice/g_0.png")],
-      operationType: "generation",
-      storageContext: "generated",
-      metadata: { model: "m", arrivedVia: "webhook", userIdSource: "webhook-query", detectedBy: "prompt-prefix" },
-      completedAt: done,
-      error: null,
-    });
+    expect(mergeGeneration(null, delivery({ stored: [entry("generated/alice/g_0.png")], storedIndexes: [0] }))).toEqual(
+      {
+        userId: "alice",
+        prompt: "a fox",
+        status: "succeeded",
+        replicateId: "p1",
+        imageUrls: ["https://replicate.delivery/a.png"],
+        storageProvider: "local",
+        storageBucket: "/data",
+        storageKeys: [entry("generated/alice/g_0.png")],
+        operationType: "generation",
+        storageContext: "generated",
+        metadata: { model: "m", arrivedVia: "webhook", userIdSource: "webhook-query", detectedBy: "prompt-prefix" },
+        completedAt: done,
+        error: null,
+      },
+    );
   });
 
   it.each([
-    ["processing → succeeded", row({ status: "processing", completedAt: null, storageKeys: [], imageUrls: [] }), { status: "succeeded", completedAt: done }],
-    ["starting → processing", row({ status: "starting", completedAt: null, storageKeys: [], imageUrls: [] }), { status: "processing" }],
-    ["processing → failed records the error", row({ status: "processing", completedAt: null, storageKeys: [], imageUrls: [] }), { status: "failed", error: "boom", completedAt: done }],
+    [
+      "processing → succeeded",
+      row({ status: "processing", completedAt: null, storageKeys: [], imageUrls: [] }),
+      { status: "succeeded", completedAt: done },
+    ],
+    [
+      "starting → processing",
+      row({ status: "starting", completedAt: null, storageKeys: [], imageUrls: [] }),
+      { status: "processing" },
+    ],
+    [
+      "processing → failed records the error",
+      row({ status: "processing", completedAt: null, storageKeys: [], imageUrls: [] }),
+      { status: "failed", error: "boom", completedAt: done },
+    ],
   ] as const)("%s", (name, current, expected) => {
     const incoming = name.endsWith("processing")
       ? delivery({ status: "processing", predictionStatus: "processing", outputUrls: [], completedAt: null })
@@ -95,19 +138,38 @@ describe("mergeGeneration: what changes", () => {
 
   it("adds new keys to the ones the row has, keeping its entries as they are", () => {
     const current = row({ storageKeys: [{ key: "legacy/x.png", note: "kept" }, entry("generated/alice/g_0.png")] });
-    const write = mergeGeneration(current, delivery({ stored: [entry("generated/alice/g_0.png"), entry("thumbnails/generated/alice/g_0.webp", "thumbnail")] }));
+    const write = mergeGeneration(
+      current,
+      delivery({
+        stored: [entry("generated/alice/g_0.png"), entry("thumbnails/generated/alice/g_0.webp", "thumbnail")],
+      }),
+    );
     expect(write).toEqual({
-      storageKeys: [{ key: "legacy/x.png", note: "kept" }, entry("generated/alice/g_0.png"), entry("thumbnails/generated/alice/g_0.webp", "thumbnail")],
+      storageKeys: [
+        { key: "legacy/x.png", note: "kept" },
+        entry("generated/alice/g_0.png"),
+        entry("thumbnails/generated/alice/g_0.webp", "thumbnail"),
+      ],
     });
   });
 
   it("does not let a concurrent delivery that lost the status race rewrite Replicate's facts", () => {
-    const write = mergeGeneration(row(), delivery({ stored: [entry("generated/alice/g_1.png")], facts: { model: "m", arrivedVia: "recover" } }));
+    const write = mergeGeneration(
+      row(),
+      delivery({ stored: [entry("generated/alice/g_1.png")], facts: { model: "m", arrivedVia: "recover" } }),
+    );
     expect(write).toEqual({ storageKeys: [entry("generated/alice/g_0.png"), entry("generated/alice/g_1.png")] });
   });
 
   it("keeps the row's owner, prompt and operationType column", () => {
-    const current = row({ status: "processing", userId: "bob", prompt: "[EDITED] x", operationType: "edit", storageContext: "edited", completedAt: null });
+    const current = row({
+      status: "processing",
+      userId: "bob",
+      prompt: "[EDITED] x",
+      operationType: "edit",
+      storageContext: "edited",
+      completedAt: null,
+    });
     const write = mergeGeneration(current, delivery({ userId: "mallory", prompt: "other" }));
     expect(write).not.toHaveProperty("userId");
     expect(write).not.toHaveProperty("prompt");
@@ -117,9 +179,16 @@ describe("mergeGeneration: what changes", () => {
   it("marks expired outputs, then clears them when a later run stores the output", () => {
     const expired = { index: 1, url: "u1", problem: "expired" as const, message: "gone" };
     const marked = mergeGeneration(row({ status: "processing", completedAt: null }), delivery({ problems: [expired] }));
-    expect(marked).toMatchObject({ status: "succeeded", error: "output 1 expired before it was stored (the file is gone)", metadata: { expiredOutputs: [expired] } });
+    expect(marked).toMatchObject({
+      status: "succeeded",
+      error: "output 1 expired before it was stored (the file is gone)",
+      metadata: { expiredOutputs: [expired] },
+    });
     const current = row({ ...(marked as Partial<GenerationState>) });
-    const cleared = mergeGeneration(current, delivery({ stored: [entry("generated/alice/g_1.png")], storedIndexes: [1] }));
+    const cleared = mergeGeneration(
+      current,
+      delivery({ stored: [entry("generated/alice/g_1.png")], storedIndexes: [1] }),
+    );
     expect(cleared).toMatchObject({ error: null });
     expect((cleared!.metadata as Record<string, unknown>)["expiredOutputs"]).toBeUndefined();
   });
@@ -127,14 +196,22 @@ describe("mergeGeneration: what changes", () => {
   it("records a retryable failure in error and keeps the status short of succeeded", () => {
     const write = mergeGeneration(
       row({ status: "processing", completedAt: null, storageKeys: [], imageUrls: [] }),
-      delivery({ status: "processing", stored: [entry("generated/alice/g_0.png")], storedIndexes: [0], retryError: "503 (will be retried)" }),
+      delivery({
+        status: "processing",
+        stored: [entry("generated/alice/g_0.png")],
+        storedIndexes: [0],
+        retryError: "503 (will be retried)",
+      }),
     );
     expect(write).toMatchObject({ error: "503 (will be retried)", storageKeys: [entry("generated/alice/g_0.png")] });
     expect(write).not.toHaveProperty("status");
   });
 
   it("writes placement only for a new or adopted row", () => {
-    const adopted = mergeGeneration(row({ replicateId: null, status: "starting", metadata: {} }), delivery({ placement: { userIdSource: "existing-row", generationIdSource: "webhook-query" } }));
+    const adopted = mergeGeneration(
+      row({ replicateId: null, status: "starting", metadata: {} }),
+      delivery({ placement: { userIdSource: "existing-row", generationIdSource: "webhook-query" } }),
+    );
     expect(adopted!.metadata).toMatchObject({ userIdSource: "existing-row", generationIdSource: "webhook-query" });
     const existing = mergeGeneration(row({ status: "processing", metadata: { userIdSource: "cli-flag" } }), delivery());
     expect(existing!.metadata).toMatchObject({ userIdSource: "cli-flag" });
@@ -154,9 +231,24 @@ describe("mergeStorageKeys", () => {
 
 describe("summarizeProblems", () => {
   it.each([
-    ["one expired", [{ index: 0, url: "u", problem: "expired", message: "m" }], "output 0 expired before it was stored (the file is gone)"],
-    ["two expired", [{ index: 0, url: "u", problem: "expired", message: "m" }, { index: 2, url: "u", problem: "expired", message: "m" }], "outputs 0, 2 expired before they were stored (the file is gone)"],
-    ["a refusal", [{ index: 1, url: "u", problem: "refused", message: "Refused to download output u: nope." }], "output 1 not stored: Refused to download output u: nope."],
+    [
+      "one expired",
+      [{ index: 0, url: "u", problem: "expired", message: "m" }],
+      "output 0 expired before it was stored (the file is gone)",
+    ],
+    [
+      "two expired",
+      [
+        { index: 0, url: "u", problem: "expired", message: "m" },
+        { index: 2, url: "u", problem: "expired", message: "m" },
+      ],
+      "outputs 0, 2 expired before they were stored (the file is gone)",
+    ],
+    [
+      "a refusal",
+      [{ index: 1, url: "u", problem: "refused", message: "Refused to download output u: nope." }],
+      "output 1 not stored: Refused to download output u: nope.",
+    ],
   ] as const)("%s", (_, problems, expected) => {
     expect(summarizeProblems(problems as never)).toBe(expected);
   });

@@ -18,7 +18,15 @@ function prediction(overrides: Record<string, unknown> = {}): Prediction {
 }
 
 function row(overrides: Partial<ExistingRow> = {}): ExistingRow {
-  return { id: "gen1", userId: "alice", status: "processing", operationType: null, prompt: "a red fox", storageKeys: [], ...overrides };
+  return {
+    id: "gen1",
+    userId: "alice",
+    status: "processing",
+    operationType: null,
+    prompt: "a red fox",
+    storageKeys: [],
+    ...overrides,
+  };
 }
 
 function plan(input: Partial<PlanIngestInput> & { query?: string }): IngestPlan {
@@ -36,25 +44,68 @@ function plan(input: Partial<PlanIngestInput> & { query?: string }): IngestPlan 
 
 describe("planIngest: whose folder", () => {
   it.each([
-    ["an existing row keeps its id and user; the query never moves it", { row: row(), query: "userId=mallory" }, "gen1", "alice", "existing-row"],
-    ["an existing row wins over prediction input too", { row: row(), prediction: prediction({ input: { prompt: "x", user_id: "bob" } }) }, "gen1", "alice", "existing-row"],
+    [
+      "an existing row keeps its id and user; the query never moves it",
+      { row: row(), query: "userId=mallory" },
+      "gen1",
+      "alice",
+      "existing-row",
+    ],
+    [
+      "an existing row wins over prediction input too",
+      { row: row(), prediction: prediction({ input: { prompt: "x", user_id: "bob" } }) },
+      "gen1",
+      "alice",
+      "existing-row",
+    ],
     ["no row: the query places it", { query: "userId=bob" }, "new1", "bob", "webhook-query"],
-    ["no row: the query outranks input user_id", { query: "userId=bob", prediction: prediction({ input: { user_id: "carol" } }) }, "new1", "bob", "webhook-query"],
-    ["no row: input user_id when there is no query", { prediction: prediction({ input: { user_id: "carol", userId: "dave" } }) }, "new1", "carol", "prediction-input"],
-    ["no row: input userId when there is no user_id", { prediction: prediction({ input: { userId: "dave" } }) }, "new1", "dave", "prediction-input"],
+    [
+      "no row: the query outranks input user_id",
+      { query: "userId=bob", prediction: prediction({ input: { user_id: "carol" } }) },
+      "new1",
+      "bob",
+      "webhook-query",
+    ],
+    [
+      "no row: input user_id when there is no query",
+      { prediction: prediction({ input: { user_id: "carol", userId: "dave" } }) },
+      "new1",
+      "carol",
+      "prediction-input",
+    ],
+    [
+      "no row: input userId when there is no user_id",
+      { prediction: prediction({ input: { userId: "dave" } }) },
+      "new1",
+      "dave",
+      "prediction-input",
+    ],
     ["no row: --user is the fallback", { fallbackUserId: "erin" }, "new1", "erin", "cli-flag"],
     ["no row: a hint outranks --user", { query: "userId=bob", fallbackUserId: "erin" }, "new1", "bob", "webhook-query"],
-    ["no row: an unsafe query userId is skipped, not used", { query: "userId=..%2Fbob", fallbackUserId: "erin" }, "new1", "erin", "cli-flag"],
+    [
+      "no row: an unsafe query userId is skipped, not used",
+      { query: "userId=..%2Fbob", fallbackUserId: "erin" },
+      "new1",
+      "erin",
+      "cli-flag",
+    ],
   ] as const)("%s", (_, input, id, userId, source) => {
-    const result = plan(input as Partial<PlanIngestInput> & { query?: string });
-    expect({ id: result.id, userId: result.userId, userIdSource: result.userIdSource }).toEqual({ id, userId, userIdSource: source });
+    const result = plan(input);
+    expect({ id: result.id, userId: result.userId, userIdSource: result.userIdSource }).toEqual({
+      id,
+      userId,
+      userIdSource: source,
+    });
     expect(result.isNew).toBe(!("row" in input));
   });
 
   it("records why a conflicting query userId was ignored", () => {
     const result = plan({ row: row(), query: "userId=mallory" });
     expect(result.ignoredHints).toEqual([
-      { hint: { accepted: true, source: "webhook-query", field: "userId", userId: "mallory" }, why: "the row already belongs to alice" },
+      {
+        hint: { accepted: true, source: "webhook-query", field: "userId", userId: "mallory" },
+        why: "the row already belongs to alice",
+      },
     ]);
   });
 
@@ -64,8 +115,14 @@ describe("planIngest: whose folder", () => {
     ["an unsafe --user", { fallbackUserId: "../root" }, /--user .* contains a slash/],
   ])("refuses when %s", (_, input, reason) => {
     const p = prediction();
-    const q = "query" in input ? (input.query as string) : "";
-    const result = planIngest({ prediction: p, row: null, hints: userIdHints(p, new URLSearchParams(q)), fallbackUserId: (input as { fallbackUserId?: string }).fallbackUserId, newId: "new1" });
+    const q = "query" in input ? input.query : "";
+    const result = planIngest({
+      prediction: p,
+      row: null,
+      hints: userIdHints(p, new URLSearchParams(q)),
+      fallbackUserId: (input as { fallbackUserId?: string }).fallbackUserId,
+      newId: "new1",
+    });
     expect(result.ok).toBe(false);
     expect(!result.ok && result.reason).toMatch(reason);
   });
@@ -80,10 +137,28 @@ describe("planIngest: detection", () => {
   it.each([
     ["prompt prefix on a new row", null, "[EDITED] a fox", "edit", "edited", "prompt-prefix"],
     ["plain prompt on a new row", null, "a fox", "generation", "generated", "prompt-prefix"],
-    ["the row's operationType wins over the prompt", row({ operationType: "upscale", prompt: "[EDITED] a fox" }), "[EDITED] a fox", "upscale", "upscaled", "operationType-column"],
-    ["an old row without operationType falls back to its prompt", row({ operationType: null, prompt: "[VIDEO] a fox" }), "a fox", "video", "videos", "prompt-prefix"],
+    [
+      "the row's operationType wins over the prompt",
+      row({ operationType: "upscale", prompt: "[EDITED] a fox" }),
+      "[EDITED] a fox",
+      "upscale",
+      "upscaled",
+      "operationType-column",
+    ],
+    [
+      "an old row without operationType falls back to its prompt",
+      row({ operationType: null, prompt: "[VIDEO] a fox" }),
+      "a fox",
+      "video",
+      "videos",
+      "prompt-prefix",
+    ],
   ])("%s", (_, existing, prompt, operationType, storageContext, detectedBy) => {
-    const result = plan({ row: existing ?? undefined, fallbackUserId: "alice", prediction: prediction({ input: { prompt } }) });
+    const result = plan({
+      row: existing ?? undefined,
+      fallbackUserId: "alice",
+      prediction: prediction({ input: { prompt } }),
+    });
     expect(result.detection).toEqual({ operationType, storageContext, detectedBy });
   });
 });
@@ -101,7 +176,10 @@ describe("planIngest: status", () => {
     const result = plan({
       row: current === null ? undefined : row({ status: current }),
       fallbackUserId: "alice",
-      prediction: prediction({ status: incoming, output: incoming === "succeeded" ? ["https://replicate.delivery/x/o.png"] : null }),
+      prediction: prediction({
+        status: incoming,
+        output: incoming === "succeeded" ? ["https://replicate.delivery/x/o.png"] : null,
+      }),
     });
     expect(result.status).toBe(status);
     expect(result.transition.apply).toBe(apply);
@@ -117,31 +195,88 @@ describe("planIngest: objects to store", () => {
   it("images get a context key and a thumbnail key, in output order", () => {
     const result = plan({ fallbackUserId: "alice", prediction: prediction({ input: { prompt: "[UPSCALED] a fox" } }) });
     expect(result.toStore).toEqual([
-      { index: 0, url: "https://replicate.delivery/x/out-0.webp", ext: "webp", contentType: "image/webp", key: "upscaled/alice/new1_0.webp", outputStored: false, thumbnailKey: "thumbnails/upscaled/alice/new1_0.webp" },
-      { index: 1, url: "https://replicate.delivery/x/out-1.png", ext: "png", contentType: "image/png", key: "upscaled/alice/new1_1.png", outputStored: false, thumbnailKey: "thumbnails/upscaled/alice/new1_1.webp" },
+      {
+        index: 0,
+        url: "https://replicate.delivery/x/out-0.webp",
+        ext: "webp",
+        contentType: "image/webp",
+        key: "upscaled/alice/new1_0.webp",
+        outputStored: false,
+        thumbnailKey: "thumbnails/upscaled/alice/new1_0.webp",
+      },
+      {
+        index: 1,
+        url: "https://replicate.delivery/x/out-1.png",
+        ext: "png",
+        contentType: "image/png",
+        key: "upscaled/alice/new1_1.png",
+        outputStored: false,
+        thumbnailKey: "thumbnails/upscaled/alice/new1_1.webp",
+      },
     ]);
   });
 
   it("a video output goes to videos/<user>/<id>.mp4 without a thumbnail", () => {
     const result = plan({
       fallbackUserId: "alice",
-      prediction: prediction({ input: { prompt: "[VIDEO] a fox running" }, output: "https://replicate.delivery/x/video.mp4" }),
+      prediction: prediction({
+        input: { prompt: "[VIDEO] a fox running" },
+        output: "https://replicate.delivery/x/video.mp4",
+      }),
     });
     expect(result.toStore).toEqual([
-      { index: 0, url: "https://replicate.delivery/x/video.mp4", ext: "mp4", contentType: "video/mp4", key: "videos/alice/new1.mp4", outputStored: false, thumbnailKey: null },
+      {
+        index: 0,
+        url: "https://replicate.delivery/x/video.mp4",
+        ext: "mp4",
+        contentType: "video/mp4",
+        key: "videos/alice/new1.mp4",
+        outputStored: false,
+        thumbnailKey: null,
+      },
     ]);
   });
 
   it("an output without a known extension is stored as .bin without a thumbnail", () => {
-    const result = plan({ fallbackUserId: "alice", prediction: prediction({ output: "https://replicate.delivery/x/blob" }) });
+    const result = plan({
+      fallbackUserId: "alice",
+      prediction: prediction({ output: "https://replicate.delivery/x/blob" }),
+    });
     expect(result.toStore).toMatchObject([{ key: "generated/alice/new1_0.bin", thumbnailKey: null }]);
   });
 
   it.each([
-    ["skips an output whose key and thumbnail are already stored", [{ key: "generated/alice/gen1_0.webp", kind: "output" }, { key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }], [1], ["generated/alice/gen1_0.webp", "thumbnails/generated/alice/gen1_0.webp"], false],
-    ["keeps an output whose thumbnail is missing, marked as stored (and reported as already stored)", [{ key: "generated/alice/gen1_0.webp", kind: "output" }], [0, 1], ["generated/alice/gen1_0.webp"], true],
-    ["stores the output whose thumbnail alone is there, and reports the thumbnail", [{ key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }], [0, 1], ["thumbnails/generated/alice/gen1_0.webp"], false],
-    ["stores everything when the row has only legacy keys", [{ key: "alice/old.webp", kind: "output" }], [0, 1], [], false],
+    [
+      "skips an output whose key and thumbnail are already stored",
+      [
+        { key: "generated/alice/gen1_0.webp", kind: "output" },
+        { key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" },
+      ],
+      [1],
+      ["generated/alice/gen1_0.webp", "thumbnails/generated/alice/gen1_0.webp"],
+      false,
+    ],
+    [
+      "keeps an output whose thumbnail is missing, marked as stored (and reported as already stored)",
+      [{ key: "generated/alice/gen1_0.webp", kind: "output" }],
+      [0, 1],
+      ["generated/alice/gen1_0.webp"],
+      true,
+    ],
+    [
+      "stores the output whose thumbnail alone is there, and reports the thumbnail",
+      [{ key: "thumbnails/generated/alice/gen1_0.webp", kind: "thumbnail" }],
+      [0, 1],
+      ["thumbnails/generated/alice/gen1_0.webp"],
+      false,
+    ],
+    [
+      "stores everything when the row has only legacy keys",
+      [{ key: "alice/old.webp", kind: "output" }],
+      [0, 1],
+      [],
+      false,
+    ],
   ])("%s", (_, storageKeys, toStore, already, firstStored) => {
     const result = plan({ row: row({ status: "succeeded", storageKeys }) });
     expect(result.toStore.map((o) => o.index)).toEqual(toStore);

@@ -1,7 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { nextKeyMoveStep, planKeyMove, replaceStorageKey, summarizePlans, type KeyMoveFacts, type KeyMoveStep } from "../src/core/key-moves.ts";
+import {
+  nextKeyMoveStep,
+  planKeyMove,
+  replaceStorageKey,
+  summarizePlans,
+  type KeyMoveFacts,
+  type KeyMoveStep,
+} from "../src/core/key-moves.ts";
 
-const row = (storageKeys: unknown[], extra: { operationType?: string | null; prompt?: string; userId?: string; id?: string } = {}) => ({
+const row = (
+  storageKeys: unknown[],
+  extra: { operationType?: string | null; prompt?: string; userId?: string; id?: string } = {},
+) => ({
   id: extra.id ?? "gen1",
   userId: extra.userId ?? "u1",
   prompt: extra.prompt ?? "a fox",
@@ -11,18 +21,118 @@ const row = (storageKeys: unknown[], extra: { operationType?: string | null; pro
 
 describe("planKeyMove: referenced legacy keys", () => {
   it.each([
-    ["user-flat, no column, plain prompt", "u1/a.png", row(["u1/a.png"]), "generated/u1/gen1_0.png", "generated", "output", 0],
-    ["generations-folder, prompt [EDITED]", "generations/u1/a.jpg", row(["generations/u1/a.jpg"], { prompt: "[EDITED] x" }), "edited/u1/gen1_0.jpg", "edited", "output", 0],
-    ["uploads-folder (flat), prompt [UPSCALED]", "uploads/a.png", row(["uploads/a.png"], { prompt: "  [UPSCALED] x" }), "upscaled/u1/gen1_0.png", "upscaled", "output", 0],
-    ["uploads-folder with user, column wins over prompt", "uploads/u1/a.png", row(["uploads/u1/a.png"], { operationType: "upscale", prompt: "[EDITED] x" }), "upscaled/u1/gen1_0.png", "upscaled", "output", 0],
-    ["video by prompt, index 0 has no suffix", "u1/clip.MP4", row([{ key: "u1/clip.MP4", kind: "output" }], { prompt: "[VIDEO] run" }), "videos/u1/gen1.mp4", "videos", "output", 0],
-    ["video column, second output", "u1/b.mp4", row(["u1/a.mp4", "u1/b.mp4"], { operationType: "video" }), "videos/u1/gen1_1.mp4", "videos", "output", 1],
-    ["legacy-thumbnail (string entry)", "thumbnails/u1/t.webp", row(["u1/a.png", "thumbnails/u1/t.webp"]), "thumbnails/generated/u1/gen1_0.webp", "generated", "thumbnail", 0],
-    ["legacy thumbs/ by kind field, edit column", "thumbs/u1/t.jpg", row([{ key: "u1/a.png", kind: "output" }, { key: "thumbs/u1/t.jpg", kind: "thumbnail" }], { operationType: "edit" }), "thumbnails/edited/u1/gen1_0.jpg", "edited", "thumbnail", 0],
-    ["index among outputs only (thumbnails between)", "u1/c.png", row([{ key: "generated/u1/gen1_0.png", kind: "output" }, { key: "thumbnails/generated/u1/gen1_0.webp", kind: "thumbnail" }, "u1/b.png", { key: "thumbs/u1/x.webp", kind: "thumbnail" }, { key: "u1/c.png", kind: "output" }]), "generated/u1/gen1_2.png", "generated", "output", 2],
-    ["target uses row.userId, not the legacy folder", "olduser/a.png", row(["olduser/a.png"], { userId: "u9" }), "generated/u9/gen1_0.png", "generated", "output", 0],
+    [
+      "user-flat, no column, plain prompt",
+      "u1/a.png",
+      row(["u1/a.png"]),
+      "generated/u1/gen1_0.png",
+      "generated",
+      "output",
+      0,
+    ],
+    [
+      "generations-folder, prompt [EDITED]",
+      "generations/u1/a.jpg",
+      row(["generations/u1/a.jpg"], { prompt: "[EDITED] x" }),
+      "edited/u1/gen1_0.jpg",
+      "edited",
+      "output",
+      0,
+    ],
+    [
+      "uploads-folder (flat), prompt [UPSCALED]",
+      "uploads/a.png",
+      row(["uploads/a.png"], { prompt: "  [UPSCALED] x" }),
+      "upscaled/u1/gen1_0.png",
+      "upscaled",
+      "output",
+      0,
+    ],
+    [
+      "uploads-folder with user, column wins over prompt",
+      "uploads/u1/a.png",
+      row(["uploads/u1/a.png"], { operationType: "upscale", prompt: "[EDITED] x" }),
+      "upscaled/u1/gen1_0.png",
+      "upscaled",
+      "output",
+      0,
+    ],
+    [
+      "video by prompt, index 0 has no suffix",
+      "u1/clip.MP4",
+      row([{ key: "u1/clip.MP4", kind: "output" }], { prompt: "[VIDEO] run" }),
+      "videos/u1/gen1.mp4",
+      "videos",
+      "output",
+      0,
+    ],
+    [
+      "video column, second output",
+      "u1/b.mp4",
+      row(["u1/a.mp4", "u1/b.mp4"], { operationType: "video" }),
+      "videos/u1/gen1_1.mp4",
+      "videos",
+      "output",
+      1,
+    ],
+    [
+      "legacy-thumbnail (string entry)",
+      "thumbnails/u1/t.webp",
+      row(["u1/a.png", "thumbnails/u1/t.webp"]),
+      "thumbnails/generated/u1/gen1_0.webp",
+      "generated",
+      "thumbnail",
+      0,
+    ],
+    [
+      "legacy thumbs/ by kind field, edit column",
+      "thumbs/u1/t.jpg",
+      row(
+        [
+          { key: "u1/a.png", kind: "output" },
+          { key: "thumbs/u1/t.jpg", kind: "thumbnail" },
+        ],
+        { operationType: "edit" },
+      ),
+      "thumbnails/edited/u1/gen1_0.jpg",
+      "edited",
+      "thumbnail",
+      0,
+    ],
+    [
+      "index among outputs only (thumbnails between)",
+      "u1/c.png",
+      row([
+        { key: "generated/u1/gen1_0.png", kind: "output" },
+        { key: "thumbnails/generated/u1/gen1_0.webp", kind: "thumbnail" },
+        "u1/b.png",
+        { key: "thumbs/u1/x.webp", kind: "thumbnail" },
+        { key: "u1/c.png", kind: "output" },
+      ]),
+      "generated/u1/gen1_2.png",
+      "generated",
+      "output",
+      2,
+    ],
+    [
+      "target uses row.userId, not the legacy folder",
+      "olduser/a.png",
+      row(["olduser/a.png"], { userId: "u9" }),
+      "generated/u9/gen1_0.png",
+      "generated",
+      "output",
+      0,
+    ],
   ])("%s", (_name, key, r, targetKey, context, kind, index) => {
-    expect(planKeyMove(key, r, {})).toEqual({ action: "move", sourceKey: key, targetKey, context, kind, generationId: "gen1", index });
+    expect(planKeyMove(key, r, {})).toEqual({
+      action: "move",
+      sourceKey: key,
+      targetKey,
+      context,
+      kind,
+      generationId: "gen1",
+      index,
+    });
   });
 });
 
@@ -67,7 +177,13 @@ describe("planKeyMove: refusals, orphans, unknown, skipped", () => {
     ["thumbs/u1/t.webp", "thumbnails/generated/u1/t.webp", "thumbnail"],
   ])("%s with orphansTo → %s", (key, targetKey, kind) => {
     expect(planKeyMove(key, undefined, { orphansTo: "generated" })).toEqual({
-      action: "move", sourceKey: key, targetKey, context: "generated", kind, generationId: null, index: null,
+      action: "move",
+      sourceKey: key,
+      targetKey,
+      context: "generated",
+      kind,
+      generationId: null,
+      index: null,
     });
   });
 
@@ -85,10 +201,18 @@ describe("planKeyMove: refusals, orphans, unknown, skipped", () => {
 describe("replaceStorageKey", () => {
   const target = { key: "generated/u1/gen1_0.png", size: 10, etag: "e2" };
   it.each([
-    ["object entry keeps its fields", [{ key: "u1/a.png", kind: "output", contentType: "image/png", size: 1, etag: "e1" }, "x"], [{ key: target.key, kind: "output", contentType: "image/png", size: 10, etag: "e2" }, "x"]],
+    [
+      "object entry keeps its fields",
+      [{ key: "u1/a.png", kind: "output", contentType: "image/png", size: 1, etag: "e1" }, "x"],
+      [{ key: target.key, kind: "output", contentType: "image/png", size: 10, etag: "e2" }, "x"],
+    ],
     ["string entry becomes an object", ["u1/a.png"], [{ key: target.key, kind: "output", size: 10, etag: "e2" }]],
     ["string legacy thumbnail keeps kind thumbnail", ["thumbs/u1/a.png"], null],
-    ["target already listed elsewhere is not duplicated", ["u1/a.png", { key: target.key, kind: "output" }], [{ key: target.key, kind: "output", size: 10, etag: "e2" }]],
+    [
+      "target already listed elsewhere is not duplicated",
+      ["u1/a.png", { key: target.key, kind: "output" }],
+      [{ key: target.key, kind: "output", size: 10, etag: "e2" }],
+    ],
   ])("%s", (_name, keys, expected) => {
     const source = (keys[0] as { key?: string }).key ?? (keys[0] as string);
     const result = replaceStorageKey(keys, source, target);
@@ -97,7 +221,9 @@ describe("replaceStorageKey", () => {
   });
 
   it("without size/etag keeps the entry's own", () => {
-    expect(replaceStorageKey([{ key: "u1/a.png", size: 3 }], "u1/a.png", { key: "k" })).toEqual([{ key: "k", size: 3 }]);
+    expect(replaceStorageKey([{ key: "u1/a.png", size: 3 }], "u1/a.png", { key: "k" })).toEqual([
+      { key: "k", size: 3 },
+    ]);
   });
 
   it.each([
@@ -116,7 +242,13 @@ describe("replaceStorageKey", () => {
 
 describe("nextKeyMoveStep (crash-recovery table)", () => {
   const f = (over: Partial<KeyMoveFacts>): KeyMoveFacts => ({
-    sourceExists: true, targetExists: false, targetMatches: false, rowPointsAtTarget: false, rowPointsAtSource: true, keepSource: false, ...over,
+    sourceExists: true,
+    targetExists: false,
+    targetMatches: false,
+    rowPointsAtTarget: false,
+    rowPointsAtSource: true,
+    keepSource: false,
+    ...over,
   });
   const conflict = expect.objectContaining({ conflict: expect.any(String) });
   it.each<[string, KeyMoveStep, Partial<KeyMoveFacts>, unknown]>([
@@ -125,19 +257,86 @@ describe("nextKeyMoveStep (crash-recovery table)", () => {
     ["planned, target differs: conflict", "planned", { targetExists: true, targetMatches: false }, conflict],
     ["planned, both missing: conflict", "planned", { sourceExists: false }, conflict],
     ["copied but row not updated: record", "copied", { targetExists: true, targetMatches: true }, "record"],
-    ["copied, row updated, journal not: record (idempotent)", "copied", { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false }, "record"],
+    [
+      "copied, row updated, journal not: record (idempotent)",
+      "copied",
+      { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false },
+      "record",
+    ],
     ["copied, target vanished, source there: copy again", "copied", { targetExists: false }, "copy"],
     ["copied, target now differs: conflict", "copied", { targetExists: true, targetMatches: false }, conflict],
-    ["row updated but source not deleted: delete-source", "recorded", { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false }, "delete-source"],
-    ["recorded, keepSource: done", "recorded", { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false, keepSource: true }, "done"],
-    ["deleted, journal not done: done", "recorded", { sourceExists: false, targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false }, "done"],
-    ["recorded but row points at source again: record, never delete", "recorded", { targetExists: true, targetMatches: true, rowPointsAtSource: true }, "record"],
-    ["recorded, target differs: conflict, never delete", "recorded", { targetExists: true, targetMatches: false, rowPointsAtTarget: true, rowPointsAtSource: false }, conflict],
-    ["recorded, target missing, source there: copy", "recorded", { rowPointsAtTarget: true, rowPointsAtSource: false }, "copy"],
-    ["recorded, both missing: conflict", "recorded", { sourceExists: false, rowPointsAtTarget: true, rowPointsAtSource: false }, conflict],
-    ["orphan move (no row), recorded: delete-source", "recorded", { targetExists: true, targetMatches: true, rowPointsAtSource: false }, "delete-source"],
-    ["done: done", "done", { sourceExists: false, targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false }, "done"],
-    ["done but target missing: conflict", "done", { sourceExists: false, rowPointsAtTarget: true, rowPointsAtSource: false }, conflict],
+    [
+      "row updated but source not deleted: delete-source",
+      "recorded",
+      { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false },
+      "delete-source",
+    ],
+    [
+      "recorded, keepSource: done",
+      "recorded",
+      { targetExists: true, targetMatches: true, rowPointsAtTarget: true, rowPointsAtSource: false, keepSource: true },
+      "done",
+    ],
+    [
+      "deleted, journal not done: done",
+      "recorded",
+      {
+        sourceExists: false,
+        targetExists: true,
+        targetMatches: true,
+        rowPointsAtTarget: true,
+        rowPointsAtSource: false,
+      },
+      "done",
+    ],
+    [
+      "recorded but row points at source again: record, never delete",
+      "recorded",
+      { targetExists: true, targetMatches: true, rowPointsAtSource: true },
+      "record",
+    ],
+    [
+      "recorded, target differs: conflict, never delete",
+      "recorded",
+      { targetExists: true, targetMatches: false, rowPointsAtTarget: true, rowPointsAtSource: false },
+      conflict,
+    ],
+    [
+      "recorded, target missing, source there: copy",
+      "recorded",
+      { rowPointsAtTarget: true, rowPointsAtSource: false },
+      "copy",
+    ],
+    [
+      "recorded, both missing: conflict",
+      "recorded",
+      { sourceExists: false, rowPointsAtTarget: true, rowPointsAtSource: false },
+      conflict,
+    ],
+    [
+      "orphan move (no row), recorded: delete-source",
+      "recorded",
+      { targetExists: true, targetMatches: true, rowPointsAtSource: false },
+      "delete-source",
+    ],
+    [
+      "done: done",
+      "done",
+      {
+        sourceExists: false,
+        targetExists: true,
+        targetMatches: true,
+        rowPointsAtTarget: true,
+        rowPointsAtSource: false,
+      },
+      "done",
+    ],
+    [
+      "done but target missing: conflict",
+      "done",
+      { sourceExists: false, rowPointsAtTarget: true, rowPointsAtSource: false },
+      conflict,
+    ],
   ])("%s", (_name, step, facts, expected) => {
     expect(nextKeyMoveStep(step, f(facts))).toEqual(expected);
   });
@@ -145,15 +344,28 @@ describe("nextKeyMoveStep (crash-recovery table)", () => {
   it("never returns delete-source unless journal recorded, target matches and the row left the source", () => {
     const bools = [true, false];
     for (const step of ["planned", "copied", "recorded", "done"] as KeyMoveStep[])
-      for (const sourceExists of bools) for (const targetExists of bools) for (const targetMatches of bools)
-        for (const rowPointsAtTarget of bools) for (const rowPointsAtSource of bools) for (const keepSource of bools) {
-          const action = nextKeyMoveStep(step, { sourceExists, targetExists, targetMatches, rowPointsAtTarget, rowPointsAtSource, keepSource });
-          if (action === "delete-source") {
-            expect(step === "recorded" || step === "done").toBe(true);
-            expect(targetExists && targetMatches && sourceExists && !rowPointsAtSource && !keepSource).toBe(true);
-          }
-          if (action === "copy") expect(targetExists).toBe(false);
-        }
+      for (const sourceExists of bools)
+        for (const targetExists of bools)
+          for (const targetMatches of bools)
+            for (const rowPointsAtTarget of bools)
+              for (const rowPointsAtSource of bools)
+                for (const keepSource of bools) {
+                  const action = nextKeyMoveStep(step, {
+                    sourceExists,
+                    targetExists,
+                    targetMatches,
+                    rowPointsAtTarget,
+                    rowPointsAtSource,
+                    keepSource,
+                  });
+                  if (action === "delete-source") {
+                    expect(step === "recorded" || step === "done").toBe(true);
+                    expect(targetExists && targetMatches && sourceExists && !rowPointsAtSource && !keepSource).toBe(
+                      true,
+                    );
+                  }
+                  if (action === "copy") expect(targetExists).toBe(false);
+                }
   });
 });
 
@@ -169,7 +381,13 @@ describe("summarizePlans", () => {
       planKeyMove("generated/u1/gen1_0.png", undefined, {}),
     ];
     expect(summarizePlans(plans)).toEqual({
-      total: 7, moves: 4, byContext: { generated: 1, edited: 2, upscaled: 1, videos: 0 }, orphansMoved: 1, orphans: 1, unknown: 1, skipped: 1,
+      total: 7,
+      moves: 4,
+      byContext: { generated: 1, edited: 2, upscaled: 1, videos: 0 },
+      orphansMoved: 1,
+      orphans: 1,
+      unknown: 1,
+      skipped: 1,
     });
   });
 });

@@ -13,7 +13,12 @@ describe("checkOutputUrl: allowed", () => {
     ["upper-case host", "https://REPLICATE.Delivery/out.png", DEFAULT, "replicate.delivery"],
     ["a trailing dot on the host", "https://replicate.delivery./out.png", DEFAULT, "replicate.delivery"],
     ["http on an explicit host:port entry (tests)", "http://127.0.0.1:4567/out.png", TESTS, "127.0.0.1:4567"],
-    ["https on an explicit host:port entry", "https://files.example.com:8443/o.png", ["files.example.com:8443"], "files.example.com:8443"],
+    [
+      "https on an explicit host:port entry",
+      "https://files.example.com:8443/o.png",
+      ["files.example.com:8443"],
+      "files.example.com:8443",
+    ],
     ["an IPv6 host:port entry", "http://[::1]:4567/o.png", ["[::1]:4567"], "[::1]:4567"],
   ])("%s", (_, url, allowed, entry) => {
     const result = checkOutputUrl(url, allowed);
@@ -27,7 +32,12 @@ describe("checkOutputUrl: refused", () => {
     ["http on the default host", "http://replicate.delivery/out.png", DEFAULT, /only https/],
     ["another port on the default host", "https://replicate.delivery:8443/out.png", DEFAULT, /port 8443/],
     ["a look-alike that is not a subdomain", "https://evilreplicate.delivery/out.png", DEFAULT, /not in the allowed/],
-    ["the allowed host as a subdomain of another", "https://replicate.delivery.evil.com/out.png", DEFAULT, /not in the allowed/],
+    [
+      "the allowed host as a subdomain of another",
+      "https://replicate.delivery.evil.com/out.png",
+      DEFAULT,
+      /not in the allowed/,
+    ],
     ["userinfo in the URL", "https://user:pass@replicate.delivery/out.png", DEFAULT, /credentials/],
     ["a user name alone", "https://replicate.delivery@evil.com/out.png", DEFAULT, /credentials/],
     ["a file: URL", "file:///etc/passwd", DEFAULT, /file:/],
@@ -37,7 +47,12 @@ describe("checkOutputUrl: refused", () => {
     ["a private IP literal not listed", "https://10.0.0.1/out.png", DEFAULT, /not in the allowed/],
     ["the metadata service", "http://169.254.169.254/latest/meta-data/", DEFAULT, /only https|not in the allowed/],
     ["a host:port entry on another port", "http://127.0.0.1:9999/out.png", TESTS, /not in the allowed/],
-    ["a host:port entry does not admit subdomains", "https://x.files.example.com:8443/o.png", ["files.example.com:8443"], /not in the allowed/],
+    [
+      "a host:port entry does not admit subdomains",
+      "https://x.files.example.com:8443/o.png",
+      ["files.example.com:8443"],
+      /not in the allowed/,
+    ],
     ["anything when the list is empty", "https://replicate.delivery/out.png", [], /\(none\)/],
   ])("%s", (_, url, allowed, reason) => {
     const result = checkOutputUrl(url, allowed);

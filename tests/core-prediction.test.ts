@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { generationIdHint, outputUrls, parsePrediction, promptOf, userIdHints, type Prediction } from "../src/core/prediction.ts";
+import {
+  generationIdHint,
+  outputUrls,
+  parsePrediction,
+  promptOf,
+  userIdHints,
+  type Prediction,
+} from "../src/core/prediction.ts";
 import { samplePrediction } from "./support/webhook-deliveries.ts";
 
 // Replicate's documented prediction shape (support/webhook-deliveries.ts), with a fixed id.
@@ -29,7 +36,10 @@ describe("parsePrediction", () => {
   });
 
   it.each([
-    ["a starting prediction with null output and timestamps", { status: "starting", output: null, started_at: null, completed_at: null }],
+    [
+      "a starting prediction with null output and timestamps",
+      { status: "starting", output: null, started_at: null, completed_at: null },
+    ],
     ["a prediction without output at all", { status: "processing", output: undefined }],
     ["a string output", { output: "https://replicate.delivery/x/out.mp4" }],
     ["an object output", { output: { video: "https://replicate.delivery/x/v.mp4", seed: 4 } }],
@@ -64,11 +74,21 @@ describe("parsePrediction", () => {
 describe("outputUrls", () => {
   it.each([
     ["a string is one output", "https://replicate.delivery/a/out.mp4", ["https://replicate.delivery/a/out.mp4"]],
-    ["an array gives its strings in order", ["https://replicate.delivery/a/0.png", "https://replicate.delivery/a/1.png"], ["https://replicate.delivery/a/0.png", "https://replicate.delivery/a/1.png"]],
+    [
+      "an array gives its strings in order",
+      ["https://replicate.delivery/a/0.png", "https://replicate.delivery/a/1.png"],
+      ["https://replicate.delivery/a/0.png", "https://replicate.delivery/a/1.png"],
+    ],
     ["an empty array gives none", [], []],
     [
       "an object gives its URL-looking string values in key order",
-      { video: "https://replicate.delivery/v.mp4", caption: "a fox", seed: 4, poster: "https://replicate.delivery/p.png", nested: { url: "https://x/y" } },
+      {
+        video: "https://replicate.delivery/v.mp4",
+        caption: "a fox",
+        seed: 4,
+        poster: "https://replicate.delivery/p.png",
+        nested: { url: "https://x/y" },
+      },
       ["https://replicate.delivery/v.mp4", "https://replicate.delivery/p.png"],
     ],
     ["null gives none", null, []],
@@ -80,9 +100,9 @@ describe("outputUrls", () => {
 describe("promptOf", () => {
   it.each([
     ["input.prompt when it is a string", { prompt: "[VIDEO] a fox" }, "[VIDEO] a fox"],
-    ["\"\" when the prompt is not a string", { prompt: 42 }, ""],
-    ["\"\" when there is no prompt", { image: "https://x/y.png" }, ""],
-    ["\"\" when there is no input", undefined, ""],
+    ['"" when the prompt is not a string', { prompt: 42 }, ""],
+    ['"" when there is no prompt', { image: "https://x/y.png" }, ""],
+    ['"" when there is no input', undefined, ""],
   ])("gives %s", (_, input, expected) => {
     expect(promptOf(prediction({ input }))).toBe(expected);
   });
@@ -90,7 +110,10 @@ describe("promptOf", () => {
 
 describe("userIdHints", () => {
   it("lists the query string first, then input user_id, then input userId", () => {
-    const hints = userIdHints(prediction({ input: { prompt: "p", userId: "carol", user_id: "bob" } }), new URLSearchParams("userId=alice"));
+    const hints = userIdHints(
+      prediction({ input: { prompt: "p", userId: "carol", user_id: "bob" } }),
+      new URLSearchParams("userId=alice"),
+    );
     expect(hints).toEqual([
       { accepted: true, source: "webhook-query", field: "userId", userId: "alice" },
       { accepted: true, source: "prediction-input", field: "user_id", userId: "bob" },
@@ -105,7 +128,9 @@ describe("userIdHints", () => {
   });
 
   it("gives no hints when nothing names a user", () => {
-    expect(userIdHints(prediction({ input: { prompt: "p", user_id: null } }), new URLSearchParams("generationId=g1"))).toEqual([]);
+    expect(
+      userIdHints(prediction({ input: { prompt: "p", user_id: null } }), new URLSearchParams("generationId=g1")),
+    ).toEqual([]);
   });
 
   it.each([
@@ -142,7 +167,11 @@ describe("generationIdHint", () => {
     ["absent", new URLSearchParams("userId=alice"), undefined],
     ["a safe id", new URLSearchParams("generationId=cm123"), { accepted: true, generationId: "cm123" }],
     ["a record query", { generationId: "cm123" }, { accepted: true, generationId: "cm123" }],
-    ["a traversal attempt", new URLSearchParams("generationId=.."), { accepted: false, value: "..", reason: 'contains ".."' }],
+    [
+      "a traversal attempt",
+      new URLSearchParams("generationId=.."),
+      { accepted: false, value: "..", reason: 'contains ".."' },
+    ],
   ])("%s", (_, query, expected) => {
     expect(generationIdHint(query)).toEqual(expected);
   });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, decideRetry, DEFAULT_RETRY_POLICY, isRetryableStatus, type AttemptOutcome } from "../src/core/replicate-retry.ts";
+import {
+  backoffDelay,
+  decideRetry,
+  DEFAULT_RETRY_POLICY,
+  isRetryableStatus,
+  type AttemptOutcome,
+} from "../src/core/replicate-retry.ts";
 import { parseRetryAfter } from "../src/core/retry.ts";
 
 const NOW = Date.parse("2026-11-30T12:00:00Z");

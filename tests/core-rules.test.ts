@@ -47,7 +47,13 @@ describe("the key layout", () => {
   it("puts thumbnails under thumbnails/<context>/", () => {
     const key = thumbnailKeyFor("edited", "u1", "e1", 0);
     expect(key).toBe("thumbnails/edited/u1/e1_0.webp");
-    expect(parseContextKey(key)).toMatchObject({ kind: "thumbnail", context: "edited", userId: "u1", id: "e1", index: 0 });
+    expect(parseContextKey(key)).toMatchObject({
+      kind: "thumbnail",
+      context: "edited",
+      userId: "u1",
+      id: "e1",
+      index: 0,
+    });
   });
 
   it.each(["../other", "a/b", "..", ".", "", "a\u0000b", "a\nb", " padded", "x".repeat(201), "a\\b"])(

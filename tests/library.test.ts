@@ -25,12 +25,27 @@ async function setup() {
 
 function signedRequest(body: string, options: { target?: string; headers?: Record<string, string> } = {}) {
   const delivery = svixSigned(body, secret);
-  return { delivery, request: new Request(options.target ?? url, { method: "POST", headers: { ...delivery.headers, ...options.headers }, body }) };
+  return {
+    delivery,
+    request: new Request(options.target ?? url, {
+      method: "POST",
+      headers: { ...delivery.headers, ...options.headers },
+      body,
+    }),
+  };
 }
 
 describe("the library", () => {
   it("exports the verification, parsing, ingestion and handler functions", () => {
-    for (const name of ["verifyWebhook", "signWebhook", "parsePrediction", "ingestPrediction", "handleReplicateWebhook", "openGenstore", "loadConfig"]) {
+    for (const name of [
+      "verifyWebhook",
+      "signWebhook",
+      "parsePrediction",
+      "ingestPrediction",
+      "handleReplicateWebhook",
+      "openGenstore",
+      "loadConfig",
+    ]) {
       expect(typeof (library as Record<string, unknown>)[name], name).toBe("function");
     }
   });
@@ -43,7 +58,10 @@ describe("the library", () => {
 
   it("handleReplicateWebhook stores and ingests a signed delivery before answering 200, once", async () => {
     const { outputs, db, storage, options } = await setup();
-    const prediction = samplePrediction({ input: { prompt: "[UPSCALED] a fox" }, output: [outputs.url("/png/out-0.png")] });
+    const prediction = samplePrediction({
+      input: { prompt: "[UPSCALED] a fox" },
+      output: [outputs.url("/png/out-0.png")],
+    });
     const { delivery, request } = signedRequest(JSON.stringify(prediction));
     const response = await handleReplicateWebhook(request, options);
     expect(response.status).toBe(200);
@@ -55,7 +73,10 @@ describe("the library", () => {
     expect(await storedKeys(storage, "upscaled/")).toEqual([`upscaled/user_3/${row.id}_0.png`]);
 
     // Replicate's retry of the same delivery: 200, nothing done again.
-    const again = await handleReplicateWebhook(new Request(url, { method: "POST", headers: delivery.headers, body: delivery.body }), options);
+    const again = await handleReplicateWebhook(
+      new Request(url, { method: "POST", headers: delivery.headers, body: delivery.body }),
+      options,
+    );
     expect(again.status).toBe(200);
     expect(await again.json()).toMatchObject({ duplicate: true });
     expect(outputs.count("/png/")).toBe(1);
@@ -65,7 +86,10 @@ describe("the library", () => {
     const { outputs, db, options } = await setup();
     const prediction = samplePrediction({ output: [outputs.url("/png/out-0.png")] });
     const pending: Promise<unknown>[] = [];
-    const response = await handleReplicateWebhook(signedRequest(JSON.stringify(prediction)).request, { ...options, waitUntil: (work) => pending.push(work) });
+    const response = await handleReplicateWebhook(signedRequest(JSON.stringify(prediction)).request, {
+      ...options,
+      waitUntil: (work) => pending.push(work),
+    });
     expect(response.status).toBe(200);
     expect((await response.json()).processed).toBeUndefined();
     expect(pending).toHaveLength(1);
@@ -76,10 +100,18 @@ describe("the library", () => {
   });
 
   it.each([
-    ["a bad signature", 401, () => new Request(url, { method: "POST", headers: svixSigned("{}", newSecret()).headers, body: "{}" })],
+    [
+      "a bad signature",
+      401,
+      () => new Request(url, { method: "POST", headers: svixSigned("{}", newSecret()).headers, body: "{}" }),
+    ],
     ["no signature", 401, () => new Request(url, { method: "POST", body: JSON.stringify(samplePrediction()) })],
     ["malformed JSON", 400, () => signedRequest("{oops").request],
-    ["a body over 10 MiB", 413, () => signedRequest(JSON.stringify(samplePrediction({ logs: "x".repeat(10 * MiB) }))).request],
+    [
+      "a body over 10 MiB",
+      413,
+      () => signedRequest(JSON.stringify(samplePrediction({ logs: "x".repeat(10 * MiB) }))).request,
+    ],
     ["a GET", 405, () => new Request(url)],
   ])("answers %s with %i and stores nothing", async (_name, status, make) => {
     const { db, options } = await setup();
@@ -102,7 +134,10 @@ describe("the library", () => {
     const first = await handleReplicateWebhook(request, { ...options, ingest: flaky });
     expect(first.status).toBe(503);
     expect(first.headers.get("retry-after")).toBe("30");
-    const retry = await handleReplicateWebhook(new Request(url, { method: "POST", headers: delivery.headers, body: delivery.body }), { ...options, ingest: flaky });
+    const retry = await handleReplicateWebhook(
+      new Request(url, { method: "POST", headers: delivery.headers, body: delivery.body }),
+      { ...options, ingest: flaky },
+    );
     expect(retry.status).toBe(200);
     expect((await retry.json()).processed).toMatch(/stored/);
     const [row] = await db.query<{ state: string; attempts: number }>(`SELECT state, attempts FROM "WebhookDelivery"`);
@@ -112,7 +147,11 @@ describe("the library", () => {
   it("openGenstore opens the database and storage the environment names", async () => {
     const home = await tempDir("genstore-library-");
     const kind = databaseKinds.at(-1)!;
-    const env: Record<string, string> = { GENSTORE_HOME: home, GENSTORE_OUTPUT_HOSTS: "127.0.0.1:9", REPLICATE_WEBHOOK_SECRET: secret };
+    const env: Record<string, string> = {
+      GENSTORE_HOME: home,
+      GENSTORE_OUTPUT_HOSTS: "127.0.0.1:9",
+      REPLICATE_WEBHOOK_SECRET: secret,
+    };
     if (kind === "postgres") env.DATABASE_URL = databaseUrlFor((await createTestDatabase("postgres")).config)!;
     const genstore = await openGenstore(env);
     try {

@@ -48,7 +48,13 @@ describe.each(databaseKinds)("list on %s", (kind) => {
   it("filters by user, status and dates together", async () => {
     const db = await seeded();
     const { rows } = await runList(
-      { limit: 50, userId: "carol", statuses: ["failed"], since: new Date("2026-11-01T00:05:00Z"), until: new Date("2026-11-01T00:07:00Z") },
+      {
+        limit: 50,
+        userId: "carol",
+        statuses: ["failed"],
+        since: new Date("2026-11-01T00:05:00Z"),
+        until: new Date("2026-11-01T00:07:00Z"),
+      },
       { db },
     );
     expect(rows.map((r) => r.id)).toEqual(["g07"]);
@@ -63,7 +69,24 @@ describe.each(databaseKinds)("list on %s", (kind) => {
     const db = await seeded();
     const { rows } = await runList({ limit: 1 }, { db });
     expect(Object.keys(rows[0]!).sort()).toEqual(
-      ["id", "userId", "prompt", "status", "replicateId", "imageUrls", "storageProvider", "storageBucket", "storageKeys", "operationType", "storageContext", "metadata", "createdAt", "updatedAt", "completedAt", "error"].sort(),
+      [
+        "id",
+        "userId",
+        "prompt",
+        "status",
+        "replicateId",
+        "imageUrls",
+        "storageProvider",
+        "storageBucket",
+        "storageKeys",
+        "operationType",
+        "storageContext",
+        "metadata",
+        "createdAt",
+        "updatedAt",
+        "completedAt",
+        "error",
+      ].sort(),
     );
     expect(rows[0]!.createdAt).toBeInstanceOf(Date);
   });

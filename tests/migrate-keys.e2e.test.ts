@@ -14,8 +14,6 @@ import { bucketContents, insertRows, putObjects, type Row } from "./support/migr
 
 // genstore migrate-keys through the real binary, as an operator runs it.
 
-
-
 const rows: Row[] = [
   { id: "g1", userId: "u1", prompt: "a fox", storageKeys: ["u1/a.png", "thumbnails/u1/a.webp"] },
   { id: "g2", userId: "u2", prompt: "[EDITED] a fox", storageKeys: [{ key: "generations/u2/b.jpg", kind: "output" }] },
@@ -56,17 +54,39 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     const plan = JSON.parse(dryJson.stdout);
     expect(plan).toMatchObject({ dryRun: true, listed: 5, plan: { moves: 3, orphans: 1, unknown: 1 } });
     expect(plan.decisions).toHaveLength(5);
-    expect(plan.decisions).toContainEqual({ action: "move", sourceKey: "u1/a.png", targetKey: "generated/u1/g1_0.png", context: "generated", kind: "output", generationId: "g1", index: 0 });
+    expect(plan.decisions).toContainEqual({
+      action: "move",
+      sourceKey: "u1/a.png",
+      targetKey: "generated/u1/g1_0.png",
+      context: "generated",
+      kind: "output",
+      generationId: "g1",
+      index: 0,
+    });
     expect(plan.decisions).toContainEqual({ action: "orphan", sourceKey: "u9/lost.png", pattern: "user-flat" });
 
     const real = await genstore(["migrate-keys", "--json"], { GENSTORE_HOME: dir });
     expect(real.code).toBe(0);
     expect(real.stderr).toBe("");
-    expect(JSON.parse(real.stdout)).toMatchObject({ dryRun: false, moved: 3, failed: 0, orphans: [{ sourceKey: "u9/lost.png" }] });
+    expect(JSON.parse(real.stdout)).toMatchObject({
+      dryRun: false,
+      moved: 3,
+      failed: 0,
+      orphans: [{ sourceKey: "u9/lost.png" }],
+    });
     expect(Object.keys(await bucketContents(storage)).sort()).toEqual(
-      ["a/b/c/d.png", "edited/u2/g2_0.jpg", "generated/u1/g1_0.png", "thumbnails/generated/u1/g1_0.webp", "u9/lost.png"].sort(),
+      [
+        "a/b/c/d.png",
+        "edited/u2/g2_0.jpg",
+        "generated/u1/g1_0.png",
+        "thumbnails/generated/u1/g1_0.webp",
+        "u9/lost.png",
+      ].sort(),
     );
-    const listed = JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout) as { id: string; storageKeys: { key: string }[] }[];
+    const listed = JSON.parse((await genstore(["list", "--json"], { GENSTORE_HOME: dir })).stdout) as {
+      id: string;
+      storageKeys: { key: string }[];
+    }[];
     expect(Object.fromEntries(listed.map((r) => [r.id, r.storageKeys.map((e) => e.key)]))).toEqual({
       g1: ["generated/u1/g1_0.png", "thumbnails/generated/u1/g1_0.webp"],
       g2: ["edited/u2/g2_0.jpg"],
@@ -86,14 +106,23 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     await storage.put("edited/u2/g2_0.jpg", Buffer.from("another object"));
     const partial = await genstore(["migrate-keys"], { GENSTORE_HOME: dir });
     expect(partial.code).toBe(7);
-    expect(partial.stdout).toContain("failed   generations/u2/b.jpg → edited/u2/g2_0.jpg: the target exists with different content");
+    expect(partial.stdout).toContain(
+      "failed   generations/u2/b.jpg → edited/u2/g2_0.jpg: the target exists with different content",
+    );
     expect(partial.stderr).toContain("1 object could not be moved");
   });
 
   it.runIf(process.env.TEST_DATABASE_URL)("moves on PostgreSQL and the S3 server", async () => {
     const { config, db } = await createTestDatabase("postgres");
     await insertRows(db, rows);
-    const s3: S3StorageConfig = { provider: "aws", bucket: `genstore-mk-${randomBytes(6).toString("hex")}`, region: "us-east-1", endpoint: inject("s3Endpoint"), forcePathStyle: true, checksums: "WHEN_REQUIRED" };
+    const s3: S3StorageConfig = {
+      provider: "aws",
+      bucket: `genstore-mk-${randomBytes(6).toString("hex")}`,
+      region: "us-east-1",
+      endpoint: inject("s3Endpoint"),
+      forcePathStyle: true,
+      checksums: "WHEN_REQUIRED",
+    };
     const client = createS3Client(s3, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
     onTestFinished(() => client.destroy());
     await client.send(new CreateBucketCommand({ Bucket: s3.bucket }));
@@ -114,41 +143,59 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     expect(Object.keys(await bucketContents(storage))).toContain("edited/u2/g2_0.jpg");
   });
 
-  it.runIf(process.env.TEST_DATABASE_URL)("is finished by a rerun after being killed with SIGKILL mid-run, and after Ctrl-C (exit 130)", async () => {
-    const { config, db } = await createTestDatabase("postgres");
-    const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-kill-"));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
-    const storage = createLocalStorage(path.join(dir, "storage"));
-    const n = 400;
-    const key = (i: number) => `u${i % 7}/img${i}.png`;
-    await putObjects(storage, Array.from({ length: n }, (_, i) => key(i)));
-    await insertRows(db, Array.from({ length: n }, (_, i) => ({ id: `g${String(i).padStart(4, "0")}`, userId: `u${i % 7}`, prompt: i % 2 ? "[EDITED] x" : "y", storageKeys: [key(i)] })));
-    const settings = { DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
-    // Done marks are written per listing page; recorded moves show progress object by object.
-    const doneCount = async () => await db.prisma.keyMove.count({ where: { step: "done" } });
-    const progressed = async () => await db.prisma.keyMove.count({ where: { step: { in: ["recorded", "done"] } } });
+  it.runIf(process.env.TEST_DATABASE_URL)(
+    "is finished by a rerun after being killed with SIGKILL mid-run, and after Ctrl-C (exit 130)",
+    async () => {
+      const { config, db } = await createTestDatabase("postgres");
+      const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-kill-"));
+      onTestFinished(() => rm(dir, { recursive: true, force: true }));
+      const storage = createLocalStorage(path.join(dir, "storage"));
+      const n = 400;
+      const key = (i: number) => `u${i % 7}/img${i}.png`;
+      await putObjects(
+        storage,
+        Array.from({ length: n }, (_, i) => key(i)),
+      );
+      await insertRows(
+        db,
+        Array.from({ length: n }, (_, i) => ({
+          id: `g${String(i).padStart(4, "0")}`,
+          userId: `u${i % 7}`,
+          prompt: i % 2 ? "[EDITED] x" : "y",
+          storageKeys: [key(i)],
+        })),
+      );
+      const settings = { DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
+      // Done marks are written per listing page; recorded moves show progress object by object.
+      const doneCount = async () => await db.prisma.keyMove.count({ where: { step: "done" } });
+      const progressed = async () => await db.prisma.keyMove.count({ where: { step: { in: ["recorded", "done"] } } });
 
-    for (const signal of ["SIGKILL", "SIGINT"] as const) {
-      const before = await progressed();
-      const child = spawn(process.execPath, [bin, "migrate-keys", "--concurrency", "4"], { env: cleanEnv(settings), stdio: "ignore" });
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-      while ((await progressed()) < before + 40 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-      child.kill(signal);
-      const code = await exited;
-      if (signal === "SIGINT") expect(code).toBe(130);
-      expect(await progressed()).toBeLessThan(n);
-    }
-    const rerun = await genstore(["migrate-keys", "--json"], settings);
-    expect(rerun.code).toBe(0);
-    expect(JSON.parse(rerun.stdout)).toMatchObject({ failed: 0 });
-    const bucket = await bucketContents(storage);
-    const rows = await db.prisma.generation.findMany();
-    expect(Object.keys(bucket)).toHaveLength(n);
-    for (const row of rows) {
-      const [entry] = row.storageKeys as { key: string }[];
-      expect(entry!.key).toMatch(/^(generated|edited)\/u\d\/g\d{4}_0\.png$/);
-      expect(bucket[entry!.key]).toBe(`body of ${key(Number(row.id.slice(1)))}`);
-    }
-    expect(await doneCount()).toBe(n);
-  });
+      for (const signal of ["SIGKILL", "SIGINT"] as const) {
+        const before = await progressed();
+        const child = spawn(process.execPath, [bin, "migrate-keys", "--concurrency", "4"], {
+          env: cleanEnv(settings),
+          stdio: "ignore",
+        });
+        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+        while ((await progressed()) < before + 40 && child.exitCode === null)
+          await new Promise((r) => setTimeout(r, 20));
+        child.kill(signal);
+        const code = await exited;
+        if (signal === "SIGINT") expect(code).toBe(130);
+        expect(await progressed()).toBeLessThan(n);
+      }
+      const rerun = await genstore(["migrate-keys", "--json"], settings);
+      expect(rerun.code).toBe(0);
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ failed: 0 });
+      const bucket = await bucketContents(storage);
+      const rows = await db.prisma.generation.findMany();
+      expect(Object.keys(bucket)).toHaveLength(n);
+      for (const row of rows) {
+        const [entry] = row.storageKeys as { key: string }[];
+        expect(entry!.key).toMatch(/^(generated|edited)\/u\d\/g\d{4}_0\.png$/);
+        expect(bucket[entry!.key]).toBe(`body of ${key(Number(row.id.slice(1)))}`);
+      }
+      expect(await doneCount()).toBe(n);
+    },
+  );
 });

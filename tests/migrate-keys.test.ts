@@ -2,7 +2,16 @@ import { describe, expect, it } from "vitest";
 import { Interrupted } from "../src/errors.ts";
 import type { MigrateKeysEvent, MigrateKeysStep } from "../src/jobs/migrate-keys.ts";
 import { databaseKinds } from "./support/db.ts";
-import { bucketContents, databaseContents, insertRows, keysOf, putObjects, setup, type ProviderKind, type Row } from "./support/migrate-keys-fixtures.ts";
+import {
+  bucketContents,
+  databaseContents,
+  insertRows,
+  keysOf,
+  putObjects,
+  setup,
+  type ProviderKind,
+  type Row,
+} from "./support/migrate-keys-fixtures.ts";
 
 // migrate-keys against real servers: PostgreSQL (and the embedded PGlite) and the S3 test
 // server (and a local folder). Bodies are "body of <original key>", so where each byte
@@ -14,10 +23,32 @@ const body = (key: string) => `body of ${key}`;
 const rows: Row[] = [
   { id: "g0", userId: "u0", prompt: "done already", storageKeys: [{ key: "generated/u0/g0_0.png", kind: "output" }] },
   { id: "g1", userId: "u1", prompt: "a fox", storageKeys: ["u1/a.png", "thumbnails/u1/a.webp"] },
-  { id: "g2", userId: "u2", prompt: "[EDITED] a fox", storageKeys: [{ key: "generations/u2/b.jpg", kind: "output", contentType: "image/jpeg" }] },
-  { id: "g3", userId: "u3", prompt: "[EDITED] but the column says upscale", operationType: "upscale", storageKeys: ["uploads/c.png"] },
-  { id: "g4", userId: "u4", prompt: "[VIDEO] a run", storageKeys: ["uploads/u4/clip.mp4", { key: "thumbs/u4/clip.jpg", kind: "thumbnail" }] },
-  { id: "g5", userId: "u5", prompt: "plain prompt, video column", operationType: "video", storageKeys: ["generations/u5/v.webm"] },
+  {
+    id: "g2",
+    userId: "u2",
+    prompt: "[EDITED] a fox",
+    storageKeys: [{ key: "generations/u2/b.jpg", kind: "output", contentType: "image/jpeg" }],
+  },
+  {
+    id: "g3",
+    userId: "u3",
+    prompt: "[EDITED] but the column says upscale",
+    operationType: "upscale",
+    storageKeys: ["uploads/c.png"],
+  },
+  {
+    id: "g4",
+    userId: "u4",
+    prompt: "[VIDEO] a run",
+    storageKeys: ["uploads/u4/clip.mp4", { key: "thumbs/u4/clip.jpg", kind: "thumbnail" }],
+  },
+  {
+    id: "g5",
+    userId: "u5",
+    prompt: "plain prompt, video column",
+    operationType: "video",
+    storageKeys: ["generations/u5/v.webm"],
+  },
 ];
 const moves: Record<string, string> = {
   "u1/a.png": "generated/u1/g1_0.png",
@@ -44,7 +75,9 @@ function expectedBucket(extra: Record<string, string> = {}) {
   };
 }
 
-const combos: [string, ProviderKind][] = databaseKinds.flatMap((kind) => (["local", "s3"] as const).map((p) => [kind, p] as [string, ProviderKind]));
+const combos: [string, ProviderKind][] = databaseKinds.flatMap((kind) =>
+  (["local", "s3"] as const).map((p) => [kind, p] as [string, ProviderKind]),
+);
 
 async function seeded(kind: string, provider: ProviderKind) {
   const env = await setup(kind as never, provider);
@@ -63,7 +96,9 @@ async function expectConsistent(env: Awaited<ReturnType<typeof seeded>>) {
     expect(byId[row.id]).toEqual(keysOf(row.storageKeys).map((key) => moves[key] ?? key));
   }
   for (const keys of Object.values(byId)) for (const key of keys) expect(bucket).toHaveProperty([key]);
-  expect(journal.map((j) => [j.sourceKey, j.targetKey, j.step, j.error])).toEqual(legacyKeys.sort().map((key) => [key, moves[key], "done", null]));
+  expect(journal.map((j) => [j.sourceKey, j.targetKey, j.step, j.error])).toEqual(
+    legacyKeys.sort().map((key) => [key, moves[key], "done", null]),
+  );
 }
 
 describe.each(combos)("migrate-keys on %s with %s storage", (kind, provider) => {
@@ -76,16 +111,33 @@ describe.each(combos)("migrate-keys on %s with %s storage", (kind, provider) => 
       listed: allKeys.length,
       moved: legacyKeys.length,
       failed: 0,
-      plan: { moves: 7, byContext: { generated: 2, edited: 1, upscaled: 1, videos: 3 }, orphans: 1, unknown: 2, skipped: 1 },
+      plan: {
+        moves: 7,
+        byContext: { generated: 2, edited: 1, upscaled: 1, videos: 3 },
+        orphans: 1,
+        unknown: 2,
+        skipped: 1,
+      },
       orphans: [{ sourceKey: orphan }],
     });
     expect(result.unknown.map((u) => u.sourceKey).sort()).toEqual([...unknownKeys].sort());
     await expectConsistent(env);
     // Entries keep their other fields and gain the target's size and etag.
     const g2 = await env.db.prisma.generation.findUniqueOrThrow({ where: { id: "g2" } });
-    expect(g2.storageKeys).toEqual([{ key: "edited/u2/g2_0.jpg", kind: "output", contentType: "image/jpeg", size: body("generations/u2/b.jpg").length, etag: expect.any(String) }]);
+    expect(g2.storageKeys).toEqual([
+      {
+        key: "edited/u2/g2_0.jpg",
+        kind: "output",
+        contentType: "image/jpeg",
+        size: body("generations/u2/b.jpg").length,
+        etag: expect.any(String),
+      },
+    ]);
     const g1 = await env.db.prisma.generation.findUniqueOrThrow({ where: { id: "g1" } });
-    expect(g1.storageKeys).toMatchObject([{ key: "generated/u1/g1_0.png", kind: "output" }, { key: "thumbnails/generated/u1/g1_0.webp", kind: "thumbnail" }]);
+    expect(g1.storageKeys).toMatchObject([
+      { key: "generated/u1/g1_0.png", kind: "output" },
+      { key: "thumbnails/generated/u1/g1_0.webp", kind: "thumbnail" },
+    ]);
     expect(events.filter((e) => e.type === "plan" && e.plan.action === "move")).toHaveLength(7);
 
     // A second run finds nothing to do and copies nothing.
@@ -100,7 +152,11 @@ describe.each(combos)("migrate-keys on %s with %s storage", (kind, provider) => 
     const events: MigrateKeysEvent[] = [];
     const result = await env.run({ dryRun: true }, { onEvent: (e) => events.push(e) });
     expect(result).toMatchObject({ dryRun: true, moved: 0, plan: { moves: 7, orphans: 1, unknown: 2, skipped: 1 } });
-    const planned = Object.fromEntries(events.flatMap((e) => (e.type === "plan" && e.plan.action === "move" ? [[e.plan.sourceKey, e.plan.targetKey]] : [])));
+    const planned = Object.fromEntries(
+      events.flatMap((e) =>
+        e.type === "plan" && e.plan.action === "move" ? [[e.plan.sourceKey, e.plan.targetKey]] : [],
+      ),
+    );
     expect(planned).toEqual(moves);
     expect(await bucketContents(env.storage)).toEqual(bucketBefore);
     expect(await databaseContents(env.db)).toEqual(dbBefore);
@@ -113,7 +169,9 @@ describe.each(combos)("migrate-keys on %s with %s storage", (kind, provider) => 
     const result = await env.run({ orphansTo: "generated" });
     expect(result).toMatchObject({ moved: 8, plan: { orphans: 0, orphansMoved: 1 } });
     expect(await bucketContents(env.storage)).toEqual(
-      Object.fromEntries(Object.entries(expectedBucket({ "generated/u9/lost.png": body(orphan) })).filter(([key]) => key !== orphan)),
+      Object.fromEntries(
+        Object.entries(expectedBucket({ "generated/u9/lost.png": body(orphan) })).filter(([key]) => key !== orphan),
+      ),
     );
     const again = await env.run({ orphansTo: "generated" });
     expect(again).toMatchObject({ moved: 0, plan: { orphans: 0, unknown: 2, moves: 0 } });
@@ -137,40 +195,60 @@ describe.each(combos)("migrate-keys on %s with %s storage", (kind, provider) => 
   });
 });
 
-const crashCombos: [string, ProviderKind][] = databaseKinds.includes("postgres") ? [["embedded", "local"], ["postgres", "s3"]] : [["embedded", "local"]];
+const crashCombos: [string, ProviderKind][] = databaseKinds.includes("postgres")
+  ? [
+      ["embedded", "local"],
+      ["postgres", "s3"],
+    ]
+  : [["embedded", "local"]];
 
 describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crashKind, crashProvider) => {
   const steps: MigrateKeysStep[] = ["journal", "copy", "record", "delete", "done"];
 
-  it.each(steps)("a crash right after the %s step of one object's move is finished by a rerun, with nothing copied twice", async (step) => {
-    const env = await seeded(crashKind, crashProvider);
-    const victim = "generations/u2/b.jpg";
-    const crash = new Error(`crash after ${step}`);
-    await expect(
-      env.run({ concurrency: 1 }, {
-        afterStep: (s, key) => {
-          if (s === step && key === victim) throw crash;
-        },
-      }),
-    ).rejects.toBe(crash);
-    // Whatever the step, no row points at a missing object and no byte is lost.
-    const bucket = await bucketContents(env.storage);
-    const { rows: stored } = await databaseContents(env.db);
-    for (const row of stored) for (const key of keysOf(row.storageKeys)) expect(bucket).toHaveProperty([key]);
-    expect(Object.values(bucket)).toEqual(expect.arrayContaining(allKeys.map(body)));
+  it.each(steps)(
+    "a crash right after the %s step of one object's move is finished by a rerun, with nothing copied twice",
+    async (step) => {
+      const env = await seeded(crashKind, crashProvider);
+      const victim = "generations/u2/b.jpg";
+      const crash = new Error(`crash after ${step}`);
+      await expect(
+        env.run(
+          { concurrency: 1 },
+          {
+            afterStep: (s, key) => {
+              if (s === step && key === victim) throw crash;
+            },
+          },
+        ),
+      ).rejects.toBe(crash);
+      // Whatever the step, no row points at a missing object and no byte is lost.
+      const bucket = await bucketContents(env.storage);
+      const { rows: stored } = await databaseContents(env.db);
+      for (const row of stored) for (const key of keysOf(row.storageKeys)) expect(bucket).toHaveProperty([key]);
+      expect(Object.values(bucket)).toEqual(expect.arrayContaining(allKeys.map(body)));
 
-    const rerun = await env.run();
-    expect(rerun.failed).toBe(0);
-    await expectConsistent(env);
-    expect(env.copies.get(victim)).toBe(1);
-  });
+      const rerun = await env.run();
+      expect(rerun.failed).toBe(0);
+      await expectConsistent(env);
+      expect(env.copies.get(victim)).toBe(1);
+    },
+  );
 
   it("continues a move the journal records as copied (an older run wrote that step) without copying again", async () => {
     const env = await seeded(crashKind, crashProvider);
     const source = "uploads/c.png";
     const target = moves[source]!;
     const copied = await env.storage.copy(source, target);
-    await env.db.prisma.keyMove.create({ data: { sourceKey: source, targetKey: target, generationId: "g3", step: "copied", size: copied.size, etag: copied.etag } });
+    await env.db.prisma.keyMove.create({
+      data: {
+        sourceKey: source,
+        targetKey: target,
+        generationId: "g3",
+        step: "copied",
+        size: copied.size,
+        etag: copied.etag,
+      },
+    });
     const result = await env.run();
     expect(result).toMatchObject({ moved: 7, resumed: 1, failed: 0 });
     await expectConsistent(env);
@@ -182,13 +260,20 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     const victim = "generations/u2/b.jpg";
     env.refusedDeletes.add(victim);
     const result = await env.run();
-    expect(result).toMatchObject({ moved: 6, failed: 1, failures: [{ sourceKey: victim, targetKey: moves[victim], reason: expect.stringMatching(/AccessDenied/) }] });
+    expect(result).toMatchObject({
+      moved: 6,
+      failed: 1,
+      failures: [{ sourceKey: victim, targetKey: moves[victim], reason: expect.stringMatching(/AccessDenied/) }],
+    });
     const bucket = await bucketContents(env.storage);
     expect(bucket[victim]).toBe(body(victim));
     expect(bucket[moves[victim]!]).toBe(body(victim));
     const g2 = await env.db.prisma.generation.findUniqueOrThrow({ where: { id: "g2" } });
     expect(keysOf(g2.storageKeys)).toEqual([moves[victim]]);
-    expect(await env.db.prisma.keyMove.findUniqueOrThrow({ where: { sourceKey: victim } })).toMatchObject({ step: "recorded", error: expect.stringMatching(/AccessDenied/) });
+    expect(await env.db.prisma.keyMove.findUniqueOrThrow({ where: { sourceKey: victim } })).toMatchObject({
+      step: "recorded",
+      error: expect.stringMatching(/AccessDenied/),
+    });
 
     env.refusedDeletes.clear();
     const rerun = await env.run();
@@ -203,7 +288,16 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     await putObjects(env.storage, keys);
     const victim = keys[300]!;
     const crash = new Error("crash after a delete batch");
-    await expect(env.run({ orphansTo: "generated", concurrency: 8 }, { afterStep: (s, key) => { if (s === "delete" && key === victim) throw crash; } })).rejects.toBe(crash);
+    await expect(
+      env.run(
+        { orphansTo: "generated", concurrency: 8 },
+        {
+          afterStep: (s, key) => {
+            if (s === "delete" && key === victim) throw crash;
+          },
+        },
+      ),
+    ).rejects.toBe(crash);
     const rerun = await env.run({ orphansTo: "generated" });
     expect(rerun.failed).toBe(0);
     const bucket = await bucketContents(env.storage);
@@ -217,21 +311,31 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
   it("stops with exit code 4 (not a bug report) when the database goes away mid-run", async () => {
     const env = await seeded(crashKind, crashProvider);
     let closed = false;
-    const run = env.run({ concurrency: 1 }, {
-      afterStep: async (step) => {
-        if (step === "copy" && !closed) {
-          closed = true;
-          await env.db.close();
-        }
+    const run = env.run(
+      { concurrency: 1 },
+      {
+        afterStep: async (step) => {
+          if (step === "copy" && !closed) {
+            closed = true;
+            await env.db.close();
+          }
+        },
       },
+    );
+    await expect(run).rejects.toMatchObject({
+      name: "DatabaseError",
+      exitCode: 4,
+      message: expect.stringMatching(/^The database failed during migrate-keys/),
     });
-    await expect(run).rejects.toMatchObject({ name: "DatabaseError", exitCode: 4, message: expect.stringMatching(/^The database failed during migrate-keys/) });
   });
 
   it("stops cleanly on Ctrl-C and a rerun finishes the rest", async () => {
     const env = await seeded(crashKind, crashProvider);
     const controller = new AbortController();
-    const first = env.run({ concurrency: 1 }, { signal: controller.signal, afterStep: (s) => void (s === "record" && controller.abort()) });
+    const first = env.run(
+      { concurrency: 1 },
+      { signal: controller.signal, afterStep: (s) => void (s === "record" && controller.abort()) },
+    );
     await expect(first).rejects.toBeInstanceOf(Interrupted);
     await expect(first).rejects.toMatchObject({ exitCode: 130 });
     const rerun = await env.run();
@@ -243,7 +347,12 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     const env = await seeded(crashKind, crashProvider);
     await env.storage.put("edited/u2/g2_0.jpg", Buffer.from("someone else's bytes"));
     const result = await env.run();
-    expect(result).toMatchObject({ moved: 6, movedByContext: { generated: 2, edited: 0, upscaled: 1, videos: 3 }, failed: 1, failures: [{ sourceKey: "generations/u2/b.jpg", targetKey: "edited/u2/g2_0.jpg" }] });
+    expect(result).toMatchObject({
+      moved: 6,
+      movedByContext: { generated: 2, edited: 0, upscaled: 1, videos: 3 },
+      failed: 1,
+      failures: [{ sourceKey: "generations/u2/b.jpg", targetKey: "edited/u2/g2_0.jpg" }],
+    });
     expect(result.failures[0]!.reason).toMatch(/different content/);
     const bucket = await bucketContents(env.storage);
     expect(bucket["edited/u2/g2_0.jpg"]).toBe("someone else's bytes");
@@ -269,11 +378,21 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     await insertRows(env.db, [
       { id: "a", userId: "u1", prompt: "x", storageKeys: ["u1/shared.png"] },
       { id: "b", userId: "u1", prompt: "y", storageKeys: ["u1/shared.png"] },
-      { id: "c", userId: "u1", prompt: "z", storageKeys: ["u1/elsewhere.png"], storageProvider: "aws", storageBucket: "another-bucket" },
+      {
+        id: "c",
+        userId: "u1",
+        prompt: "z",
+        storageKeys: ["u1/elsewhere.png"],
+        storageProvider: "aws",
+        storageBucket: "another-bucket",
+      },
     ]);
     const result = await env.run();
     expect(result).toMatchObject({ moved: 0, plan: { unknown: 1, orphans: 1 } });
-    expect(result.unknown[0]).toMatchObject({ sourceKey: "u1/shared.png", reason: expect.stringMatching(/referenced by 2 generations/) });
+    expect(result.unknown[0]).toMatchObject({
+      sourceKey: "u1/shared.png",
+      reason: expect.stringMatching(/referenced by 2 generations/),
+    });
     expect(Object.keys(await bucketContents(env.storage)).sort()).toEqual(["u1/elsewhere.png", "u1/shared.png"]);
   });
 
@@ -282,7 +401,9 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     const result = await env.run({ prefix: "uploads/" });
     expect(result).toMatchObject({ listed: 2, moved: 2 });
     const bucket = await bucketContents(env.storage);
-    expect(Object.keys(bucket)).toEqual(expect.arrayContaining(["upscaled/u3/g3_0.png", "videos/u4/g4.mp4", "u1/a.png"]));
+    expect(Object.keys(bucket)).toEqual(
+      expect.arrayContaining(["upscaled/u3/g3_0.png", "videos/u4/g4.mp4", "u1/a.png"]),
+    );
   });
 });
 
@@ -293,14 +414,17 @@ describe.each(databaseKinds)("two concurrent migrate-keys runs on %s", (kind) =>
     const paused = new Promise<void>((resolve) => (release = resolve));
     let started!: () => void;
     const running = new Promise<void>((resolve) => (started = resolve));
-    const first = env.run({ concurrency: 1 }, {
-      afterStep: async (step) => {
-        if (step === "copy") {
-          started();
-          await paused;
-        }
+    const first = env.run(
+      { concurrency: 1 },
+      {
+        afterStep: async (step) => {
+          if (step === "copy") {
+            started();
+            await paused;
+          }
+        },
       },
-    });
+    );
     await running;
     await expect(env.run()).rejects.toMatchObject({ exitCode: 9, message: expect.stringMatching(/already running/) });
     // A dry run takes no lock and writes nothing: it may look while a run works.

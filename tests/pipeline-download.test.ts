@@ -20,7 +20,15 @@ async function server() {
 
 /** A policy admitting the test server, with fast retries. */
 function policy(hostEntry: string, overrides: Partial<DownloadPolicy> = {}): DownloadPolicy {
-  return { allowedHosts: [hostEntry], maxBytes: 10_000_000, baseDelayMs: 10, maxDelayMs: 3_000, headersTimeoutMs: 2_000, idleTimeoutMs: 1_000, ...overrides };
+  return {
+    allowedHosts: [hostEntry],
+    maxBytes: 10_000_000,
+    baseDelayMs: 10,
+    maxDelayMs: 3_000,
+    headersTimeoutMs: 2_000,
+    idleTimeoutMs: 1_000,
+    ...overrides,
+  };
 }
 
 async function failure(promise: Promise<unknown>): Promise<Error> {
@@ -36,18 +44,53 @@ describe("openDownload: what may be fetched (SSRF)", () => {
   it("streams an allowed output with its length and type", async () => {
     const s = await server();
     const download = await openDownload(s.url("/png/out-0.png"), policy(s.hostEntry));
-    expect(download).toMatchObject({ status: 200, contentLength: s.bytes.png.length, contentType: "image/png", requests: 1 });
+    expect(download).toMatchObject({
+      status: 200,
+      contentLength: s.bytes.png.length,
+      contentType: "image/png",
+      requests: 1,
+    });
     expect(await buffer(download.body)).toEqual(s.bytes.png);
   });
 
   it.each([
-    ["a host that is not allow-listed", (port: number) => `http://127.0.0.1:${port}/png/x.png`, ["replicate.delivery"], /not in the allowed output hosts: replicate\.delivery/],
-    ["http to a host listed without a port", (port: number) => `http://127.0.0.1:${port}/png/x.png`, ["127.0.0.1"], /only 443 is allowed|only https/],
-    ["another port of a host:port entry", (port: number) => `http://127.0.0.1:${port + 1}/png/x.png`, (port: number) => [`127.0.0.1:${port}`], /not in the allowed output hosts/],
-    ["a listed name that resolves to loopback (no port entry)", () => "https://localhost/png/x.png", ["localhost"], /private address (127\.0\.0\.1|::1)/],
-    ["an IP literal of a private address listed without a port", () => "https://127.0.0.1/png/x.png", ["127.0.0.1"], /private address 127\.0\.0\.1/],
+    [
+      "a host that is not allow-listed",
+      (port: number) => `http://127.0.0.1:${port}/png/x.png`,
+      ["replicate.delivery"],
+      /not in the allowed output hosts: replicate\.delivery/,
+    ],
+    [
+      "http to a host listed without a port",
+      (port: number) => `http://127.0.0.1:${port}/png/x.png`,
+      ["127.0.0.1"],
+      /only 443 is allowed|only https/,
+    ],
+    [
+      "another port of a host:port entry",
+      (port: number) => `http://127.0.0.1:${port + 1}/png/x.png`,
+      (port: number) => [`127.0.0.1:${port}`],
+      /not in the allowed output hosts/,
+    ],
+    [
+      "a listed name that resolves to loopback (no port entry)",
+      () => "https://localhost/png/x.png",
+      ["localhost"],
+      /private address (127\.0\.0\.1|::1)/,
+    ],
+    [
+      "an IP literal of a private address listed without a port",
+      () => "https://127.0.0.1/png/x.png",
+      ["127.0.0.1"],
+      /private address 127\.0\.0\.1/,
+    ],
     ["an IPv6 loopback literal", () => "https://[::1]/png/x.png", ["[::1]"], /private address ::1/],
-    ["credentials in the URL", (port: number) => `http://user:pw@127.0.0.1:${port}/png/x.png`, (port: number) => [`127.0.0.1:${port}`], /credentials/],
+    [
+      "credentials in the URL",
+      (port: number) => `http://user:pw@127.0.0.1:${port}/png/x.png`,
+      (port: number) => [`127.0.0.1:${port}`],
+      /credentials/,
+    ],
     ["a file: URL", () => "file:///etc/passwd", ["replicate.delivery"], /only https/],
   ] as const)("refuses %s, without a request", async (_, url, hosts, message) => {
     const s = await server();
@@ -64,7 +107,12 @@ describe("openDownload: what may be fetched (SSRF)", () => {
   it("checks the address the socket connects to: a name resolving to the metadata address is refused", async () => {
     const s = await server();
     const resolve = async () => [{ address: "169.254.169.254", family: 4 }];
-    const error = await failure(openDownload("https://outputs.replicate.delivery/x.png", policy(s.hostEntry, { allowedHosts: ["replicate.delivery"], resolve })));
+    const error = await failure(
+      openDownload(
+        "https://outputs.replicate.delivery/x.png",
+        policy(s.hostEntry, { allowedHosts: ["replicate.delivery"], resolve }),
+      ),
+    );
     expect(error).toBeInstanceOf(OutputRefusedError);
     expect(error.message).toMatch(/private address 169\.254\.169\.254/);
   });
@@ -75,7 +123,12 @@ describe("openDownload: what may be fetched (SSRF)", () => {
       { address: "10.255.255.1", family: 4 },
       { address: "127.0.0.1", family: 4 },
     ];
-    const error = await failure(openDownload("https://cdn.replicate.delivery/a.png", policy(s.hostEntry, { allowedHosts: ["replicate.delivery"], resolve })));
+    const error = await failure(
+      openDownload(
+        "https://cdn.replicate.delivery/a.png",
+        policy(s.hostEntry, { allowedHosts: ["replicate.delivery"], resolve }),
+      ),
+    );
     expect(error.message).toMatch(/private address 10\.255\.255\.1/);
   });
 
@@ -86,7 +139,10 @@ describe("openDownload: what may be fetched (SSRF)", () => {
       resolved.push(host);
       return [{ address: "127.0.0.1", family: 4 }];
     };
-    const download = await openDownload(`http://pinned.test:${s.port}/png/a.png`, policy(`pinned.test:${s.port}`, { resolve }));
+    const download = await openDownload(
+      `http://pinned.test:${s.port}/png/a.png`,
+      policy(`pinned.test:${s.port}`, { resolve }),
+    );
     expect((await buffer(download.body)).equals(s.bytes.png)).toBe(true);
     expect(resolved).toEqual(["pinned.test"]);
   });
@@ -99,15 +155,26 @@ describe("openDownload: what may be fetched (SSRF)", () => {
 
   it("follows a redirect to an allowed URL, checking it again", async () => {
     const s = await server();
-    const download = await openDownload(s.url(`/redirect/a.png?to=${encodeURIComponent("/png/b.png")}`), policy(s.hostEntry));
+    const download = await openDownload(
+      s.url(`/redirect/a.png?to=${encodeURIComponent("/png/b.png")}`),
+      policy(s.hostEntry),
+    );
     expect(download.finalUrl).toBe(s.url("/png/b.png"));
     expect(await buffer(download.body)).toEqual(s.bytes.png);
     expect(s.requests.map((r) => r.path)).toEqual(["/redirect/a.png?to=%2Fpng%2Fb.png", "/png/b.png"]);
   });
 
   it.each([
-    ["a host that is not allow-listed", "https://evil.example/x.png", /redirects to https:\/\/evil\.example\/x\.png, and output host evil\.example is not in the allowed/],
-    ["the cloud metadata address", "http://169.254.169.254/latest/meta-data/", /redirects to http:\/\/169\.254\.169\.254/],
+    [
+      "a host that is not allow-listed",
+      "https://evil.example/x.png",
+      /redirects to https:\/\/evil\.example\/x\.png, and output host evil\.example is not in the allowed/,
+    ],
+    [
+      "the cloud metadata address",
+      "http://169.254.169.254/latest/meta-data/",
+      /redirects to http:\/\/169\.254\.169\.254/,
+    ],
   ])("refuses a redirect to %s", async (_, target, message) => {
     const s = await server();
     const url = s.url(`/redirect/a.png?to=${encodeURIComponent(target)}`);
@@ -132,7 +199,9 @@ describe("openDownload: answers, retries and limits", () => {
     const url = s.url(`/status/${status}/out-0.png`);
     const error = await failure(openDownload(url, policy(s.hostEntry)));
     expect(error).toBeInstanceOf(OutputExpiredError);
-    expect(error.message).toBe(`Output ${url} answered ${status}: the file is gone (Replicate deletes API outputs about an hour after completion).`);
+    expect(error.message).toBe(
+      `Output ${url} answered ${status}: the file is gone (Replicate deletes API outputs about an hour after completion).`,
+    );
     expect(s.requests).toHaveLength(1);
   });
 
@@ -146,7 +215,10 @@ describe("openDownload: answers, retries and limits", () => {
   it.each([500, 502, 503, 504])("retries %i with backoff, then succeeds", async (status) => {
     const s = await server();
     const retries: number[] = [];
-    const download = await openDownload(s.url(`/flaky/2/${status}/a.png`), policy(s.hostEntry, { onRetry: (r) => retries.push(r.attempt) }));
+    const download = await openDownload(
+      s.url(`/flaky/2/${status}/a.png`),
+      policy(s.hostEntry, { onRetry: (r) => retries.push(r.attempt) }),
+    );
     expect(await buffer(download.body)).toEqual(s.bytes.png);
     expect(download.requests).toBe(3);
     expect(retries).toEqual([1, 2]);
@@ -166,7 +238,10 @@ describe("openDownload: answers, retries and limits", () => {
     const s = await server();
     const delays: number[] = [];
     const started = Date.now();
-    const download = await openDownload(s.url("/throttle/1/a.png"), policy(s.hostEntry, { onRetry: (r) => delays.push(r.delayMs) }));
+    const download = await openDownload(
+      s.url("/throttle/1/a.png"),
+      policy(s.hostEntry, { onRetry: (r) => delays.push(r.delayMs) }),
+    );
     await buffer(download.body);
     expect(delays).toEqual([1000]);
     expect(s.requests[1]!.at - s.requests[0]!.at).toBeGreaterThanOrEqual(990);
@@ -177,19 +252,25 @@ describe("openDownload: answers, retries and limits", () => {
     const s = await server();
     const error = await failure(openDownload(s.url("/throttle/120/a.png"), policy(s.hostEntry)));
     expect(error).toBeInstanceOf(OutputUnavailableError);
-    expect(error.message).toMatch(/answered 429 and asked to wait 120 s \(Retry-After\), longer than the 3 s genstore waits/);
+    expect(error.message).toMatch(
+      /answered 429 and asked to wait 120 s \(Retry-After\), longer than the 3 s genstore waits/,
+    );
   });
 
   it("retries a refused connection, then reports it", async () => {
     const port = await freePort();
-    const error = await failure(openDownload(`http://127.0.0.1:${port}/a.png`, policy(`127.0.0.1:${port}`, { attempts: 2 })));
+    const error = await failure(
+      openDownload(`http://127.0.0.1:${port}/a.png`, policy(`127.0.0.1:${port}`, { attempts: 2 })),
+    );
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect(error.message).toMatch(/ECONNREFUSED \(after 2 attempts\)/);
   });
 
   it("times out a server that never answers, retrying it", async () => {
     const s = await server();
-    const error = await failure(openDownload(s.url("/no-headers/a.png"), policy(s.hostEntry, { attempts: 2, headersTimeoutMs: 200 })));
+    const error = await failure(
+      openDownload(s.url("/no-headers/a.png"), policy(s.hostEntry, { attempts: 2, headersTimeoutMs: 200 })),
+    );
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect(error.message).toMatch(/no answer within 0\.2 s \(after 2 attempts\)/);
     expect(s.requests).toHaveLength(2);
@@ -205,7 +286,10 @@ describe("openDownload: answers, retries and limits", () => {
 
   it("counts the bytes of a body without Content-Length and stops past the limit", async () => {
     const s = await server();
-    const download = await openDownload(s.url("/chunked/5000000/big.bin"), policy(s.hostEntry, { maxBytes: 1_000_000 }));
+    const download = await openDownload(
+      s.url("/chunked/5000000/big.bin"),
+      policy(s.hostEntry, { maxBytes: 1_000_000 }),
+    );
     expect(download.contentLength).toBeNull();
     const error = await failure(buffer(download.body));
     expect(error).toBeInstanceOf(OutputTooLargeError);

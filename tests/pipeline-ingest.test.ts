@@ -16,12 +16,23 @@ import type { IngestRequest, PipelineDeps } from "../src/pipeline/types.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { databaseKinds } from "./support/db.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
-import { dropSharedDatabases, makePrediction, pipelineDeps, sharedTestDatabase, storageKinds, testStorage } from "./support/pipeline-fixtures.ts";
+import {
+  dropSharedDatabases,
+  makePrediction,
+  pipelineDeps,
+  sharedTestDatabase,
+  storageKinds,
+  testStorage,
+} from "./support/pipeline-fixtures.ts";
 
 afterAll(dropSharedDatabases);
 
 async function setup(kind: (typeof databaseKinds)[number], storageKind: "local" | "aws" = "local") {
-  const [{ db }, storage, server] = await Promise.all([sharedTestDatabase(kind), testStorage(storageKind), startOutputServer()]);
+  const [{ db }, storage, server] = await Promise.all([
+    sharedTestDatabase(kind),
+    testStorage(storageKind),
+    startOutputServer(),
+  ]);
   onTestFinished(() => server.close());
   const deps = pipelineDeps(db, storage, [server.hostEntry]);
   return { db, storage, server, deps };
@@ -48,8 +59,20 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       const result = await ingest(deps, { prediction, query: { userId: "alice" } });
 
       const id = result.generationId;
-      expect(result).toMatchObject({ predictionId: prediction.id, userId: "alice", status: "succeeded", outcome: "created", expired: [], dryRun: false });
-      const keys = [`edited/alice/${id}_0.png`, `edited/alice/${id}_1.jpg`, `thumbnails/edited/alice/${id}_0.webp`, `thumbnails/edited/alice/${id}_1.webp`];
+      expect(result).toMatchObject({
+        predictionId: prediction.id,
+        userId: "alice",
+        status: "succeeded",
+        outcome: "created",
+        expired: [],
+        dryRun: false,
+      });
+      const keys = [
+        `edited/alice/${id}_0.png`,
+        `edited/alice/${id}_1.jpg`,
+        `thumbnails/edited/alice/${id}_0.webp`,
+        `thumbnails/edited/alice/${id}_1.webp`,
+      ];
       expect(result.stored.map((s) => s.key).sort()).toEqual([...keys].sort());
       expect((await keysIn(storage)).sort()).toEqual([...keys].sort());
       expect(await buffer(await storage.get(keys[0]!))).toEqual(server.bytes.png);
@@ -71,24 +94,42 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
         completedAt: new Date("2026-11-20T10:00:04.000Z"),
       });
       expect(row.storageKeys).toHaveLength(4);
-      expect(row.storageKeys).toContainEqual({ key: keys[0], size: server.bytes.png.length, contentType: "image/png", etag: expect.any(String), kind: "output" });
-      expect(row.storageKeys).toContainEqual(expect.objectContaining({ key: keys[3], contentType: "image/webp", kind: "thumbnail" }));
+      expect(row.storageKeys).toContainEqual({
+        key: keys[0],
+        size: server.bytes.png.length,
+        contentType: "image/png",
+        etag: expect.any(String),
+        kind: "output",
+      });
+      expect(row.storageKeys).toContainEqual(
+        expect.objectContaining({ key: keys[3], contentType: "image/webp", kind: "thumbnail" }),
+      );
       expect(row.metadata).toMatchObject({
         detectedBy: "prompt-prefix",
         model: prediction.model,
         version: prediction.version,
         metrics: { predict_time: 2.7, total_time: 4 },
-        replicate: { status: "succeeded", createdAt: "2026-11-20T10:00:00.000Z", startedAt: "2026-11-20T10:00:01.000Z", completedAt: "2026-11-20T10:00:04.000Z" },
+        replicate: {
+          status: "succeeded",
+          createdAt: "2026-11-20T10:00:00.000Z",
+          startedAt: "2026-11-20T10:00:01.000Z",
+          completedAt: "2026-11-20T10:00:04.000Z",
+        },
         arrivedVia: "webhook",
         userIdSource: "webhook-query",
       });
     });
     it("stores nothing at the key when the download breaks off, and keeps the row in processing", async () => {
       const { db, storage, server, deps } = await setup(kind, storageKind);
-      const prediction = makePrediction({ output: [server.url("/short/6000000/2000000/out.mp4")], input: { prompt: "[VIDEO] x" } });
+      const prediction = makePrediction({
+        output: [server.url("/short/6000000/2000000/out.mp4")],
+        input: { prompt: "[VIDEO] x" },
+      });
       const error = await ingest(deps, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(OutputUnavailableError);
-      expect((error as Error).message).toMatch(/broke off after|connection closed after|instead of the 6000000 announced/);
+      expect((error as Error).message).toMatch(
+        /broke off after|connection closed after|instead of the 6000000 announced/,
+      );
       expect(await keysIn(storage)).toEqual([]);
       const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
       expect(row).toMatchObject({ status: "processing", storageKeys: [] });
@@ -97,7 +138,10 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
 
   it("stores a video as videos/<userId>/<id>.mp4 without a thumbnail", async () => {
     const { storage, server, deps } = await setup(kind);
-    const prediction = makePrediction({ input: { prompt: "[VIDEO] a fox running", user_id: "bob" }, output: server.url("/mp4/out.mp4") });
+    const prediction = makePrediction({
+      input: { prompt: "[VIDEO] a fox running", user_id: "bob" },
+      output: server.url("/mp4/out.mp4"),
+    });
     const result = await ingest(deps, { prediction, via: "recover" });
     expect(result.stored.map((s) => s.key)).toEqual([`videos/bob/${result.generationId}.mp4`]);
     expect(await keysIn(storage)).toEqual([`videos/bob/${result.generationId}.mp4`]);
@@ -118,16 +162,27 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
   it("marks an expired output on the row, keeps the others, and reports it", async () => {
     const { db, storage, server, deps } = await setup(kind);
     const gone = server.url("/status/410/out-1.png");
-    const prediction = makePrediction({ output: [server.url("/png/out-0.png"), gone], input: { prompt: "a fox", user_id: "alice" } });
+    const prediction = makePrediction({
+      output: [server.url("/png/out-0.png"), gone],
+      input: { prompt: "a fox", user_id: "alice" },
+    });
     const result = await ingest(deps, { prediction, via: "recover" });
     expect(result.expired).toEqual([{ index: 1, url: gone }]);
-    expect(result.warnings).toContain(`Output 1 of ${prediction.id} has expired (${gone}): the row is kept and marked.`);
+    expect(result.warnings).toContain(
+      `Output 1 of ${prediction.id} has expired (${gone}): the row is kept and marked.`,
+    );
     expect(result.status).toBe("succeeded");
     const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
     expect(row.status).toBe("succeeded");
     expect(row.error).toBe("output 1 expired before it was stored (the file is gone)");
-    expect(row.metadata).toMatchObject({ expiredOutputs: [{ index: 1, url: gone, problem: "expired", message: expect.stringContaining("answered 410") }], arrivedVia: "recover" });
-    expect(row.storageKeys.map((e) => (e as { key: string }).key).sort()).toEqual([`generated/alice/${row.id}_0.png`, `thumbnails/generated/alice/${row.id}_0.webp`]);
+    expect(row.metadata).toMatchObject({
+      expiredOutputs: [{ index: 1, url: gone, problem: "expired", message: expect.stringContaining("answered 410") }],
+      arrivedVia: "recover",
+    });
+    expect(row.storageKeys.map((e) => (e as { key: string }).key).sort()).toEqual([
+      `generated/alice/${row.id}_0.png`,
+      `thumbnails/generated/alice/${row.id}_0.webp`,
+    ]);
     expect((await keysIn(storage)).length).toBe(2);
 
     // Asking again changes nothing (the file is still gone) and reports it again.
@@ -141,7 +196,12 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const result = await ingest(deps, { prediction, user: "carol", via: "recover" });
     expect(result).toMatchObject({ outcome: "created", status: "succeeded", stored: [], expired: [{ index: 0 }] });
     const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
-    expect(row).toMatchObject({ userId: "carol", status: "succeeded", storageKeys: [], error: "output 0 expired before it was stored (the file is gone)" });
+    expect(row).toMatchObject({
+      userId: "carol",
+      status: "succeeded",
+      storageKeys: [],
+      error: "output 0 expired before it was stored (the file is gone)",
+    });
     expect(row.metadata).toMatchObject({ userIdSource: "cli-flag" });
   });
 
@@ -169,8 +229,14 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
 
     const result = await ingest(quick, { prediction, query: { userId: "alice" } });
     expect(result).toMatchObject({ outcome: "updated", status: "succeeded" });
-    expect(result.stored.map((s) => s.key)).toEqual([`generated/alice/${row.id}_1.png`, `thumbnails/generated/alice/${row.id}_1.webp`]);
-    expect(result.alreadyStored).toEqual([`generated/alice/${row.id}_0.png`, `thumbnails/generated/alice/${row.id}_0.webp`]);
+    expect(result.stored.map((s) => s.key)).toEqual([
+      `generated/alice/${row.id}_1.png`,
+      `thumbnails/generated/alice/${row.id}_1.webp`,
+    ]);
+    expect(result.alreadyStored).toEqual([
+      `generated/alice/${row.id}_0.png`,
+      `thumbnails/generated/alice/${row.id}_0.webp`,
+    ]);
     row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
     expect(row).toMatchObject({ status: "succeeded", error: null });
     expect(row.storageKeys).toHaveLength(4);
@@ -178,12 +244,25 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
   });
 
   it.each([
-    ["an output host that is not allow-listed", () => "https://evil.example/out.png", OutputRefusedError, /not in the allowed output hosts/],
-    ["an output over the size limit", (s: OutputServer) => s.url("/bytes/2000000/out.bin"), OutputTooLargeError, /over the limit of 1000000 bytes/],
+    [
+      "an output host that is not allow-listed",
+      () => "https://evil.example/out.png",
+      OutputRefusedError,
+      /not in the allowed output hosts/,
+    ],
+    [
+      "an output over the size limit",
+      (s: OutputServer) => s.url("/bytes/2000000/out.bin"),
+      OutputTooLargeError,
+      /over the limit of 1000000 bytes/,
+    ],
   ] as const)("refuses %s: nothing stored, the row records why", async (_, url, type, message) => {
     const { db, storage, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [url(server)] });
-    const error = await ingest({ ...deps, config: { ...deps.config, maxOutputBytes: 1_000_000 } }, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
+    const error = await ingest(
+      { ...deps, config: { ...deps.config, maxOutputBytes: 1_000_000 } },
+      { prediction, query: { userId: "alice" } },
+    ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(type);
     expect((error as OutputError).retryable).toBe(false);
     expect(await keysIn(storage)).toEqual([]);
@@ -201,8 +280,15 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     ["a --user with a slash", { user: "x/../../etc" }, /contains a slash/],
   ] as const)("refuses to place an orphan under %s (path traversal)", async (_, input, message) => {
     const { db, storage, deps, server } = await setup(kind);
-    const { input: predictionInput, ...request } = input as { input?: Record<string, unknown>; query?: Record<string, string>; user?: string };
-    const prediction = makePrediction({ output: [server.url("/png/out-0.png")], ...(predictionInput ? { input: predictionInput } : {}) });
+    const { input: predictionInput, ...request } = input as {
+      input?: Record<string, unknown>;
+      query?: Record<string, string>;
+      user?: string;
+    };
+    const prediction = makePrediction({
+      output: [server.url("/png/out-0.png")],
+      ...(predictionInput ? { input: predictionInput } : {}),
+    });
     const error = await ingest(deps, { prediction, ...request }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IngestRefusedError);
     expect((error as Error).message).toMatch(message);
@@ -215,16 +301,23 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const prediction = makePrediction({ output: [server.url("/png/out-0.png")] });
     const result = await ingest(deps, { prediction, query: { userId: "alice", generationId: "../../etc/passwd" } });
     expect(result.generationId).toMatch(/^c[a-z0-9]+$/);
-    expect(result.warnings).toContain('Ignored the webhook query\'s generationId "../../etc/passwd": it contains a slash.');
+    expect(result.warnings).toContain(
+      'Ignored the webhook query\'s generationId "../../etc/passwd": it contains a slash.',
+    );
     expect(result.stored[0]!.key).toBe(`generated/alice/${result.generationId}_0.png`);
   });
 
   it("uses the query's generationId for a new row, and adopts an app row that has no prediction yet", async () => {
     const { db, deps, server } = await setup(kind);
-    const first = await ingest(deps, { prediction: makePrediction({ output: [server.url("/png/a.png")] }), query: { userId: "alice", generationId: "gen_app_1" } });
+    const first = await ingest(deps, {
+      prediction: makePrediction({ output: [server.url("/png/a.png")] }),
+      query: { userId: "alice", generationId: "gen_app_1" },
+    });
     expect(first.generationId).toBe("gen_app_1");
 
-    await db.prisma.generation.create({ data: { id: "gen_app_2", userId: "bob", prompt: "[UPSCALED] a fox", status: "starting" } });
+    await db.prisma.generation.create({
+      data: { id: "gen_app_2", userId: "bob", prompt: "[UPSCALED] a fox", status: "starting" },
+    });
     const prediction = makePrediction({ output: [server.url("/png/b.png")], input: { prompt: "[UPSCALED] a fox" } });
     const adopted = await ingest(deps, { prediction, query: { userId: "mallory", generationId: "gen_app_2" } });
     expect(adopted).toMatchObject({ generationId: "gen_app_2", userId: "bob", outcome: "updated" });
@@ -237,20 +330,38 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
 
   it("does not reuse a query generationId that belongs to another prediction's row", async () => {
     const { db, deps, server } = await setup(kind);
-    await db.prisma.generation.create({ data: { id: "gen_taken", userId: "bob", prompt: "x", status: "succeeded", replicateId: "p_other" } });
+    await db.prisma.generation.create({
+      data: { id: "gen_taken", userId: "bob", prompt: "x", status: "succeeded", replicateId: "p_other" },
+    });
     const prediction = makePrediction({ output: [server.url("/png/a.png")] });
     const result = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_taken" } });
     expect(result.generationId).not.toBe("gen_taken");
     expect(result.userId).toBe("alice");
-    expect(result.warnings).toContain("Ignored the webhook query's generationId gen_taken: that row belongs to another prediction.");
-    expect(await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_taken" } })).toMatchObject({ userId: "bob", replicateId: "p_other" });
+    expect(result.warnings).toContain(
+      "Ignored the webhook query's generationId gen_taken: that row belongs to another prediction.",
+    );
+    expect(await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_taken" } })).toMatchObject({
+      userId: "bob",
+      replicateId: "p_other",
+    });
   });
 
   it("never moves a row that has its prediction: the query's userId and generationId are ignored", async () => {
     const { db, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png")], input: { prompt: "[EDITED] a fox" } });
-    await db.prisma.generation.create({ data: { id: "gen_row", userId: "alice", prompt: "a fox", status: "processing", replicateId: prediction.id, operationType: "video" } });
-    await db.prisma.generation.create({ data: { id: "gen_other", userId: "mallory", prompt: "x", status: "starting" } });
+    await db.prisma.generation.create({
+      data: {
+        id: "gen_row",
+        userId: "alice",
+        prompt: "a fox",
+        status: "processing",
+        replicateId: prediction.id,
+        operationType: "video",
+      },
+    });
+    await db.prisma.generation.create({
+      data: { id: "gen_other", userId: "mallory", prompt: "x", status: "starting" },
+    });
     const result = await ingest(deps, { prediction, query: { userId: "mallory", generationId: "gen_other" } });
     expect(result).toMatchObject({ generationId: "gen_row", userId: "alice" });
     // The row's operationType column wins over the prompt.
@@ -261,13 +372,22 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
 
   it("stores nothing for a failed prediction and records its error", async () => {
     const { db, storage, deps, server } = await setup(kind);
-    const prediction = makePrediction({ status: "failed", error: "CUDA out of memory", output: [server.url("/png/a.png")] });
+    const prediction = makePrediction({
+      status: "failed",
+      error: "CUDA out of memory",
+      output: [server.url("/png/a.png")],
+    });
     const result = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(result).toMatchObject({ status: "failed", outcome: "created", stored: [] });
     expect(server.requests).toEqual([]);
     expect(await keysIn(storage)).toEqual([]);
     const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
-    expect(row).toMatchObject({ status: "failed", error: "CUDA out of memory", storageKeys: [], completedAt: new Date("2026-11-20T10:00:04.000Z") });
+    expect(row).toMatchObject({
+      status: "failed",
+      error: "CUDA out of memory",
+      storageKeys: [],
+      completedAt: new Date("2026-11-20T10:00:04.000Z"),
+    });
   });
 
   it.each(["canceled", "aborted"] as const)("records a %s prediction without storing", async (status) => {
@@ -303,10 +423,16 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     await ingest(deps, { prediction, query: { userId: "alice" } });
     const before = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
     for (const status of ["processing", "starting"] as const) {
-      const late = await ingest(deps, { prediction: { ...prediction, status, output: null, completed_at: null, metrics: null }, query: { userId: "alice" } });
+      const late = await ingest(deps, {
+        prediction: { ...prediction, status, output: null, completed_at: null, metrics: null },
+        query: { userId: "alice" },
+      });
       expect(late).toMatchObject({ outcome: "unchanged", status: "succeeded" });
     }
-    const failedLate = await ingest(deps, { prediction: { ...prediction, status: "failed", error: "late" }, query: { userId: "alice" } });
+    const failedLate = await ingest(deps, {
+      prediction: { ...prediction, status: "failed", error: "late" },
+      query: { userId: "alice" },
+    });
     expect(failedLate).toMatchObject({ outcome: "unchanged", status: "succeeded" });
     expect(await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } })).toEqual(before);
   });
@@ -315,8 +441,14 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const { db, deps, server } = await setup(kind);
     const done = makePrediction({ output: [server.url("/png/a.png")] });
     const at = (status: "starting" | "processing") => ({ ...done, status, output: null, completed_at: null });
-    expect(await ingest(deps, { prediction: at("processing"), query: { userId: "alice" } })).toMatchObject({ outcome: "created", status: "processing" });
-    expect(await ingest(deps, { prediction: at("starting"), query: { userId: "alice" } })).toMatchObject({ outcome: "unchanged", status: "processing" });
+    expect(await ingest(deps, { prediction: at("processing"), query: { userId: "alice" } })).toMatchObject({
+      outcome: "created",
+      status: "processing",
+    });
+    expect(await ingest(deps, { prediction: at("starting"), query: { userId: "alice" } })).toMatchObject({
+      outcome: "unchanged",
+      status: "processing",
+    });
     const result = await ingest(deps, { prediction: done, query: { userId: "alice" } });
     expect(result).toMatchObject({ outcome: "updated", status: "succeeded" });
     expect(await db.prisma.generation.count()).toBe(1);
@@ -325,13 +457,20 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
   it("gives one row and one object per output for concurrent deliveries", async () => {
     const { db, storage, deps, server } = await setup(kind, "local");
     const prediction = makePrediction({ output: [server.url("/png/a.png"), server.url("/jpeg/b.jpg")] });
-    const results = await Promise.all(Array.from({ length: 4 }, () => ingest(deps, { prediction, query: { userId: "alice" } })));
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => ingest(deps, { prediction, query: { userId: "alice" } })),
+    );
     const ids = new Set(results.map((r) => r.generationId));
     expect(ids.size).toBe(1);
     expect(results.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded", "succeeded"]);
     expect(results.filter((r) => r.outcome === "created")).toHaveLength(1);
     const [id] = ids;
-    expect((await keysIn(storage)).sort()).toEqual([`generated/alice/${id}_0.png`, `generated/alice/${id}_1.jpg`, `thumbnails/generated/alice/${id}_0.webp`, `thumbnails/generated/alice/${id}_1.webp`]);
+    expect((await keysIn(storage)).sort()).toEqual([
+      `generated/alice/${id}_0.png`,
+      `generated/alice/${id}_1.jpg`,
+      `thumbnails/generated/alice/${id}_0.webp`,
+      `thumbnails/generated/alice/${id}_1.webp`,
+    ]);
     const rows = await db.prisma.generation.findMany();
     expect(rows).toHaveLength(1);
     expect(rows[0]!.storageKeys).toHaveLength(4);
@@ -343,9 +482,13 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const prediction = makePrediction({ output: [server.url("/png/a.png"), server.url("/jpeg/b.jpg")] });
     await storage.put("generated/alice/gen_x_0.png", Buffer.from("someone else's file"));
     await storage.put("generated/alice/gen_x_1.jpg", server.bytes.jpeg);
-    const error = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_x" } }).catch((e: unknown) => e);
+    const error = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_x" } }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(OutputConflictError);
-    expect((error as Error).message).toMatch(/A different object \(19 bytes\) already exists at generated\/alice\/gen_x_0\.png/);
+    expect((error as Error).message).toMatch(
+      /A different object \(19 bytes\) already exists at generated\/alice\/gen_x_0\.png/,
+    );
     expect((await buffer(await storage.get("generated/alice/gen_x_0.png"))).toString()).toBe("someone else's file");
     const row = await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_x" } });
     const keys = row.storageKeys.map((e) => (e as { key: string }).key).sort();
@@ -356,8 +499,18 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
   it("plans without writing on a dry run", async () => {
     const { db, storage, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png")] });
-    const result = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_dry" }, dryRun: true });
-    expect(result).toMatchObject({ dryRun: true, outcome: "created", generationId: "gen_dry", status: "succeeded", stored: [] });
+    const result = await ingest(deps, {
+      prediction,
+      query: { userId: "alice", generationId: "gen_dry" },
+      dryRun: true,
+    });
+    expect(result).toMatchObject({
+      dryRun: true,
+      outcome: "created",
+      generationId: "gen_dry",
+      status: "succeeded",
+      stored: [],
+    });
     expect(result.planned).toEqual([
       { index: 0, key: "generated/alice/gen_dry_0.png", kind: "output", url: server.url("/png/a.png") },
       { index: 0, key: "thumbnails/generated/alice/gen_dry_0.webp", kind: "thumbnail", url: server.url("/png/a.png") },
@@ -373,29 +526,36 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const prediction = makePrediction({ output: [server.url("/broken.png")] });
     const result = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(result.stored.map((s) => s.kind)).toEqual(["output"]);
-    expect(result.warnings.some((w) => w.startsWith(`No thumbnail for generated/alice/${result.generationId}_0.png:`))).toBe(true);
+    expect(
+      result.warnings.some((w) => w.startsWith(`No thumbnail for generated/alice/${result.generationId}_0.png:`)),
+    ).toBe(true);
     expect(await keysIn(storage)).toEqual([`generated/alice/${result.generationId}_0.png`]);
   });
 });
 
-describe.runIf(databaseKinds.includes("postgres"))("ingestPrediction from two processes' connections (PostgreSQL)", () => {
-  it("gives one row and one object per output when two database connections deliver at once", async () => {
-    // The file's shared database: a fresh migrated one would wait ~10 s here for the migration
-    // lock that the shared one's pool still holds (see the report on src/db/migrations.ts).
-    const { db, config } = await sharedTestDatabase("postgres");
-    const other = await openDatabase(config);
-    onTestFinished(() => other.close());
-    const [storage, server] = await Promise.all([testStorage("aws"), startOutputServer()]);
-    onTestFinished(() => server.close());
-    const prediction = makePrediction({ output: [server.url("/png/a.png"), server.url("/mp4/b.mp4")] });
-    const results = await Promise.all(
-      [db, other, db, other].map((database) => ingest(pipelineDeps(database, storage, [server.hostEntry]), { prediction, query: { userId: "alice" } })),
-    );
-    expect(new Set(results.map((r) => r.generationId)).size).toBe(1);
-    expect(await db.prisma.generation.count()).toBe(1);
-    const row = await db.prisma.generation.findFirstOrThrow();
-    expect(row.status).toBe("succeeded");
-    expect(row.storageKeys).toHaveLength(3);
-    expect((await keysIn(storage)).length).toBe(3);
-  });
-});
+describe.runIf(databaseKinds.includes("postgres"))(
+  "ingestPrediction from two processes' connections (PostgreSQL)",
+  () => {
+    it("gives one row and one object per output when two database connections deliver at once", async () => {
+      // The file's shared database: a fresh migrated one would wait ~10 s here for the migration
+      // lock that the shared one's pool still holds (see the report on src/db/migrations.ts).
+      const { db, config } = await sharedTestDatabase("postgres");
+      const other = await openDatabase(config);
+      onTestFinished(() => other.close());
+      const [storage, server] = await Promise.all([testStorage("aws"), startOutputServer()]);
+      onTestFinished(() => server.close());
+      const prediction = makePrediction({ output: [server.url("/png/a.png"), server.url("/mp4/b.mp4")] });
+      const results = await Promise.all(
+        [db, other, db, other].map((database) =>
+          ingest(pipelineDeps(database, storage, [server.hostEntry]), { prediction, query: { userId: "alice" } }),
+        ),
+      );
+      expect(new Set(results.map((r) => r.generationId)).size).toBe(1);
+      expect(await db.prisma.generation.count()).toBe(1);
+      const row = await db.prisma.generation.findFirstOrThrow();
+      expect(row.status).toBe("succeeded");
+      expect(row.storageKeys).toHaveLength(3);
+      expect((await keysIn(storage)).length).toBe(3);
+    });
+  },
+);

@@ -45,9 +45,22 @@ async function files(root: string): Promise<string[]> {
 /** The three kinds of prediction a run meets: two good ones, an expired output, and (by id) an unknown one. */
 function addPredictions(api: FakeReplicate, out: OutputServer) {
   api.add(
-    fakePrediction({ id: "edit1", input: { prompt: "[EDITED] a fox", user_id: "u1" }, output: [out.url("/png/out-0.png")] }),
-    fakePrediction({ id: "video1", input: { prompt: "[VIDEO] a fox running", user_id: "u1" }, output: out.url("/mp4/out.mp4") }),
-    fakePrediction({ id: "gone1", input: { prompt: "a fox", user_id: "u1" }, output: [out.url("/status/404/out-0.webp")], data_removed: true }),
+    fakePrediction({
+      id: "edit1",
+      input: { prompt: "[EDITED] a fox", user_id: "u1" },
+      output: [out.url("/png/out-0.png")],
+    }),
+    fakePrediction({
+      id: "video1",
+      input: { prompt: "[VIDEO] a fox running", user_id: "u1" },
+      output: out.url("/mp4/out.mp4"),
+    }),
+    fakePrediction({
+      id: "gone1",
+      input: { prompt: "a fox", user_id: "u1" },
+      output: [out.url("/status/404/out-0.webp")],
+      data_removed: true,
+    }),
   );
 }
 
@@ -60,7 +73,11 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const controller = new AbortController();
     const run = (input: RecoverInput) =>
       runRecover(input, {
-        replicate: createReplicateClient({ token: api.token, baseUrl: api.url, retry: { baseDelayMs: 5, maxDelayMs: 20 } }),
+        replicate: createReplicateClient({
+          token: api.token,
+          baseUrl: api.url,
+          retry: { baseDelayMs: 5, maxDelayMs: 20 },
+        }),
         ingest: ingestPrediction,
         pipeline: pipelineDeps(db, storage, [out.hostEntry], { signal: controller.signal }),
         signal: controller.signal,
@@ -72,7 +89,12 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const { api, out, db, root, run } = await setup();
     addPredictions(api, out);
     const result = await run({ ids: ["edit1", "video1", "gone1", "unknown1"] });
-    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({ edit1: "stored", video1: "stored", gone1: "expired", unknown1: "unknown" });
+    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({
+      edit1: "stored",
+      video1: "stored",
+      gone1: "expired",
+      unknown1: "unknown",
+    });
     expect(result.exitCode).toBe(7);
     expect(result.summary).toBe("4 predictions: 2 stored, 1 expired, 1 unknown.");
 
@@ -85,7 +107,11 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const edit = rows[0]!;
     const video = rows[2]!;
     expect(await files(root)).toEqual(
-      expect.arrayContaining([`edited/u1/${edit.id}_0.png`, `videos/u1/${video.id}.mp4`, `thumbnails/edited/u1/${edit.id}_0.webp`]),
+      expect.arrayContaining([
+        `edited/u1/${edit.id}_0.png`,
+        `videos/u1/${video.id}.mp4`,
+        `thumbnails/edited/u1/${edit.id}_0.webp`,
+      ]),
     );
     expect(await readFile(path.join(root, `edited/u1/${edit.id}_0.png`))).toEqual(out.bytes.png);
     expect(rows[1]!.error ?? JSON.stringify(rows[1]!.metadata)).toMatch(/expired|gone|404/i);
@@ -106,10 +132,15 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
 
   it("--pending --watch polls a running row until Replicate finishes it, then stores its output", async () => {
     const { api, out, db, root, run } = await setup();
-    await db.prisma.generation.create({ data: { id: "g_run", userId: "u2", prompt: "[UPSCALED] a fox", status: "processing", replicateId: "run1" } });
+    await db.prisma.generation.create({
+      data: { id: "g_run", userId: "u2", prompt: "[UPSCALED] a fox", status: "processing", replicateId: "run1" },
+    });
     await db.prisma.generation.create({ data: { id: "g_old", userId: "u2", prompt: "a fox", status: "starting" } });
     api.add(fakePrediction({ id: "run1", status: "processing", input: { prompt: "[UPSCALED] a fox" }, output: null }));
-    api.progress("run1", { afterPolls: 2, then: { status: "succeeded", output: [out.url("/png/up.png")], completed_at: new Date().toISOString() } });
+    api.progress("run1", {
+      afterPolls: 2,
+      then: { status: "succeeded", output: [out.url("/png/up.png")], completed_at: new Date().toISOString() },
+    });
     const result = await run({ pending: true, watch: true, intervalMs: 20 });
     expect(result.items).toMatchObject([{ predictionId: "run1", state: "stored", via: "poll", fetches: 3 }]);
     expect(result.withoutReplicateId).toBe(1);
@@ -124,12 +155,24 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const recent = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
     api.pageSize = 2;
     api.add(
-      fakePrediction({ id: "orph1", created_at: recent(5), input: { prompt: "a fox", user_id: "u3" }, output: [out.url("/png/a.png")] }),
-      fakePrediction({ id: "orph2", created_at: recent(10), input: { prompt: "[EDITED] a fox" }, output: [out.url("/png/b.png")] }),
+      fakePrediction({
+        id: "orph1",
+        created_at: recent(5),
+        input: { prompt: "a fox", user_id: "u3" },
+        output: [out.url("/png/a.png")],
+      }),
+      fakePrediction({
+        id: "orph2",
+        created_at: recent(10),
+        input: { prompt: "[EDITED] a fox" },
+        output: [out.url("/png/b.png")],
+      }),
       fakePrediction({ id: "have1", created_at: recent(15), output: [out.url("/png/c.png")] }),
       fakePrediction({ id: "old1", created_at: recent(60 * 48), output: [out.url("/png/d.png")] }),
     );
-    await db.prisma.generation.create({ data: { id: "g_have", userId: "u1", prompt: "a fox", status: "succeeded", replicateId: "have1" } });
+    await db.prisma.generation.create({
+      data: { id: "g_have", userId: "u1", prompt: "a fox", status: "succeeded", replicateId: "have1" },
+    });
     const since = new Date(Date.now() - 24 * 3_600_000);
 
     const dry = await run({ since, dryRun: true, user: "u9" });
@@ -137,19 +180,28 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
       ["orph1", "planned"],
       ["orph2", "planned"],
     ]);
-    expect(dry.items[1]!.planned).toEqual([expect.stringMatching(/^edited\/u9\/\w+_0\.png$/), expect.stringMatching(/^thumbnails\/edited\/u9\//)]);
+    expect(dry.items[1]!.planned).toEqual([
+      expect.stringMatching(/^edited\/u9\/\w+_0\.png$/),
+      expect.stringMatching(/^thumbnails\/edited\/u9\//),
+    ]);
     expect(await files(root)).toEqual([]);
     expect(await db.prisma.generation.count()).toBe(1);
 
     const first = await run({ since });
-    expect(Object.fromEntries(first.items.map((i) => [i.predictionId, i.state]))).toEqual({ orph1: "stored", orph2: "refused" });
+    expect(Object.fromEntries(first.items.map((i) => [i.predictionId, i.state]))).toEqual({
+      orph1: "stored",
+      orph2: "refused",
+    });
     expect(first.exitCode).toBe(7);
     expect(first).toMatchObject({ listed: 3, present: 1 });
 
     const second = await run({ since, user: "u9" });
     expect(second.items.map((i) => [i.predictionId, i.state, i.userId])).toEqual([["orph2", "stored", "u9"]]);
     expect(second.exitCode).toBe(0);
-    const rows = await db.prisma.generation.findMany({ where: { replicateId: { in: ["orph1", "orph2"] } }, orderBy: { replicateId: "asc" } });
+    const rows = await db.prisma.generation.findMany({
+      where: { replicateId: { in: ["orph1", "orph2"] } },
+      orderBy: { replicateId: "asc" },
+    });
     expect(rows.map((r) => [r.replicateId, r.userId, r.storageContext])).toEqual([
       ["orph1", "u3", "generated"],
       ["orph2", "u9", "edited"],
@@ -158,7 +210,6 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
 });
 
 // The binary, as an operator runs it.
-
 
 /** A GENSTORE_HOME whose embedded database is already migrated. */
 async function home(): Promise<string> {
@@ -174,7 +225,12 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const { api, files: out } = await servers();
     addPredictions(api, out);
     const dir = await home();
-    const env = { GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url, GENSTORE_OUTPUT_HOSTS: out.hostEntry };
+    const env = {
+      GENSTORE_HOME: dir,
+      REPLICATE_API_TOKEN: api.token,
+      REPLICATE_API_BASE_URL: api.url,
+      GENSTORE_OUTPUT_HOSTS: out.hostEntry,
+    };
 
     const ok = await genstore(["recover", "edit1", "video1"], env);
     expect(ok.stderr).not.toContain("error:");
@@ -187,7 +243,9 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     expect(partial.code).toBe(7);
     expect(partial.stdout).toMatch(/nope1\s+│ -\s+│ unknown/);
     expect(partial.stdout).toContain("3 predictions: 2 already stored, 1 unknown.");
-    expect(partial.stderr).toContain("✖ nope1: Unknown prediction nope1: the Replicate API has no prediction with this id (HTTP 404).");
+    expect(partial.stderr).toContain(
+      "✖ nope1: Unknown prediction nope1: the Replicate API has no prediction with this id (HTTP 404).",
+    );
     expect(partial.stderr).toContain("error: 1 of 3 predictions failed");
 
     const json = await genstore(["recover", "edit1", "nope1", "--json"], env);
@@ -199,7 +257,10 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
       ["nope1", "unknown"],
     ]);
     expect(doc.items[0].stored).toEqual([]);
-    expect([...doc.items[0].alreadyStored].sort()).toEqual([expect.stringMatching(/^edited\/u1\/\w+_0\.png$/), expect.stringMatching(/^thumbnails\/edited\/u1\/\w+_0\.webp$/)]);
+    expect([...doc.items[0].alreadyStored].sort()).toEqual([
+      expect.stringMatching(/^edited\/u1\/\w+_0\.png$/),
+      expect.stringMatching(/^thumbnails\/edited\/u1\/\w+_0\.webp$/),
+    ]);
 
     const refused = await genstore(["recover", "edit1"], { ...env, REPLICATE_API_TOKEN: "r8_wrong" });
     expect(refused.code).toBe(6);
@@ -222,7 +283,9 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const down = await genstore(["recover", "abc"], env);
     expect(down.code).toBe(6);
     expect(down.stderr).toContain(`Replicate answered ECONNREFUSED for prediction abc; retrying in`);
-    expect(down.stderr).toContain(`error: Cannot reach the Replicate API at ${base}: connection refused (ECONNREFUSED) (after 5 attempts).`);
+    expect(down.stderr).toContain(
+      `error: Cannot reach the Replicate API at ${base}: connection refused (ECONNREFUSED) (after 5 attempts).`,
+    );
     const missing = await genstore(["recover", "abc"], { GENSTORE_HOME: env.GENSTORE_HOME });
     expect(missing.code).toBe(3);
     expect(missing.stderr).toContain("Missing configuration: REPLICATE_API_TOKEN.");
@@ -233,7 +296,9 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     api.add(fakePrediction({ id: "run1", status: "processing", output: null }));
     const dir = await home();
     const pglite = await PGlite.create({ dataDir: path.join(dir, "db") });
-    await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`);
+    await pglite.query(
+      `INSERT INTO "Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`,
+    );
     await pglite.close();
     const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "30s"], {
       env: cleanEnv({ GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url }),

@@ -92,5 +92,12 @@ describe("recoverSummaryLine", () => {
     [["unknown", "stored", "stored", "unchanged"], false, "4 predictions: 2 stored, 1 already stored, 1 unknown."],
     [["planned", "planned"], true, "Dry run: 2 predictions: 2 planned. Nothing was written."],
     [["pending", "skipped"], false, "2 predictions: 1 still running, 1 not attempted."],
-  ])("%j → %s", (states, dryRun, line) => expect(recoverSummaryLine(states.map((state) => ({ state })), { dryRun })).toBe(line));
+  ])("%j → %s", (states, dryRun, line) =>
+    expect(
+      recoverSummaryLine(
+        states.map((state) => ({ state })),
+        { dryRun },
+      ),
+    ).toBe(line),
+  );
 });

@@ -4,7 +4,7 @@ import { runRecover, type RecoverDeps, type RecoverEvent, type RecoverInput } fr
 import { createReplicateClient } from "../src/replicate/client.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
+import { fakePrediction, startFakeReplicate } from "./support/fake-replicate.ts";
 
 // runRecover's own decisions, with a stand-in for the ingestion pipeline that records what
 // it was asked (recover-e2e.test.ts runs the real pipeline).
@@ -21,7 +21,12 @@ async function setup(options: { ingest?: (request: IngestRequest) => Promise<Ing
   };
   const controller = new AbortController();
   const deps: RecoverDeps = {
-    replicate: createReplicateClient({ token: api.token, baseUrl: api.url, sleep: async () => {}, retry: { maxAttempts: 3 } }),
+    replicate: createReplicateClient({
+      token: api.token,
+      baseUrl: api.url,
+      sleep: async () => {},
+      retry: { maxAttempts: 3 },
+    }),
     ingest,
     pipeline: { db, storage: {} as Storage, config: { outputHosts: [], maxOutputBytes: 1 }, signal: controller.signal },
     signal: controller.signal,
@@ -41,7 +46,19 @@ function resultFor(request: IngestRequest, overrides: Partial<IngestResult> = {}
     userId: request.user ?? "u1",
     status: p.status,
     outcome: "created",
-    stored: final && p.status === "succeeded" ? [{ index: 0, key: `generated/u1/g_${p.id}_0.webp`, size: 3, contentType: "image/webp", etag: "e", kind: "output" }] : [],
+    stored:
+      final && p.status === "succeeded"
+        ? [
+            {
+              index: 0,
+              key: `generated/u1/g_${p.id}_0.webp`,
+              size: 3,
+              contentType: "image/webp",
+              etag: "e",
+              kind: "output",
+            },
+          ]
+        : [],
     alreadyStored: [],
     expired: [],
     warnings: [],
@@ -76,7 +93,9 @@ describe("runRecover with prediction ids", () => {
     api.add(fakePrediction({ id: "aaa" }), fakePrediction({ id: "ccc" }));
     const result = await run({ ids: ["aaa", "nope", "ccc"], concurrency: 1 });
     expect(result.items.map((i) => i.state)).toEqual(["stored", "unknown", "stored"]);
-    expect(result.items[1]!.message).toBe("Unknown prediction nope: the Replicate API has no prediction with this id (HTTP 404).");
+    expect(result.items[1]!.message).toBe(
+      "Unknown prediction nope: the Replicate API has no prediction with this id (HTTP 404).",
+    );
     expect(result.exitCode).toBe(7);
     expect(result.summary).toBe("3 predictions: 2 stored, 1 unknown.");
   });
@@ -101,7 +120,10 @@ describe("runRecover with prediction ids", () => {
     const { api, run, deps } = await setup();
     deps.replicate = createReplicateClient({ token: "wrong", baseUrl: api.url });
     const result = await run({ ids: ["aaa", "bbb", "ccc"], concurrency: 1 });
-    expect(result.stopped).toMatchObject({ kind: "replicate", message: expect.stringContaining("REPLICATE_API_TOKEN was refused") });
+    expect(result.stopped).toMatchObject({
+      kind: "replicate",
+      message: expect.stringContaining("REPLICATE_API_TOKEN was refused"),
+    });
     expect(result.items.map((i) => i.state)).toEqual(["skipped", "skipped", "skipped"]);
     expect(api.requests).toHaveLength(1);
     expect(result.exitCode).toBe(6);
@@ -118,10 +140,20 @@ describe("runRecover with prediction ids", () => {
   });
 
   it("marks an expired output as a failure with a clear message", async () => {
-    const { api, run } = await setup({ ingest: (r) => resultFor(r, { outcome: "updated", stored: [], expired: [{ index: 0, url: "https://replicate.delivery/x/out-0.webp" }] }) });
+    const { api, run } = await setup({
+      ingest: (r) =>
+        resultFor(r, {
+          outcome: "updated",
+          stored: [],
+          expired: [{ index: 0, url: "https://replicate.delivery/x/out-0.webp" }],
+        }),
+    });
     api.add(fakePrediction({ id: "aaa", data_removed: true }));
     const result = await run({ ids: ["aaa"] });
-    expect(result.items[0]).toMatchObject({ state: "expired", message: expect.stringContaining("1 output of aaa is gone (404/410") });
+    expect(result.items[0]).toMatchObject({
+      state: "expired",
+      message: expect.stringContaining("1 output of aaa is gone (404/410"),
+    });
     expect(result.exitCode).toBe(7);
   });
 
@@ -154,7 +186,10 @@ describe("runRecover with prediction ids", () => {
   it("--watch polls a running prediction until it is final", async () => {
     const { api, calls, run, events } = await setup();
     api.add(fakePrediction({ id: "aaa", status: "processing", output: null }));
-    api.progress("aaa", { afterPolls: 2, then: { status: "succeeded", output: ["https://replicate.delivery/x/o.webp"] } });
+    api.progress("aaa", {
+      afterPolls: 2,
+      then: { status: "succeeded", output: ["https://replicate.delivery/x/o.webp"] },
+    });
     const result = await run({ ids: ["aaa"], watch: true, intervalMs: 10 });
     expect(calls.map((c) => [c.via, c.prediction.status])).toEqual([
       ["recover", "processing"],
@@ -181,7 +216,7 @@ describe("runRecover with prediction ids", () => {
     deps.sleep = (ms, signal) =>
       new Promise((_resolve, reject) => {
         controller.abort(new Error("SIGINT"));
-        reject(signal?.reason);
+        reject(signal?.reason as Error);
       });
     const result = await run({ ids: ["aaa"], watch: true, intervalMs: 10_000 });
     expect(result.stopped).toEqual({ kind: "interrupted" });
@@ -198,7 +233,11 @@ describe("runRecover --pending", () => {
     await addRow(db, "g3", "ccc", "succeeded");
     await addRow(db, "g4", null, "processing");
     await addRow(db, "g5", "../etc", "processing");
-    api.add(fakePrediction({ id: "aaa" }), fakePrediction({ id: "bbb", status: "processing" }), fakePrediction({ id: "ccc" }));
+    api.add(
+      fakePrediction({ id: "aaa" }),
+      fakePrediction({ id: "bbb", status: "processing" }),
+      fakePrediction({ id: "ccc" }),
+    );
     const result = await run({ pending: true });
     expect(calls.map((c) => [c.prediction.id, c.via]).sort()).toEqual([
       ["aaa", "poll"],
@@ -206,8 +245,14 @@ describe("runRecover --pending", () => {
     ]);
     expect(result.withoutReplicateId).toBe(1);
     expect(events[0]).toEqual({ type: "start", mode: "pending", total: 3, withoutReplicateId: 1 });
-    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({ aaa: "stored", bbb: "pending", "../etc": "refused" });
-    expect(result.items.find((i) => i.predictionId === "../etc")!.message).toBe('Refusing prediction id "../etc": it may only contain lowercase letters and digits; nothing was fetched.');
+    expect(Object.fromEntries(result.items.map((i) => [i.predictionId, i.state]))).toEqual({
+      aaa: "stored",
+      bbb: "pending",
+      "../etc": "refused",
+    });
+    expect(result.items.find((i) => i.predictionId === "../etc")!.message).toBe(
+      'Refusing prediction id "../etc": it may only contain lowercase letters and digits; nothing was fetched.',
+    );
     expect(api.requests.some((r) => r.path.includes("etc"))).toBe(false);
     expect(result.exitCode).toBe(7);
   });
@@ -233,7 +278,10 @@ describe("runRecover --since", () => {
     expect(result.present).toBe(1);
     expect(Object.fromEntries(result.items.map((i) => [i.predictionId, [i.state, i.message]]))).toEqual({
       new1: ["stored", undefined],
-      new2: ["refused", "Orphan new2 has no row and no user_id/userId in its input: nothing says whose it is; nothing was stored."],
+      new2: [
+        "refused",
+        "Orphan new2 has no row and no user_id/userId in its input: nothing says whose it is; nothing was stored.",
+      ],
       bad1: ["refused", 'Orphan bad1 has input.userId "../u", which contains a slash; nothing was stored.'],
     });
     expect(result.exitCode).toBe(7);

@@ -41,7 +41,10 @@ describe("what replicate 1.4 does on its own (why genstore retries itself)", () 
     api.throttle(10, "30");
     const replicate = new Replicate({ auth: api.token, baseUrl: api.url });
     const started = Date.now();
-    await expect(replicate.predictions.get("abc")).rejects.toMatchObject({ name: "ApiError", response: { status: 429 } });
+    await expect(replicate.predictions.get("abc")).rejects.toMatchObject({
+      name: "ApiError",
+      response: { status: 429 },
+    });
     expect(api.requests).toHaveLength(6);
     expect(Date.now() - started).toBeLessThan(2_000);
   });
@@ -49,7 +52,10 @@ describe("what replicate 1.4 does on its own (why genstore retries itself)", () 
   it("answers a 404 with an ApiError after one request", async () => {
     const api = await fake();
     const replicate = new Replicate({ auth: api.token, baseUrl: api.url });
-    await expect(replicate.predictions.get("nope")).rejects.toMatchObject({ name: "ApiError", response: { status: 404 } });
+    await expect(replicate.predictions.get("nope")).rejects.toMatchObject({
+      name: "ApiError",
+      response: { status: 404 },
+    });
     expect(api.requests).toHaveLength(1);
   });
 });
@@ -57,10 +63,21 @@ describe("what replicate 1.4 does on its own (why genstore retries itself)", () 
 describe("getPrediction", () => {
   it("returns the parsed prediction, with the Bearer token sent", async () => {
     const api = await fake();
-    api.add(fakePrediction({ id: "abc", output: ["https://replicate.delivery/x/out-0.webp"], input: { prompt: "[EDITED] a fox" } }));
+    api.add(
+      fakePrediction({
+        id: "abc",
+        output: ["https://replicate.delivery/x/out-0.webp"],
+        input: { prompt: "[EDITED] a fox" },
+      }),
+    );
     const { c } = client(api);
     const prediction = await c.getPrediction("abc");
-    expect(prediction).toMatchObject({ id: "abc", status: "succeeded", output: ["https://replicate.delivery/x/out-0.webp"], input: { prompt: "[EDITED] a fox" } });
+    expect(prediction).toMatchObject({
+      id: "abc",
+      status: "succeeded",
+      output: ["https://replicate.delivery/x/out-0.webp"],
+      input: { prompt: "[EDITED] a fox" },
+    });
     expect(api.requests).toMatchObject([{ method: "GET", path: "/v1/predictions/abc", authorized: true, status: 200 }]);
   });
 
@@ -69,7 +86,9 @@ describe("getPrediction", () => {
     const { c } = client(api);
     const error = await caught(c.getPrediction("missing123"));
     expect(error.kind).toBe("unknown-prediction");
-    expect(error.message).toBe("Unknown prediction missing123: the Replicate API has no prediction with this id (HTTP 404).");
+    expect(error.message).toBe(
+      "Unknown prediction missing123: the Replicate API has no prediction with this id (HTTP 404).",
+    );
     expect(error.exitCode).toBe(7);
     expect(api.requests).toHaveLength(1);
   });
@@ -114,7 +133,9 @@ describe("getPrediction", () => {
     const { c, waits } = client(api);
     const error = await caught(c.getPrediction("abc"));
     expect(error.kind).toBe("rate-limited");
-    expect(error.message).toBe("The Replicate API kept throttling prediction abc (HTTP 429 after 5 attempts over 4.0s).");
+    expect(error.message).toBe(
+      "The Replicate API kept throttling prediction abc (HTTP 429 after 5 attempts over 4.0s).",
+    );
     expect(error.exitCode).toBe(6);
     expect(waits).toEqual([1_000, 1_000, 1_000, 1_000]);
     // Not multiplied by the package's own 5 extra calls.
@@ -150,10 +171,17 @@ describe("getPrediction", () => {
     const port = (server.address() as AddressInfo).port;
     await new Promise<void>((resolve) => server.close(() => resolve()));
     const waits: number[] = [];
-    const c = createReplicateClient({ token: "t", baseUrl: `http://127.0.0.1:${port}/v1`, sleep: async (ms) => void waits.push(ms), random: () => 0 });
+    const c = createReplicateClient({
+      token: "t",
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      sleep: async (ms) => void waits.push(ms),
+      random: () => 0,
+    });
     const error = await caught(c.getPrediction("abc"));
     expect(error.kind).toBe("unreachable");
-    expect(error.message).toBe(`Cannot reach the Replicate API at http://127.0.0.1:${port}/v1: connection refused (ECONNREFUSED) (after 5 attempts).`);
+    expect(error.message).toBe(
+      `Cannot reach the Replicate API at http://127.0.0.1:${port}/v1: connection refused (ECONNREFUSED) (after 5 attempts).`,
+    );
     expect(waits).toEqual([250, 500, 1_000, 2_000]);
   });
 
@@ -214,7 +242,14 @@ describe("listPredictionsSince", () => {
     const c = createReplicateClient({
       token: "t",
       baseUrl: "http://127.0.0.1:9/v1",
-      fetch: async () => new Response(JSON.stringify({ previous: null, next: "http://evil.example/v1/predictions?cursor=x", results: [fakePrediction({ id: "a" })] })),
+      fetch: async () =>
+        new Response(
+          JSON.stringify({
+            previous: null,
+            next: "http://evil.example/v1/predictions?cursor=x",
+            results: [fakePrediction({ id: "a" })],
+          }),
+        ),
     });
     const pages: unknown[] = [];
     const error = await caught(

@@ -27,7 +27,15 @@ const clients: S3Client[] = [];
 afterAll(() => clients.forEach((client) => client.destroy()));
 
 function s3Config(checksums: S3StorageConfig["checksums"], overrides: Partial<S3StorageConfig> = {}): S3StorageConfig {
-  return { provider: "aws", bucket: "unused", region: "us-east-1", endpoint, forcePathStyle: true, checksums, ...overrides };
+  return {
+    provider: "aws",
+    bucket: "unused",
+    region: "us-east-1",
+    endpoint,
+    forcePathStyle: true,
+    checksums,
+    ...overrides,
+  };
 }
 
 function s3Client(config: S3StorageConfig): S3Client {
@@ -37,8 +45,15 @@ function s3Client(config: S3StorageConfig): S3Client {
 }
 
 /** A storage on a fresh bucket (moto keeps them in memory until the run ends). */
-async function s3Storage(checksums: S3StorageConfig["checksums"], options: S3StorageOptions = {}, endpointUrl = endpoint): Promise<Storage> {
-  const config = s3Config(checksums, { bucket: `genstore-test-${randomBytes(6).toString("hex")}`, endpoint: endpointUrl });
+async function s3Storage(
+  checksums: S3StorageConfig["checksums"],
+  options: S3StorageOptions = {},
+  endpointUrl = endpoint,
+): Promise<Storage> {
+  const config = s3Config(checksums, {
+    bucket: `genstore-test-${randomBytes(6).toString("hex")}`,
+    endpoint: endpointUrl,
+  });
   const client = s3Client(config);
   await s3Client({ ...config, endpoint }).send(new CreateBucketCommand({ Bucket: config.bucket }));
   return createS3Storage(config, client, { partSize: 5 * MiB, ...options });
@@ -87,10 +102,20 @@ describe.each(providers)("$name storage", ({ make }) => {
     const storage = await make();
     const bytes = randomBytes(1000);
     const put = await storage.put("generated/user_1/gen1_0.png", bytes);
-    expect(put).toMatchObject({ key: "generated/user_1/gen1_0.png", size: 1000, etag: md5(bytes), contentType: "image/png" });
+    expect(put).toMatchObject({
+      key: "generated/user_1/gen1_0.png",
+      size: 1000,
+      etag: md5(bytes),
+      contentType: "image/png",
+    });
 
     const head = await storage.head("generated/user_1/gen1_0.png");
-    expect(head).toMatchObject({ key: "generated/user_1/gen1_0.png", size: 1000, etag: md5(bytes), contentType: "image/png" });
+    expect(head).toMatchObject({
+      key: "generated/user_1/gen1_0.png",
+      size: 1000,
+      etag: md5(bytes),
+      contentType: "image/png",
+    });
     expect(head?.lastModified).toBeInstanceOf(Date);
     expect(await read(storage, "generated/user_1/gen1_0.png")).toEqual(bytes);
   });
@@ -122,15 +147,21 @@ describe.each(providers)("$name storage", ({ make }) => {
   it("refuses to replace an object with ifNoneMatch and leaves it unchanged", async () => {
     const storage = await make();
     await storage.put("a/b.png", Buffer.from("first"), { ifNoneMatch: true });
-    await expect(storage.put("a/b.png", Buffer.from("second"), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
-    await expect(storage.put("a/b.png", streamOf(Buffer.from("third")), { ifNoneMatch: true })).rejects.toThrow(/a\/b\.png already exists/);
+    await expect(storage.put("a/b.png", Buffer.from("second"), { ifNoneMatch: true })).rejects.toThrow(
+      ObjectExistsError,
+    );
+    await expect(storage.put("a/b.png", streamOf(Buffer.from("third")), { ifNoneMatch: true })).rejects.toThrow(
+      /a\/b\.png already exists/,
+    );
     expect((await read(storage, "a/b.png")).toString()).toBe("first");
   });
 
   it("refuses a large streamed body with ifNoneMatch when the key exists", async () => {
     const storage = await make();
     await storage.put("videos/u/v.mp4", Buffer.from("first"));
-    await expect(storage.put("videos/u/v.mp4", streamOf(randomBytes(11 * MiB)), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
+    await expect(storage.put("videos/u/v.mp4", streamOf(randomBytes(11 * MiB)), { ifNoneMatch: true })).rejects.toThrow(
+      ObjectExistsError,
+    );
     expect((await read(storage, "videos/u/v.mp4")).toString()).toBe("first");
     await storage.put("videos/u/w.mp4", streamOf(randomBytes(11 * MiB)), { ifNoneMatch: true });
     expect((await storage.head("videos/u/w.mp4"))?.size).toBe(11 * MiB);
@@ -138,9 +169,15 @@ describe.each(providers)("$name storage", ({ make }) => {
 
   it("stores nothing when the body is shorter or longer than announced", async () => {
     const storage = await make();
-    await expect(storage.put("a/short.png", streamOf(randomBytes(100)), { contentLength: 200 })).rejects.toThrow(IncompleteBodyError);
-    await expect(storage.put("a/long.png", Buffer.alloc(300), { contentLength: 200 })).rejects.toThrow(/300 bytes instead of the 200/);
-    await expect(storage.put("a/big.mp4", streamOf(randomBytes(11 * MiB)), { contentLength: 12 * MiB })).rejects.toThrow(IncompleteBodyError);
+    await expect(storage.put("a/short.png", streamOf(randomBytes(100)), { contentLength: 200 })).rejects.toThrow(
+      IncompleteBodyError,
+    );
+    await expect(storage.put("a/long.png", Buffer.alloc(300), { contentLength: 200 })).rejects.toThrow(
+      /300 bytes instead of the 200/,
+    );
+    await expect(
+      storage.put("a/big.mp4", streamOf(randomBytes(11 * MiB)), { contentLength: 12 * MiB }),
+    ).rejects.toThrow(IncompleteBodyError);
     expect(await storage.head("a/short.png")).toBeUndefined();
     expect(await storage.head("a/long.png")).toBeUndefined();
     expect(await storage.head("a/big.mp4")).toBeUndefined();
@@ -149,7 +186,9 @@ describe.each(providers)("$name storage", ({ make }) => {
   it("stores nothing when the body fails mid-way, and passes the body's error through", async () => {
     const storage = await make();
     await expect(storage.put("a/cut.mp4", brokenStream(1000))).rejects.toThrow("connection reset by the output host");
-    await expect(storage.put("a/cut-large.mp4", brokenStream(7 * MiB))).rejects.toThrow("connection reset by the output host");
+    await expect(storage.put("a/cut-large.mp4", brokenStream(7 * MiB))).rejects.toThrow(
+      "connection reset by the output host",
+    );
     expect(await storage.head("a/cut.mp4")).toBeUndefined();
     expect(await storage.head("a/cut-large.mp4")).toBeUndefined();
     expect(await collect(storage.list())).toEqual([]);
@@ -160,8 +199,17 @@ describe.each(providers)("$name storage", ({ make }) => {
     const bytes = randomBytes(2000);
     const source = await storage.put("generations/user 1/photo+1 é.webp", bytes);
     const copy = await storage.copy("generations/user 1/photo+1 é.webp", "generated/user_1/gen_0.webp");
-    expect(copy).toMatchObject({ key: "generated/user_1/gen_0.webp", size: 2000, etag: source.etag, contentType: "image/webp" });
-    expect(await storage.head("generated/user_1/gen_0.webp")).toMatchObject({ size: 2000, etag: source.etag, contentType: "image/webp" });
+    expect(copy).toMatchObject({
+      key: "generated/user_1/gen_0.webp",
+      size: 2000,
+      etag: source.etag,
+      contentType: "image/webp",
+    });
+    expect(await storage.head("generated/user_1/gen_0.webp")).toMatchObject({
+      size: 2000,
+      etag: source.etag,
+      contentType: "image/webp",
+    });
     expect(await read(storage, "generated/user_1/gen_0.webp")).toEqual(bytes);
     expect(await storage.head("generations/user 1/photo+1 é.webp")).toBeDefined();
   });
@@ -204,15 +252,21 @@ describe.each(providers)("$name storage", ({ make }) => {
   it("copies with the source's listed size and etag, and copies what is there now when the source changed since", async () => {
     const storage = await make();
     const listed = await storage.put("legacy/a.png", Buffer.from("first version"));
-    const copy = await storage.copy("legacy/a.png", "generated/u/a_0.png", { source: { size: listed.size, etag: listed.etag } });
+    const copy = await storage.copy("legacy/a.png", "generated/u/a_0.png", {
+      source: { size: listed.size, etag: listed.etag },
+    });
     expect(copy).toMatchObject({ key: "generated/u/a_0.png", size: listed.size, etag: listed.etag });
 
     await storage.put("legacy/a.png", Buffer.from("the second, longer version"));
-    const again = await storage.copy("legacy/a.png", "generated/u/a_1.png", { source: { size: listed.size, etag: listed.etag } });
+    const again = await storage.copy("legacy/a.png", "generated/u/a_1.png", {
+      source: { size: listed.size, etag: listed.etag },
+    });
     const now = await storage.head("legacy/a.png");
     expect(again).toMatchObject({ size: now!.size, etag: now!.etag });
     expect((await read(storage, "generated/u/a_1.png")).toString()).toBe("the second, longer version");
-    await expect(storage.copy("missing.png", "x/missing.png", { source: { size: 1, etag: listed.etag } })).rejects.toThrow(ObjectNotFoundError);
+    await expect(
+      storage.copy("missing.png", "x/missing.png", { source: { size: 1, etag: listed.etag } }),
+    ).rejects.toThrow(ObjectNotFoundError);
   });
 
   it("lists every object under a prefix in key order, across pages", async () => {
@@ -231,7 +285,10 @@ describe.each(providers)("$name storage", ({ make }) => {
 
     const all = await collect(storage.list("", { pageSize: 2 }));
     expect(all.map((o) => o.key)).toEqual([...keys].sort(byUtf8));
-    expect(all.find((o) => o.key === "edited/u1/e_0.png")).toMatchObject({ size: 17, etag: md5(Buffer.from("edited/u1/e_0.png")) });
+    expect(all.find((o) => o.key === "edited/u1/e_0.png")).toMatchObject({
+      size: 17,
+      etag: md5(Buffer.from("edited/u1/e_0.png")),
+    });
 
     const generated = await collect(storage.list("generated/", { pageSize: 2 }));
     expect(generated.map((o) => o.key)).toEqual(keys.filter((k) => k.startsWith("generated/")).sort(byUtf8));
@@ -241,11 +298,9 @@ describe.each(providers)("$name storage", ({ make }) => {
       "generated/u1/sub/deep_0.png",
       "generated/u10/i_0.png",
     ]);
-    expect((await collect(storage.list("generated/", { startAfter: "generated/u1/g_1.png" }))).map((o) => o.key)).toEqual([
-      "generated/u1/sub/deep_0.png",
-      "generated/u10/i_0.png",
-      "generated/u2/h_0.png",
-    ]);
+    expect(
+      (await collect(storage.list("generated/", { startAfter: "generated/u1/g_1.png" }))).map((o) => o.key),
+    ).toEqual(["generated/u1/sub/deep_0.png", "generated/u10/i_0.png", "generated/u2/h_0.png"]);
     expect(await collect(storage.list("nothing/"))).toEqual([]);
   });
 
@@ -257,7 +312,19 @@ describe.each(providers)("$name storage", ({ make }) => {
 });
 
 describe("local storage", () => {
-  const escapes = ["../outside.png", "a/../../outside.png", "/etc/passwd", "a\\..\\b.png", "a//b.png", "a/", "", "a/\u0000b", "a/./b.png", ".hidden/x.png", "a/.partial"];
+  const escapes = [
+    "../outside.png",
+    "a/../../outside.png",
+    "/etc/passwd",
+    "a\\..\\b.png",
+    "a//b.png",
+    "a/",
+    "",
+    "a/\u0000b",
+    "a/./b.png",
+    ".hidden/x.png",
+    "a/.partial",
+  ];
 
   it.each(escapes)("refuses the key %j before touching the disk", async (key) => {
     const dir = await tempDir();
@@ -322,34 +389,48 @@ describe("local storage", () => {
 describe("aws storage", () => {
   const modes = ["WHEN_REQUIRED", "WHEN_SUPPORTED"] as const;
 
-  it.each(modes)("copies objects above the multipart-copy threshold with UploadPartCopy (checksums %s)", async (checksums) => {
-    const storage = await s3Storage(checksums, { multipartCopyThreshold: 6 * MiB, copyPartSize: 5 * MiB });
-    const bytes = randomBytes(12 * MiB + 7);
-    await storage.put("legacy/big video.mp4", streamOf(bytes), { contentType: "video/mp4" });
-    const copy = await storage.copy("legacy/big video.mp4", "videos/u/v.mp4");
-    expect(copy).toMatchObject({ key: "videos/u/v.mp4", size: bytes.byteLength, contentType: "video/mp4" });
-    expect(await storage.head("videos/u/v.mp4")).toMatchObject({ size: bytes.byteLength, contentType: "video/mp4" });
-    expect(md5(await read(storage, "videos/u/v.mp4"))).toBe(md5(bytes));
-  });
+  it.each(modes)(
+    "copies objects above the multipart-copy threshold with UploadPartCopy (checksums %s)",
+    async (checksums) => {
+      const storage = await s3Storage(checksums, { multipartCopyThreshold: 6 * MiB, copyPartSize: 5 * MiB });
+      const bytes = randomBytes(12 * MiB + 7);
+      await storage.put("legacy/big video.mp4", streamOf(bytes), { contentType: "video/mp4" });
+      const copy = await storage.copy("legacy/big video.mp4", "videos/u/v.mp4");
+      expect(copy).toMatchObject({ key: "videos/u/v.mp4", size: bytes.byteLength, contentType: "video/mp4" });
+      expect(await storage.head("videos/u/v.mp4")).toMatchObject({ size: bytes.byteLength, contentType: "video/mp4" });
+      expect(md5(await read(storage, "videos/u/v.mp4"))).toBe(md5(bytes));
+    },
+  );
 
-  it.each(modes)("falls back to check-then-put when the server answers 501 to If-None-Match (checksums %s)", async (checksums) => {
-    const proxy = await refusingProxy(endpoint, (req) => req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD");
-    const storage = await s3Storage(checksums, {}, proxy.url);
-    await storage.put("a/small.png", Buffer.from("first"), { ifNoneMatch: true });
-    await expect(storage.put("a/small.png", Buffer.from("second"), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
-    expect((await read(storage, "a/small.png")).toString()).toBe("first");
-    expect(proxy.refused()).toBe(1);
+  it.each(modes)(
+    "falls back to check-then-put when the server answers 501 to If-None-Match (checksums %s)",
+    async (checksums) => {
+      const proxy = await refusingProxy(
+        endpoint,
+        (req) => req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD",
+      );
+      const storage = await s3Storage(checksums, {}, proxy.url);
+      await storage.put("a/small.png", Buffer.from("first"), { ifNoneMatch: true });
+      await expect(storage.put("a/small.png", Buffer.from("second"), { ifNoneMatch: true })).rejects.toThrow(
+        ObjectExistsError,
+      );
+      expect((await read(storage, "a/small.png")).toString()).toBe("first");
+      expect(proxy.refused()).toBe(1);
 
-    const large = await s3Storage(checksums, {}, proxy.url);
-    const bytes = randomBytes(11 * MiB);
-    await large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true });
-    expect(md5(await read(large, "a/large.mp4"))).toBe(md5(bytes));
-    expect(proxy.refused()).toBe(2);
-    await expect(large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
-  });
+      const large = await s3Storage(checksums, {}, proxy.url);
+      const bytes = randomBytes(11 * MiB);
+      await large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true });
+      expect(md5(await read(large, "a/large.mp4"))).toBe(md5(bytes));
+      expect(proxy.refused()).toBe(2);
+      await expect(large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
+    },
+  );
 
   it("deletes one key at a time when the server refuses DeleteObjects", async () => {
-    const proxy = await refusingProxy(endpoint, (req) => req.method === "POST" && new URL(req.url ?? "/", "http://x").searchParams.has("delete"));
+    const proxy = await refusingProxy(
+      endpoint,
+      (req) => req.method === "POST" && new URL(req.url ?? "/", "http://x").searchParams.has("delete"),
+    );
     const storage = await s3Storage("WHEN_REQUIRED", {}, proxy.url);
     const keys = ["a/1.png", "a/2.png", "b/3.png"];
     await Promise.all(keys.map((key) => storage.put(key, Buffer.from(key))));
@@ -365,7 +446,9 @@ describe("aws storage", () => {
     const storage = createS3Storage(config, s3Client(config));
     const error = await storage.check().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageError);
-    expect((error as Error).message).toBe(`Cannot reach S3 at ${unreachable} (ECONNREFUSED). Check AWS_ENDPOINT_URL_S3.`);
+    expect((error as Error).message).toBe(
+      `Cannot reach S3 at ${unreachable} (ECONNREFUSED). Check AWS_ENDPOINT_URL_S3.`,
+    );
   });
 
   it("fails check() with a clear message when the bucket does not exist", async () => {
@@ -413,14 +496,19 @@ function byUtf8(a: string, b: string): number {
  * A pass-through to moto that answers 501 NotImplemented to the requests refuse picks, as
  * servers without a feature do (OpenStack Swift's S3 API and If-None-Match, for one).
  */
-async function refusingProxy(target: string, refuse: (req: http.IncomingMessage) => boolean): Promise<{ url: string; refused: () => number }> {
+async function refusingProxy(
+  target: string,
+  refuse: (req: http.IncomingMessage) => boolean,
+): Promise<{ url: string; refused: () => number }> {
   let refused = 0;
   const server = http.createServer(async (req, res) => {
     const body = await buffer(req);
     if (refuse(req)) {
       refused++;
       res.writeHead(501, { "content-type": "application/xml" });
-      res.end("<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>Not supported here.</Message></Error>");
+      res.end(
+        "<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>Not supported here.</Message></Error>",
+      );
       return;
     }
     const upstream = await fetch(new URL(req.url ?? "/", target), {
@@ -443,6 +531,8 @@ const HOP_BY_HOP = new Set(["host", "connection", "keep-alive", "content-length"
 
 function forwardable(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(headers).flatMap(([name, value]) => (value === undefined || HOP_BY_HOP.has(name) ? [] : [[name, String(value)]])),
+    Object.entries(headers).flatMap(([name, value]) =>
+      value === undefined || HOP_BY_HOP.has(name) ? [] : [[name, String(value)]],
+    ),
   );
 }

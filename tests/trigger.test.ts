@@ -22,7 +22,13 @@ async function replicateCheckingServer(checkSecret: string) {
     const body = Buffer.concat(chunks).toString("utf8");
     received.push({ headers: req.headers, body, url: req.url ?? "" });
     const valid = await validateWebhook(
-      { id: String(req.headers["webhook-id"]), timestamp: String(req.headers["webhook-timestamp"]), signature: String(req.headers["webhook-signature"]), body, secret: checkSecret },
+      {
+        id: String(req.headers["webhook-id"]),
+        timestamp: String(req.headers["webhook-timestamp"]),
+        signature: String(req.headers["webhook-signature"]),
+        body,
+        secret: checkSecret,
+      },
       webcrypto as unknown as Crypto,
     );
     res.writeHead(valid ? 200 : 401, { "content-type": "application/json" }).end(JSON.stringify({ valid }));
@@ -33,19 +39,27 @@ async function replicateCheckingServer(checkSecret: string) {
 }
 
 describe("genstore trigger", () => {
-  it.each(["starting", "processing", "succeeded", "failed", "canceled", "aborted"] as const)("builds a %s sample that parses as a prediction", (status) => {
-    const sample = buildSamplePrediction({ status, prompt: "[VIDEO] a fox" });
-    const parsed = parsePrediction(sample);
-    expect(parsed.ok).toBe(true);
-    expect(sample.id).toMatch(/^[a-z2-7]{26}$/);
-    if (status === "succeeded") expect(sample.output).toMatch(/^https:\/\/replicate\.delivery\/.+\.mp4$/);
-    else expect(sample.output).toBeNull();
-    expect(sample.completed_at === null).toBe(status === "starting" || status === "processing");
-  });
+  it.each(["starting", "processing", "succeeded", "failed", "canceled", "aborted"] as const)(
+    "builds a %s sample that parses as a prediction",
+    (status) => {
+      const sample = buildSamplePrediction({ status, prompt: "[VIDEO] a fox" });
+      const parsed = parsePrediction(sample);
+      expect(parsed.ok).toBe(true);
+      expect(sample.id).toMatch(/^[a-z2-7]{26}$/);
+      if (status === "succeeded") expect(sample.output).toMatch(/^https:\/\/replicate\.delivery\/.+\.mp4$/);
+      else expect(sample.output).toBeNull();
+      expect(sample.completed_at === null).toBe(status === "starting" || status === "processing");
+    },
+  );
 
   it("signs so that replicate's validateWebhook accepts, and adds the user to the query string", async () => {
     const bare = await replicateCheckingServer(secret);
-    const result = await sendTrigger({ url: bare.url, secret, user: "user_1", prediction: buildSamplePrediction({ status: "succeeded", prompt: "a fox" }) });
+    const result = await sendTrigger({
+      url: bare.url,
+      secret,
+      user: "user_1",
+      prediction: buildSamplePrediction({ status: "succeeded", prompt: "a fox" }),
+    });
     expect(result.status).toBe(200);
     expect(result.body).toEqual({ valid: true });
     expect(bare.received[0]!.url).toBe("/hook?userId=user_1");
@@ -55,7 +69,11 @@ describe("genstore trigger", () => {
 
   it("reports the receiver's refusal when the secrets differ", async () => {
     const bare = await replicateCheckingServer(newSecret());
-    const result = await sendTrigger({ url: bare.url, secret, prediction: buildSamplePrediction({ status: "succeeded", prompt: "a fox" }) });
+    const result = await sendTrigger({
+      url: bare.url,
+      secret,
+      prediction: buildSamplePrediction({ status: "succeeded", prompt: "a fox" }),
+    });
     expect(result.status).toBe(401);
     expect(result.body).toEqual({ valid: false });
   });
@@ -66,13 +84,22 @@ describe("genstore trigger", () => {
     const { db } = await createTestDatabase("embedded");
     const storage = await testStorage("local");
     const receiver = await startReceiver(db, storage, [outputs.hostEntry], secret);
-    const prediction = buildSamplePrediction({ status: "succeeded", prompt: "[VIDEO] a fox running", outputs: [outputs.url("/mp4/out.mp4")] });
+    const prediction = buildSamplePrediction({
+      status: "succeeded",
+      prompt: "[VIDEO] a fox running",
+      outputs: [outputs.url("/mp4/out.mp4")],
+    });
     const result = await sendTrigger({ url: receiver.url, secret, user: "user_9", prediction });
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ ok: true, predictionId: prediction.id, duplicate: false });
     await receiver.settled();
     const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id as string } });
-    expect(row).toMatchObject({ userId: "user_9", status: "succeeded", operationType: "video", storageContext: "videos" });
+    expect(row).toMatchObject({
+      userId: "user_9",
+      status: "succeeded",
+      operationType: "video",
+      storageContext: "videos",
+    });
     expect(await storedKeys(storage)).toEqual([`videos/user_9/${row.id}.mp4`]);
   });
 });

@@ -6,7 +6,13 @@ import { Output, hasUsableWidth } from "../src/ui/output.ts";
 /** A stream that says it is a terminal of the given width, collecting what is written. */
 function terminal(columns: number | undefined) {
   const cursor = () => true;
-  const stream = Object.assign(new PassThrough(), { isTTY: true, columns, cursorTo: cursor, moveCursor: cursor, clearLine: cursor });
+  const stream = Object.assign(new PassThrough(), {
+    isTTY: true,
+    columns,
+    cursorTo: cursor,
+    moveCursor: cursor,
+    clearLine: cursor,
+  });
   return stream as unknown as NodeJS.WriteStream & PassThrough;
 }
 

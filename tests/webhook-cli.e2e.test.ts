@@ -8,8 +8,6 @@ import { newSecret } from "./support/webhook-deliveries.ts";
 
 // serve-webhook's and trigger's exit codes and output, through the real binary.
 
-
-
 const servers: WebhookServer[] = [];
 afterEach(async () => {
   for (const server of servers.splice(0)) await server.close();
@@ -33,24 +31,41 @@ describe("serve-webhook and trigger (the binary)", () => {
   it("trigger sends a signed sample: exit 0, the answer on stdout", async () => {
     const secret = newSecret();
     const r = await receiver(secret);
-    const result = await genstore(["trigger", "--url", r.url, "--prompt", "[VIDEO] a fox", "--user", "user_1"], { REPLICATE_WEBHOOK_SECRET: secret });
+    const result = await genstore(["trigger", "--url", r.url, "--prompt", "[VIDEO] a fox", "--user", "user_1"], {
+      REPLICATE_WEBHOOK_SECRET: secret,
+    });
     expect(result.code).toBe(0);
     const answer = JSON.parse(result.stdout);
     expect(answer).toMatchObject({ ok: true, duplicate: false });
     expect(result.stderr).toMatch(/← 200 OK/);
-    const [row] = await r.db.query<{ predictionId: string; query: unknown; body: { input: { prompt: string } } }>(`SELECT "predictionId", query, body FROM "WebhookDelivery"`);
-    expect(row).toMatchObject({ predictionId: answer.predictionId, query: { userId: "user_1" }, body: { input: { prompt: "[VIDEO] a fox" } } });
+    const [row] = await r.db.query<{ predictionId: string; query: unknown; body: { input: { prompt: string } } }>(
+      `SELECT "predictionId", query, body FROM "WebhookDelivery"`,
+    );
+    expect(row).toMatchObject({
+      predictionId: answer.predictionId,
+      query: { userId: "user_1" },
+      body: { input: { prompt: "[VIDEO] a fox" } },
+    });
   });
 
   it("trigger exits 8 when the receiver refuses (another secret), 6 when nothing listens, 3 without a secret", async () => {
     const r = await receiver(newSecret());
     const refused = await genstore(["trigger", "--url", r.url, "--json"], { REPLICATE_WEBHOOK_SECRET: newSecret() });
     expect(refused.code).toBe(8);
-    expect(JSON.parse(refused.stdout)).toMatchObject({ status: 401, body: { error: expect.stringMatching(/^bad signature/) } });
+    expect(JSON.parse(refused.stdout)).toMatchObject({
+      status: 401,
+      body: { error: expect.stringMatching(/^bad signature/) },
+    });
     expect(refused.stderr).toMatch(/error: The receiver answered 401 Unauthorized: it refused the delivery/);
 
     const port = await freePort();
-    const unreachable = await genstore(["trigger", "--url", `http://127.0.0.1:${port}/api/webhooks/replicate`, "--secret", newSecret()]);
+    const unreachable = await genstore([
+      "trigger",
+      "--url",
+      `http://127.0.0.1:${port}/api/webhooks/replicate`,
+      "--secret",
+      newSecret(),
+    ]);
     expect(unreachable.code).toBe(6);
     expect(unreachable.stderr).toMatch(/Cannot reach the receiver .*ECONNREFUSED/);
 

@@ -24,75 +24,115 @@ interface Receiver {
 }
 
 async function startBinary(env: Record<string, string>): Promise<Receiver> {
-  const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", "--concurrency", "2", "--lease", "2", "--poll", "200"], {
-    env: cleanEnv(env),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [bin, "serve-webhook", "--port", "0", "--concurrency", "2", "--lease", "2", "--poll", "200"],
+    {
+      env: cleanEnv(env),
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stdout = "";
   let stderr = "";
-  child.stdout!.on("data", (chunk) => (stdout += chunk));
-  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  child.stdout.on("data", (chunk) => (stdout += chunk));
+  child.stderr.on("data", (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
-  const url = await waitFor(() => /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(stdout)?.[1] ?? (child.exitCode !== null ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`)) : undefined), 30_000, "serve-webhook to listen");
+  const url = await waitFor(
+    () =>
+      /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(stdout)?.[1] ??
+      (child.exitCode !== null
+        ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`))
+        : undefined),
+    30_000,
+    "serve-webhook to listen",
+  );
   return { child, url, stderr: () => stderr, exited };
 }
 
-describe.skipIf(!process.env.TEST_DATABASE_URL)("serve-webhook killed with SIGKILL after acking (the binary, PostgreSQL, local storage)", () => {
-  it("stores every acked delivery once a receiver runs again", { timeout: 120_000 }, async () => {
-    // bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate this code.
-    if (existsSync("dist/cli.js")) expect(statSync("dist/cli.js").mtimeMs, "dist/ is older than src/webhook/serve.ts: run npm run build").toBeGreaterThan(statSync("src/webhook/serve.ts").mtimeMs);
-    const outputs = await startOutputServer();
-    onTestFinished(() => outputs.close());
-    const { db, config } = await createTestDatabase("postgres");
-    const home = await mkdtemp(path.join(os.tmpdir(), "genstore-crash-"));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
-    const secret = newSecret();
-    const env = { DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: secret, GENSTORE_OUTPUT_HOSTS: outputs.hostEntry, GENSTORE_MAX_OUTPUT_BYTES: String(50 * MiB) };
+describe.skipIf(!process.env.TEST_DATABASE_URL)(
+  "serve-webhook killed with SIGKILL after acking (the binary, PostgreSQL, local storage)",
+  () => {
+    it("stores every acked delivery once a receiver runs again", { timeout: 120_000 }, async () => {
+      // bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate this code.
+      if (existsSync("dist/cli.js"))
+        expect(
+          statSync("dist/cli.js").mtimeMs,
+          "dist/ is older than src/webhook/serve.ts: run npm run build",
+        ).toBeGreaterThan(statSync("src/webhook/serve.ts").mtimeMs);
+      const outputs = await startOutputServer();
+      onTestFinished(() => outputs.close());
+      const { db, config } = await createTestDatabase("postgres");
+      const home = await mkdtemp(path.join(os.tmpdir(), "genstore-crash-"));
+      onTestFinished(() => rm(home, { recursive: true, force: true }));
+      const secret = newSecret();
+      const env = {
+        DATABASE_URL: databaseUrlFor(config)!,
+        GENSTORE_HOME: home,
+        REPLICATE_WEBHOOK_SECRET: secret,
+        GENSTORE_OUTPUT_HOSTS: outputs.hostEntry,
+        GENSTORE_MAX_OUTPUT_BYTES: String(50 * MiB),
+      };
 
-    // Each output takes a second to arrive: with 2 at a time, 8 deliveries need about 4 s.
-    const N = 8;
-    for (let i = 0; i < N; i++) {
-      outputs.route(`/slow/out-${i}.png`, (_req, res) => {
-        const timer = setTimeout(() => res.writeHead(200, { "content-type": "image/png", "content-length": outputs.bytes.png.length }).end(outputs.bytes.png), 1_000);
-        res.on("close", () => clearTimeout(timer));
-      });
-    }
-    const first = await startBinary(env);
-    const predictions = Array.from({ length: N }, (_, i) => samplePrediction({ output: [outputs.url(`/slow/out-${i}.png`)] }));
-    const agent = new http.Agent({ keepAlive: true });
-    onTestFinished(() => agent.destroy());
-    const replies = await Promise.all(
-      predictions.map((p) => {
-        const delivery = svixSigned(JSON.stringify(p), secret);
-        return post(`${first.url}?userId=user_crash`, delivery.body, delivery.headers, agent);
-      }),
-    );
-    expect(replies.map((r) => r.status)).toEqual(Array(N).fill(200));
+      // Each output takes a second to arrive: with 2 at a time, 8 deliveries need about 4 s.
+      const N = 8;
+      for (let i = 0; i < N; i++) {
+        outputs.route(`/slow/out-${i}.png`, (_req, res) => {
+          const timer = setTimeout(
+            () =>
+              res
+                .writeHead(200, { "content-type": "image/png", "content-length": outputs.bytes.png.length })
+                .end(outputs.bytes.png),
+            1_000,
+          );
+          res.on("close", () => clearTimeout(timer));
+        });
+      }
+      const first = await startBinary(env);
+      const predictions = Array.from({ length: N }, (_, i) =>
+        samplePrediction({ output: [outputs.url(`/slow/out-${i}.png`)] }),
+      );
+      const agent = new http.Agent({ keepAlive: true });
+      onTestFinished(() => agent.destroy());
+      const replies = await Promise.all(
+        predictions.map((p) => {
+          const delivery = svixSigned(JSON.stringify(p), secret);
+          return post(`${first.url}?userId=user_crash`, delivery.body, delivery.headers, agent);
+        }),
+      );
+      expect(replies.map((r) => r.status)).toEqual(Array(N).fill(200));
 
-    first.child.kill("SIGKILL");
-    await first.exited;
-    const states = async () => (await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery"`)).map((r) => r.state);
-    const atKill = await states();
-    expect(atKill).toHaveLength(N);
-    // The test means something only if work was left behind.
-    expect(atKill.filter((s) => s !== "done").length).toBeGreaterThan(0);
+      first.child.kill("SIGKILL");
+      await first.exited;
+      const states = async () =>
+        (await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery"`)).map((r) => r.state);
+      const atKill = await states();
+      expect(atKill).toHaveLength(N);
+      // The test means something only if work was left behind.
+      expect(atKill.filter((s) => s !== "done").length).toBeGreaterThan(0);
 
-    const second = await startBinary(env);
-    await waitFor(async () => (await states()).every((s) => s === "done"), 60_000, "every delivery to be done after the restart");
-    const rows = await db.query<{ id: string; replicateId: string; status: string; userId: string }>(`SELECT id, "replicateId", status, "userId" FROM "Generation"`);
-    expect(rows.map((r) => r.replicateId).sort()).toEqual(predictions.map((p) => p.id as string).sort());
-    for (const row of rows) {
-      expect(row).toMatchObject({ status: "succeeded", userId: "user_crash" });
-      const file = await stat(path.join(home, "storage", "generated", "user_crash", `${row.id}_0.png`));
-      expect(file.size).toBe(outputs.bytes.png.length);
-    }
+      const second = await startBinary(env);
+      await waitFor(
+        async () => (await states()).every((s) => s === "done"),
+        60_000,
+        "every delivery to be done after the restart",
+      );
+      const rows = await db.query<{ id: string; replicateId: string; status: string; userId: string }>(
+        `SELECT id, "replicateId", status, "userId" FROM "Generation"`,
+      );
+      expect(rows.map((r) => r.replicateId).sort()).toEqual(predictions.map((p) => p.id as string).sort());
+      for (const row of rows) {
+        expect(row).toMatchObject({ status: "succeeded", userId: "user_crash" });
+        const file = await stat(path.join(home, "storage", "generated", "user_crash", `${row.id}_0.png`));
+        expect(file.size).toBe(outputs.bytes.png.length);
+      }
 
-    // And SIGTERM stops it cleanly.
-    second.child.kill("SIGTERM");
-    expect(await second.exited).toBe(0);
-    expect(second.stderr()).toMatch(/shutting down/);
-  });
-});
+      // And SIGTERM stops it cleanly.
+      second.child.kill("SIGTERM");
+      expect(await second.exited).toBe(0);
+      expect(second.stderr()).toMatch(/shutting down/);
+    });
+  },
+);

@@ -10,7 +10,10 @@ import { startReceiver, storedKeys } from "./support/webhook-receiver.ts";
 
 const secret = newSecret();
 
-const combos: [DatabaseKind, StorageKind][] = [...databaseKinds.map((kind) => [kind, "local"] as [DatabaseKind, StorageKind]), [databaseKinds.at(-1)!, "aws"]];
+const combos: [DatabaseKind, StorageKind][] = [
+  ...databaseKinds.map((kind) => [kind, "local"] as [DatabaseKind, StorageKind]),
+  [databaseKinds.at(-1)!, "aws"],
+];
 
 describe.each(combos)("webhook deliveries through the pipeline (%s database, %s storage)", (dbKind, storageKind) => {
   it("concurrent, duplicate and out-of-order deliveries of one prediction give one row and one object per output", async () => {
@@ -24,8 +27,12 @@ describe.each(combos)("webhook deliveries through the pipeline (%s database, %s 
     const urls = [outputs.url("/png/out-0.png"), outputs.url("/jpeg/out-1.jpg")];
     const base = { id, input: { prompt: "[EDITED] a red fox in snow" } };
     const succeeded = JSON.stringify(samplePrediction({ ...base, status: "succeeded", output: urls }));
-    const processing = JSON.stringify(samplePrediction({ ...base, status: "processing", output: null, completed_at: null }));
-    const starting = JSON.stringify(samplePrediction({ ...base, status: "starting", output: null, completed_at: null, started_at: null }));
+    const processing = JSON.stringify(
+      samplePrediction({ ...base, status: "processing", output: null, completed_at: null }),
+    );
+    const starting = JSON.stringify(
+      samplePrediction({ ...base, status: "starting", output: null, completed_at: null, started_at: null }),
+    );
 
     // The completed one three times under different ids (Replicate retries reuse the id; a
     // second receiver or an app bug may not), once more with the same id, and the earlier
@@ -54,7 +61,13 @@ describe.each(combos)("webhook deliveries through the pipeline (%s database, %s 
     const rows = await db.prisma.generation.findMany();
     expect(rows).toHaveLength(1);
     const row = rows[0]!;
-    expect(row).toMatchObject({ replicateId: id, userId: "user_7", status: "succeeded", operationType: "edit", storageContext: "edited" });
+    expect(row).toMatchObject({
+      replicateId: id,
+      userId: "user_7",
+      status: "succeeded",
+      operationType: "edit",
+      storageContext: "edited",
+    });
     const keys = await storedKeys(storage);
     const outputKeys = keys.filter((key) => key.startsWith("edited/"));
     expect(outputKeys).toEqual([`edited/user_7/${row.id}_0.png`, `edited/user_7/${row.id}_1.jpg`]);
@@ -63,7 +76,9 @@ describe.each(combos)("webhook deliveries through the pipeline (%s database, %s 
     const recorded = (row.storageKeys as Array<{ key: string }>).map((entry) => entry.key).sort();
     expect(recorded).toEqual([...keys].sort());
     // However the concurrent deliveries shared the work, each object was written once.
-    const written = receiver.lines.map((line) => Number(/stored (\d+) object/.exec(line)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
+    const written = receiver.lines
+      .map((line) => Number(/stored (\d+) object/.exec(line)?.[1] ?? 0))
+      .reduce((a, b) => a + b, 0);
     expect(written, receiver.lines.join("\n")).toBe(4);
   });
 });
@@ -78,7 +93,9 @@ describe("a delivery the pipeline cannot place", () => {
     const orphan = svixSigned(JSON.stringify(samplePrediction({ output: [outputs.url("/png/out-0.png")] })), secret);
     expect((await post(receiver.url, orphan.body, orphan.headers)).status).toBe(200);
     await receiver.settled();
-    const [row] = await db.query<{ state: string; attempts: number; lastError: string }>(`SELECT state, attempts, "lastError" FROM "WebhookDelivery"`);
+    const [row] = await db.query<{ state: string; attempts: number; lastError: string }>(
+      `SELECT state, attempts, "lastError" FROM "WebhookDelivery"`,
+    );
     expect(row).toMatchObject({ state: "failed", attempts: 1 });
     expect(row!.lastError).toMatch(/userId|user/i);
     expect(receiver.lines.some((line) => line.includes("failed (not retried)"))).toBe(true);

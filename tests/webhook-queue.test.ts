@@ -1,11 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type NewDelivery, type RetryPolicy } from "../src/webhook/queue.ts";
+import {
+  createDeliveryQueue,
+  searchParamsFrom,
+  storedQueryFrom,
+  type NewDelivery,
+  type RetryPolicy,
+} from "../src/webhook/queue.ts";
 import { createDeliveryWorker } from "../src/webhook/worker.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import { waitFor } from "./support/webhook-deliveries.ts";
 
 const fastRetries: RetryPolicy = { maxAttempts: 3, backoffMs: () => 0 };
-const delivery = (id: string, predictionId = `p_${id}`) => ({ id, predictionId, body: JSON.stringify({ id: predictionId, status: "succeeded" }), query: { userId: "u1" } });
+const delivery = (id: string, predictionId = `p_${id}`) => ({
+  id,
+  predictionId,
+  body: JSON.stringify({ id: predictionId, status: "succeeded" }),
+  query: { userId: "u1" },
+});
 
 describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
   it("deduplicates by webhook-id", async () => {
@@ -13,7 +24,9 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     const queue = createDeliveryQueue(db);
     expect(await queue.enqueue(delivery("m1"))).toEqual({ duplicate: false });
     expect(await queue.enqueue(delivery("m1"))).toEqual({ duplicate: true });
-    const rows = await db.query<{ id: string; state: string; query: unknown }>(`SELECT id, state, query FROM "WebhookDelivery"`);
+    const rows = await db.query<{ id: string; state: string; query: unknown }>(
+      `SELECT id, state, query FROM "WebhookDelivery"`,
+    );
     expect(rows).toEqual([{ id: "m1", state: "pending", query: { userId: "u1" } }]);
   });
 
@@ -33,7 +46,15 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
       { id: "m1", predictionId: "p1", body: body({ id: "p1" }), query: {} },
     ];
     const results = await Promise.allSettled(items.map((item) => queue.enqueue(item)));
-    expect(results.map((r) => (r.status === "fulfilled" ? r.value.duplicate : "refused"))).toEqual([false, false, false, "refused", "refused", false, true]);
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value.duplicate : "refused"))).toEqual([
+      false,
+      false,
+      false,
+      "refused",
+      "refused",
+      false,
+      true,
+    ]);
     const rows = await db.query<{ id: string; predictionId: string; body: unknown; query: unknown }>(
       `SELECT id, "predictionId", body, query FROM "WebhookDelivery" WHERE id LIKE 'm%' ORDER BY id`,
     );
@@ -48,10 +69,10 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     const queue = createDeliveryQueue(db);
     for (const id of ["a", "b", "c", "d", "e"]) await queue.enqueue(delivery(id));
     const [first, second] = await Promise.all([queue.claim(3, 60_000), queue.claim(3, 60_000)]);
-    const ids = [...first!, ...second!].map((d) => d.id).sort();
+    const ids = [...first, ...second].map((d) => d.id).sort();
     expect(ids).toEqual(["a", "b", "c", "d", "e"]);
-    expect([...first!, ...second!].every((d) => d.attempt === 1)).toBe(true);
-    expect(first![0]!.body).toEqual({ id: "p_a", status: "succeeded" });
+    expect([...first, ...second].every((d) => d.attempt === 1)).toBe(true);
+    expect(first[0]!.body).toEqual({ id: "p_a", status: "succeeded" });
     expect(await queue.claim(5, 60_000)).toEqual([]);
     expect(await queue.counts()).toEqual({ pending: 0, processing: 5, failed: 0 });
   });
@@ -68,7 +89,9 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     expect(await queue.complete(stale!)).toBe(false);
     expect(await queue.renew(stale!, 60_000)).toBe(false);
     expect(await queue.complete(again!)).toBe(true);
-    const [row] = await db.query<{ state: string; doneAt: Date | null }>(`SELECT state, "doneAt" FROM "WebhookDelivery"`);
+    const [row] = await db.query<{ state: string; doneAt: Date | null }>(
+      `SELECT state, "doneAt" FROM "WebhookDelivery"`,
+    );
     expect(row!.state).toBe("done");
     expect(row!.doneAt).not.toBeNull();
   });
@@ -80,13 +103,19 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     const [one] = await queue.claim(1, 60_000);
     expect(await queue.fail(one!, "S3 unreachable")).toMatchObject({ state: "retry" });
     expect(await queue.claim(1, 60_000)).toEqual([]);
-    const [two] = await waitFor(async () => {
-      const claimed = await queue.claim(1, 60_000);
-      return claimed.length > 0 && claimed;
-    }, 5_000, "the retry to become due");
+    const [two] = await waitFor(
+      async () => {
+        const claimed = await queue.claim(1, 60_000);
+        return claimed.length > 0 && claimed;
+      },
+      5_000,
+      "the retry to become due",
+    );
     expect(two!.attempt).toBe(2);
     expect(await queue.fail(two!, "S3 still unreachable")).toEqual({ state: "failed" });
-    const [row] = await db.query<{ state: string; lastError: string; attempts: number }>(`SELECT state, "lastError", attempts FROM "WebhookDelivery"`);
+    const [row] = await db.query<{ state: string; lastError: string; attempts: number }>(
+      `SELECT state, "lastError", attempts FROM "WebhookDelivery"`,
+    );
     expect(row).toEqual({ state: "failed", lastError: "S3 still unreachable", attempts: 2 });
     expect(await queue.counts()).toEqual({ pending: 0, processing: 0, failed: 1 });
   });
@@ -99,7 +128,9 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     await new Promise((r) => setTimeout(r, 100));
     expect(await queue.claim(1, 60_000)).toEqual([]);
     expect(await queue.failAbandoned()).toBe(1);
-    const [row] = await db.query<{ state: string; lastError: string }>(`SELECT state, "lastError" FROM "WebhookDelivery"`);
+    const [row] = await db.query<{ state: string; lastError: string }>(
+      `SELECT state, "lastError" FROM "WebhookDelivery"`,
+    );
     expect(row!.state).toBe("failed");
     expect(row!.lastError).toMatch(/worker stopped during its last attempt/);
   });
@@ -124,11 +155,22 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
       await queue.enqueue(delivery(id));
       worker.wake();
     }
-    await waitFor(async () => (await queue.counts()).pending + (await queue.counts()).processing === 0 && seen.length === 4, 10_000, "the queue to drain");
+    await waitFor(
+      async () => (await queue.counts()).pending + (await queue.counts()).processing === 0 && seen.length === 4,
+      10_000,
+      "the queue to drain",
+    );
     await worker.stop();
     expect(seen.sort()).toEqual(["a:u1", "b:u1", "c:u1", "flaky:u1"]);
-    const rows = await db.query<{ id: string; state: string; attempts: number }>(`SELECT id, state, attempts FROM "WebhookDelivery" ORDER BY id`);
-    expect(rows.map((r) => `${r.id}:${r.state}:${r.attempts}`)).toEqual(["a:done:1", "b:done:1", "c:done:1", "flaky:done:2"]);
+    const rows = await db.query<{ id: string; state: string; attempts: number }>(
+      `SELECT id, state, attempts FROM "WebhookDelivery" ORDER BY id`,
+    );
+    expect(rows.map((r) => `${r.id}:${r.state}:${r.attempts}`)).toEqual([
+      "a:done:1",
+      "b:done:1",
+      "c:done:1",
+      "flaky:done:2",
+    ]);
   });
 });
 

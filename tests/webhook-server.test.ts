@@ -5,7 +5,15 @@ import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/server.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "../src/webhook/worker.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
-import { newSecret, post, replicateAccepts, request, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import {
+  newSecret,
+  post,
+  replicateAccepts,
+  request,
+  samplePrediction,
+  svixSigned,
+  waitFor,
+} from "./support/webhook-deliveries.ts";
 
 // The receiver's HTTP contract, with a recording processor in place of the pipeline (the
 // pipeline's own behaviour is in tests/webhook-ingest.test.ts).
@@ -17,7 +25,10 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function receiver(kind: (typeof databaseKinds)[number], options: { process?: DeliveryProcessor; insecureNoVerify?: boolean } = {}) {
+async function receiver(
+  kind: (typeof databaseKinds)[number],
+  options: { process?: DeliveryProcessor; insecureNoVerify?: boolean } = {},
+) {
   const { db } = await createTestDatabase(kind);
   const queue = createDeliveryQueue(db);
   const processed: { id: string; predictionId: string; userId: string | null }[] = [];
@@ -46,7 +57,10 @@ async function receiver(kind: (typeof databaseKinds)[number], options: { process
     await server.close();
     await worker.stop();
   });
-  const rows = () => db.query<{ id: string; predictionId: string; state: string; query: unknown; body: unknown }>(`SELECT id, "predictionId", state, query, body FROM "WebhookDelivery" ORDER BY "receivedAt"`);
+  const rows = () =>
+    db.query<{ id: string; predictionId: string; state: string; query: unknown; body: unknown }>(
+      `SELECT id, "predictionId", state, query, body FROM "WebhookDelivery" ORDER BY "receivedAt"`,
+    );
   return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, processed, lines, rows };
 }
 
@@ -60,12 +74,16 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     expect(reply.status).toBe(200);
     expect(reply.json).toEqual({ ok: true, webhookId: delivery.id, predictionId: prediction.id, duplicate: false });
     const [row] = await r.rows();
-    expect(row).toMatchObject({ id: delivery.id, predictionId: prediction.id, query: { userId: "user_1", generationId: "gen_1" } });
+    expect(row).toMatchObject({
+      id: delivery.id,
+      predictionId: prediction.id,
+      query: { userId: "user_1", generationId: "gen_1" },
+    });
     expect(row!.body).toMatchObject({ id: prediction.id, status: "succeeded" });
     await waitFor(() => r.processed.length === 1, 5_000, "the worker");
     expect(r.processed).toEqual([{ id: delivery.id, predictionId: prediction.id, userId: "user_1" }]);
     await waitFor(async () => (await r.rows())[0]!.state === "done", 5_000, "done");
-    expect(r.lines.some((line) => line.startsWith(`200 ${delivery.id} ${prediction.id} processed`))).toBe(true);
+    expect(r.lines.some((line) => line.startsWith(`200 ${delivery.id} ${String(prediction.id)} processed`))).toBe(true);
   });
 
   it("answers 401 to a missing, bad or stale signature (replicate's validateWebhook rejects the bad one too) and stores nothing", async () => {
@@ -101,14 +119,21 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     const date = new Date();
     const old = svixSigned(body, newSecret(), { id: "msg_rotate", date });
     const current = svixSigned(body, secret, { id: "msg_rotate", date });
-    const headers = { ...current.headers, "webhook-signature": `${old.headers["webhook-signature"]} ${current.headers["webhook-signature"]}` };
+    const headers = {
+      ...current.headers,
+      "webhook-signature": `${old.headers["webhook-signature"]} ${current.headers["webhook-signature"]}`,
+    };
     expect((await post(r.url, body, headers)).status).toBe(200);
   });
 
   it.each([
     ["malformed JSON", "{not json", /malformed JSON/],
     ["JSON that is not a prediction", JSON.stringify({ hello: "world" }), /not a Replicate prediction/],
-    ["a prediction with an unknown status", JSON.stringify(samplePrediction({ status: "exploded" })), /not a Replicate prediction: status/],
+    [
+      "a prediction with an unknown status",
+      JSON.stringify(samplePrediction({ status: "exploded" })),
+      /not a Replicate prediction: status/,
+    ],
   ])("answers 400 to %s, signed correctly", async (_name, body, reason) => {
     const r = await receiver(kind);
     const reply = await post(r.url, body, svixSigned(body, secret).headers);
@@ -122,9 +147,12 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     const nul = JSON.stringify(samplePrediction({ logs: "a\u0000b" }));
     expect(nul).toContain("\\u0000");
     const others = [1, 2, 3].map(() => svixSigned(JSON.stringify(samplePrediction()), secret));
-    const replies = await Promise.all([post(r.url, nul, svixSigned(nul, secret).headers), ...others.map((d) => post(r.url, d.body, d.headers))]);
+    const replies = await Promise.all([
+      post(r.url, nul, svixSigned(nul, secret).headers),
+      ...others.map((d) => post(r.url, d.body, d.headers)),
+    ]);
     expect(replies.map((x) => x.status)).toEqual([400, 200, 200, 200]);
-    expect(replies[0]!.json.error).toMatch(/cannot be stored as JSON/);
+    expect(replies[0].json.error).toMatch(/cannot be stored as JSON/);
     expect((await r.rows()).map((row) => row.id).sort()).toEqual(others.map((d) => d.id).sort());
   });
 
@@ -149,10 +177,14 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     closers.push(async () => release());
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
     await post(r.url, delivery.body, delivery.headers);
-    const health = await waitFor(async () => {
-      const reply = await request("GET", `${r.base}/healthz`);
-      return reply.json.processing === 1 && reply;
-    }, 5_000, "the delivery to be claimed");
+    const health = await waitFor(
+      async () => {
+        const reply = await request("GET", `${r.base}/healthz`);
+        return reply.json.processing === 1 && reply;
+      },
+      5_000,
+      "the delivery to be claimed",
+    );
     expect(health.status).toBe(200);
     expect(health.json).toEqual({ ok: true, pending: 0, processing: 1, failed: 0 });
     expect((await request("GET", `${r.base}/nope`)).status).toBe(404);
@@ -236,10 +268,17 @@ describe("closing", () => {
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
     // Headers and half the body now, the rest after close() began.
     const pending = new Promise<number>((resolve, reject) => {
-      const req = http.request(r.url, { method: "POST", headers: { ...delivery.headers, "content-length": String(Buffer.byteLength(delivery.body)) } }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
-      });
+      const req = http.request(
+        r.url,
+        {
+          method: "POST",
+          headers: { ...delivery.headers, "content-length": String(Buffer.byteLength(delivery.body)) },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
       req.on("error", reject);
       req.write(delivery.body.slice(0, 10));
       setTimeout(() => req.end(delivery.body.slice(10)), 200);

@@ -8,15 +8,30 @@ import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
 const newSecret = () => `whsec_${randomBytes(24).toString("base64")}`;
 const secret = newSecret();
 const id = "msg_2mYxZ0abcDEF";
-const body = JSON.stringify({ id: "p1abc", status: "succeeded", output: ["https://replicate.delivery/x/out-0.png"], logs: "ünïcödé ✓" });
+const body = JSON.stringify({
+  id: "p1abc",
+  status: "succeeded",
+  output: ["https://replicate.delivery/x/out-0.png"],
+  logs: "ünïcödé ✓",
+});
 
 function headersFor(signature: string, date: Date, webhookId = id): Record<string, string> {
-  return { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(date.getTime() / 1000)), "webhook-signature": signature };
+  return {
+    "webhook-id": webhookId,
+    "webhook-timestamp": String(Math.floor(date.getTime() / 1000)),
+    "webhook-signature": signature,
+  };
 }
 
 async function replicateAccepts(input: { id: string; date: Date; signature: string; body: string; secret: string }) {
   return validateWebhook(
-    { id: input.id, timestamp: String(Math.floor(input.date.getTime() / 1000)), signature: input.signature, body: input.body, secret: input.secret },
+    {
+      id: input.id,
+      timestamp: String(Math.floor(input.date.getTime() / 1000)),
+      signature: input.signature,
+      body: input.body,
+      secret: input.secret,
+    },
     webcrypto as unknown as Crypto,
   );
 }
@@ -82,7 +97,11 @@ describe("verifyWebhook", () => {
       expect(await replicateAccepts({ id, date, signature, body, secret })).toBe(true);
     }
     const none = verifyWebhook({ body, headers: headersFor(`${stale} ${stale}`, date), secret: newSecret() });
-    expect(none).toMatchObject({ ok: false, status: 401, reason: expect.stringMatching(/^bad signature: none of 2 v1 signatures/) });
+    expect(none).toMatchObject({
+      ok: false,
+      status: 401,
+      reason: expect.stringMatching(/^bad signature: none of 2 v1 signatures/),
+    });
   });
 
   it("rejects a timestamp 6 minutes old with 401 and says how far off", () => {
@@ -98,7 +117,8 @@ describe("verifyWebhook", () => {
     const signature = new SvixWebhook(secret).sign(id, date, body);
     const result = verifyWebhook({ body, headers: headersFor(signature, date), secret });
     expect(result).toMatchObject({ ok: false, status: 401 });
-    if (!result.ok) expect(result.reason).toMatch(/^stale timestamp: (5m 59s|6m \d+s) in the future \(tolerance 300s\)$/);
+    if (!result.ok)
+      expect(result.reason).toMatch(/^stale timestamp: (5m 59s|6m \d+s) in the future \(tolerance 300s\)$/);
   });
 
   it("honours an injected now and toleranceSeconds (the library's real-clock check does not interfere)", () => {
@@ -111,13 +131,18 @@ describe("verifyWebhook", () => {
       status: 401,
       reason: "stale timestamp: 5m 1s in the past (tolerance 300s)",
     });
-    expect(verifyWebhook({ body, headers, secret, now: new Date(signedAt.getTime() - 61_000), toleranceSeconds: 60 })).toEqual({
+    expect(
+      verifyWebhook({ body, headers, secret, now: new Date(signedAt.getTime() - 61_000), toleranceSeconds: 60 }),
+    ).toEqual({
       ok: false,
       status: 401,
       reason: "stale timestamp: 61s in the future (tolerance 60s)",
     });
     // Against the real clock (no `now`) this 2024 delivery is stale.
-    expect(verifyWebhook({ body, headers, secret })).toMatchObject({ ok: false, reason: expect.stringMatching(/^stale timestamp: \d+d in the past/) });
+    expect(verifyWebhook({ body, headers, secret })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/^stale timestamp: \d+d in the past/),
+    });
     // A body change is still caught when the clock is injected.
     expect(verifyWebhook({ body: flipOneByte(body), headers, secret, now: signedAt }).ok).toBe(false);
   });
@@ -126,9 +151,16 @@ describe("verifyWebhook", () => {
     const date = new Date();
     const headers: Record<string, string> = headersFor(signWebhook({ id, timestamp: date, body, secret }), date);
     delete headers[name];
-    expect(verifyWebhook({ body, headers, secret })).toEqual({ ok: false, status: 401, reason: `missing webhook headers: ${name}` });
+    expect(verifyWebhook({ body, headers, secret })).toEqual({
+      ok: false,
+      status: 401,
+      reason: `missing webhook headers: ${name}`,
+    });
     // Empty counts as missing too.
-    expect(verifyWebhook({ body, headers: { ...headers, [name]: "" }, secret })).toMatchObject({ ok: false, status: 401 });
+    expect(verifyWebhook({ body, headers: { ...headers, [name]: "" }, secret })).toMatchObject({
+      ok: false,
+      status: 401,
+    });
   });
 
   it("names every missing header in one line", () => {
@@ -144,7 +176,11 @@ describe("verifyWebhook", () => {
     const signature = signWebhook({ id, timestamp: date, body, secret });
     const plain = headersFor(signature, date);
     const shouty = Object.fromEntries(Object.entries(plain).map(([key, value]) => [key.toUpperCase(), value]));
-    const mixed = { "Webhook-Id": plain["webhook-id"], "Webhook-Timestamp": [plain["webhook-timestamp"]!], "WEBHOOK-signature": [signWebhook({ id, timestamp: date, body, secret: newSecret() }), signature] };
+    const mixed = {
+      "Webhook-Id": plain["webhook-id"],
+      "Webhook-Timestamp": [plain["webhook-timestamp"]!],
+      "WEBHOOK-signature": [signWebhook({ id, timestamp: date, body, secret: newSecret() }), signature],
+    };
     for (const headers of [shouty, mixed, new Headers(shouty)]) {
       expect(verifyWebhook({ body, headers, secret })).toMatchObject({ ok: true, webhookId: id });
     }
@@ -152,7 +188,10 @@ describe("verifyWebhook", () => {
 
   it("rejects a timestamp that is not Unix seconds", () => {
     const date = new Date();
-    const headers = { ...headersFor(signWebhook({ id, timestamp: date, body, secret }), date), "webhook-timestamp": "12abc" };
+    const headers = {
+      ...headersFor(signWebhook({ id, timestamp: date, body, secret }), date),
+      "webhook-timestamp": "12abc",
+    };
     expect(verifyWebhook({ body, headers, secret })).toEqual({
       ok: false,
       status: 401,

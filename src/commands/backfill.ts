@@ -88,13 +88,21 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   const force = input.force === true;
   const dryRun = input.dryRun === true;
   const batchSize = input.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
   const cursorName = backfillCursorName(input);
-  const [saved] = await db.query<{ cursor: string | null; data: unknown }>(`SELECT "cursor", "data" FROM "JobCursor" WHERE "name" = $1`, cursorName);
+  const [saved] = await db.query<{ cursor: string | null; data: unknown }>(
+    `SELECT "cursor", "data" FROM "JobCursor" WHERE "name" = $1`,
+    cursorName,
+  );
   const resumedFrom = saved?.cursor ?? undefined;
   // Resuming a relative --since: the time the first run resolved, not "7 days before now".
-  const savedSince = (typeof saved?.data === "string" ? JSON.parse(saved.data) : saved?.data) as { since?: unknown } | undefined;
-  const since = isRelativeSince(input.sinceText) && typeof savedSince?.since === "string" ? new Date(savedSince.since) : input.since;
+  const savedSince = (typeof saved?.data === "string" ? JSON.parse(saved.data) : saved?.data) as
+    { since?: unknown } | undefined;
+  const since =
+    isRelativeSince(input.sinceText) && typeof savedSince?.since === "string"
+      ? new Date(savedSince.since)
+      : input.since;
 
   // The scope: the filters, and (without --force) only rows that lack operationType.
   const scope = (params: unknown[], alias = "") => {
@@ -111,13 +119,18 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   };
   const whereSql = (where: string[]) => (where.length > 0 ? `WHERE ${where.join(" AND ")}` : "");
 
-
   let disagreements: number | undefined;
   if (force) {
     const params: unknown[] = [];
     const { where } = scope(params);
-    where.push(`"operationType" IS NOT NULL`, `"operationType" IS DISTINCT FROM (${operationFromPromptSql(`"prompt"`)})`);
-    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`, ...params);
+    where.push(
+      `"operationType" IS NOT NULL`,
+      `"operationType" IS DISTINCT FROM (${operationFromPromptSql(`"prompt"`)})`,
+    );
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`,
+      ...params,
+    );
     disagreements = row?.n ?? 0;
   }
 
@@ -158,7 +171,10 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
     const params: unknown[] = [];
     const { where, param } = scope(params);
     if (resumedFrom !== undefined) where.push(`"id" > ${param(resumedFrom)}`);
-    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`, ...params);
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`,
+      ...params,
+    );
     return Number(row?.n ?? 0);
   })();
   deps.onStart?.({ total, resumedFrom, disagreements });
@@ -208,10 +224,15 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
              (SELECT COALESCE(jsonb_object_agg(op, n), '{}'::jsonb)
                 FROM (SELECT "operationType" AS op, count(*)::int AS n FROM updated GROUP BY 1) AS counts) AS "byOperation",
              (SELECT count(*)::int FROM saved) AS "saved"`;
-    const [row] = await db.query<{ lastId: string | null; scanned: number; byOperation: Record<string, number> | string }>(sql, ...params);
+    const [row] = await db.query<{
+      lastId: string | null;
+      scanned: number;
+      byOperation: Record<string, number> | string;
+    }>(sql, ...params);
     const scanned = Number(row?.scanned ?? 0);
     if (!row || scanned === 0 || row.lastId === null) break;
-    const counts = typeof row.byOperation === "string" ? (JSON.parse(row.byOperation) as Record<string, number>) : row.byOperation;
+    const counts =
+      typeof row.byOperation === "string" ? (JSON.parse(row.byOperation) as Record<string, number>) : row.byOperation;
     for (const [op, n] of Object.entries(counts)) {
       byOperation[op] = (byOperation[op] ?? 0) + Number(n);
       updated += Number(n);
@@ -230,20 +251,30 @@ export function summaryLine(result: BackfillResult): string {
   const n = result.updated.toLocaleString("en-US");
   const ops = formatCounts(result.byOperation);
   if (result.dryRun) {
-    return result.updated === 0 ? "Dry run: nothing to backfill." : `Dry run: would backfill ${n} rows: ${ops}. Nothing was changed.`;
+    return result.updated === 0
+      ? "Dry run: nothing to backfill."
+      : `Dry run: would backfill ${n} rows: ${ops}. Nothing was changed.`;
   }
-  if (result.updated === 0) return result.force ? "Nothing to rewrite: no rows in scope." : "Nothing to backfill: every row in scope has an operationType.";
+  if (result.updated === 0)
+    return result.force
+      ? "Nothing to rewrite: no rows in scope."
+      : "Nothing to backfill: every row in scope has an operationType.";
   return `Backfilled ${n} rows in ${result.batches} batch${result.batches === 1 ? "" : "es"}: ${ops}.`;
 }
 
 export function registerBackfill(program: Command, signal: AbortSignal): void {
   program
     .command("backfill")
-    .description("Fill operationType/storageContext on old rows from their prompt prefixes (set-based, batched, resumable)")
+    .description(
+      "Fill operationType/storageContext on old rows from their prompt prefixes (set-based, batched, resumable)",
+    )
     .option("-u, --user <userId>", "only this user's generations")
     .option("--since <date>", "created at or after: ISO date/time, or a duration back from now (24h, 7d)")
     .option("--batch-size <n>", "rows per batch, each its own short transaction", String(DEFAULT_BATCH_SIZE))
-    .option("--force", "also rewrite rows that already have operationType, from their prompt (reports disagreements first)")
+    .option(
+      "--force",
+      "also rewrite rows that already have operationType, from their prompt (reports disagreements first)",
+    )
     .option("--dry-run", "print how many rows of each operation type would be written; change nothing")
     .option("--json", "print one JSON document with the result and nothing else")
     .addHelpText(
@@ -269,8 +300,15 @@ async function backfillAction(options: Record<string, unknown>, context: Context
   const input = await context.parse(options, (z) =>
     z.object({
       user: z.string().min(1).optional(),
-      since: z.string().optional().refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
-      batchSize: z.coerce.number().int("must be a whole number").min(1, "must be at least 1").max(1_000_000, "must be at most 1,000,000"),
+      since: z
+        .string()
+        .optional()
+        .refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
+      batchSize: z.coerce
+        .number()
+        .int("must be a whole number")
+        .min(1, "must be at least 1")
+        .max(1_000_000, "must be at most 1,000,000"),
       force: z.boolean().optional(),
       dryRun: z.boolean().optional(),
       json: z.boolean().optional(),
@@ -299,10 +337,12 @@ async function backfillAction(options: Record<string, unknown>, context: Context
             const text = `${n.toLocaleString("en-US")} row${n === 1 ? "" : "s"} in scope ${n === 1 ? "has" : "have"} an operationType that differs from ${n === 1 ? "its" : "their"} prompt${input.dryRun ? "" : "; rewriting every row in scope from the prompt"}.`;
             output.info(text);
           }
-          if (info.resumedFrom !== undefined) output.info(`Continuing after ${info.resumedFrom} (where the previous run stopped).`);
+          if (info.resumedFrom !== undefined)
+            output.info(`Continuing after ${info.resumedFrom} (where the previous run stopped).`);
           if (!input.dryRun) progress.update(`Backfilling: ${formatRate(0, info.total, Date.now(), "rows")}`);
         },
-        onProgress: (p) => progress.update(`Backfilling: ${formatRate(p.updated, p.total, p.startedAt, "rows")} (batch ${p.batches})`),
+        onProgress: (p) =>
+          progress.update(`Backfilling: ${formatRate(p.updated, p.total, p.startedAt, "rows")} (batch ${p.batches})`),
       },
     );
     progress.done();

@@ -44,7 +44,8 @@ async function migrateAction(options: { json?: boolean }, context: Context): Pro
   progress.done();
   if (options.json) return output.printJson(result);
   if (result.applied.length === 0) output.success(`${result.database} is already up to date.`);
-  else output.success(`Applied ${result.applied.length} migration(s) to ${result.database}: ${result.applied.join(", ")}`);
+  else
+    output.success(`Applied ${result.applied.length} migration(s) to ${result.database}: ${result.applied.join(", ")}`);
 }
 
 async function statusAction(options: { json?: boolean }, context: Context): Promise<void> {
@@ -62,6 +63,9 @@ async function statusAction(options: { json?: boolean }, context: Context): Prom
   }
   if (!status.upToDate) {
     const { UserError, ExitCode } = await import("../errors.ts");
-    throw new UserError(`${status.database} is not up to date (${status.pending.length} pending).`, { exitCode: ExitCode.database, hint: "Run `genstore db migrate`." });
+    throw new UserError(`${status.database} is not up to date (${status.pending.length} pending).`, {
+      exitCode: ExitCode.database,
+      hint: "Run `genstore db migrate`.",
+    });
   }
 }

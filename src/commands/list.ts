@@ -16,7 +16,10 @@ export async function runList(filters: ListFilters, deps: { db: Database }): Pro
   const { UserError } = await import("../errors.ts");
   if (filters.after !== undefined) {
     const exists = await deps.db.prisma.generation.findUnique({ where: { id: filters.after }, select: { id: true } });
-    if (!exists) throw new UserError(`Unknown cursor: no generation has id ${filters.after}.`, { hint: "Pass the id of the last row of the previous page." });
+    if (!exists)
+      throw new UserError(`Unknown cursor: no generation has id ${filters.after}.`, {
+        hint: "Pass the id of the last row of the previous page.",
+      });
   }
   const { sql, params } = buildListQuery(filters);
   const ids = (await deps.db.query<{ id: string }>(sql, ...params)).map((r) => r.id);
@@ -32,7 +35,10 @@ export function registerList(program: Command, signal: AbortSignal): void {
     .command("list")
     .description("List generations, newest first")
     .option("-u, --user <userId>", "only this user's generations")
-    .option("-c, --context <context>", "generated | edited | upscaled | videos (operationType column, else prompt prefix)")
+    .option(
+      "-c, --context <context>",
+      "generated | edited | upscaled | videos (operationType column, else prompt prefix)",
+    )
     .option("-s, --status <status...>", "starting | processing | succeeded | failed | canceled | aborted")
     .option("--since <date>", "created at or after: ISO date/time, or a duration back from now (24h, 7d)")
     .option("--until <date>", "created before: ISO date/time, or a duration back from now")
@@ -60,8 +66,14 @@ async function listAction(options: Record<string, unknown>, context: Context): P
       user: z.string().min(1).optional(),
       context: z.enum(STORAGE_CONTEXTS, { message: `must be one of ${STORAGE_CONTEXTS.join(", ")}` }).optional(),
       status: z.array(z.enum(STATUSES, { message: `must be one of ${STATUSES.join(", ")}` })).optional(),
-      since: z.string().optional().refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
-      until: z.string().optional().refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
+      since: z
+        .string()
+        .optional()
+        .refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
+      until: z
+        .string()
+        .optional()
+        .refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
       limit: z.coerce.number().int().min(1, "must be between 1 and 1000").max(1000, "must be between 1 and 1000"),
       after: z.string().min(1).optional(),
       json: z.boolean().optional(),
@@ -70,7 +82,15 @@ async function listAction(options: Record<string, unknown>, context: Context): P
   const output = await context.output({ json: input.json });
   const db = await context.database();
   const result = await runList(
-    { userId: input.user, context: input.context, statuses: input.status, since: date(input.since), until: date(input.until), after: input.after, limit: input.limit },
+    {
+      userId: input.user,
+      context: input.context,
+      statuses: input.status,
+      since: date(input.since),
+      until: date(input.until),
+      after: input.after,
+      limit: input.limit,
+    },
     { db },
   );
   if (input.json) {

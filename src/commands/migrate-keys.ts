@@ -11,7 +11,10 @@ export function registerMigrateKeys(program: Command, signal: AbortSignal): void
     .description("Move legacy storage keys into the context folders and update storageKeys (resumable, crash-safe)")
     .option("--dry-run", "print the plan (old → new, counts per context, orphans, unknown keys); change nothing")
     .option("--prefix <prefix>", "only keys under this prefix (e.g. generations/ or user_123/)")
-    .option("--orphans-to <context>", "move objects no row references into this context (generated | edited | upscaled | videos)")
+    .option(
+      "--orphans-to <context>",
+      "move objects no row references into this context (generated | edited | upscaled | videos)",
+    )
     .option("--concurrency <n>", "objects moved at once", "16")
     .option("--keep-source", "copy and update rows, but leave the legacy objects in place")
     .option("--json", "print one JSON document with the result (and every decision, with --dry-run) and nothing else")
@@ -46,7 +49,11 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       dryRun: z.boolean().optional(),
       prefix: z.string().min(1).optional(),
       orphansTo: z.enum(STORAGE_CONTEXTS).optional(),
-      concurrency: z.coerce.number().int("must be a whole number").min(1, "must be at least 1").max(1024, "must be at most 1024"),
+      concurrency: z.coerce
+        .number()
+        .int("must be a whole number")
+        .min(1, "must be at least 1")
+        .max(1024, "must be at most 1024"),
       keepSource: z.boolean().optional(),
       json: z.boolean().optional(),
     }),
@@ -67,17 +74,27 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
         databaseConfig: config.database,
         signal: context.signal,
         onEvent: (event) => {
-          if (input.json && input.dryRun && event.type === "plan") process.stdout.write(`${planned++ === 0 ? "" : ","}\n    ${JSON.stringify({ ...event.plan, ...(event.journalStep ? { journalStep: event.journalStep } : {}) })}`);
-          else if (input.dryRun || event.type === "failed" || event.plan.action !== "move") output.print(job.migrateKeysEventLine(event) ?? "");
+          if (input.json && input.dryRun && event.type === "plan")
+            process.stdout.write(
+              `${planned++ === 0 ? "" : ","}\n    ${JSON.stringify({ ...event.plan, ...(event.journalStep ? { journalStep: event.journalStep } : {}) })}`,
+            );
+          else if (input.dryRun || event.type === "failed" || event.plan.action !== "move")
+            output.print(job.migrateKeysEventLine(event) ?? "");
         },
-        onProgress: (p) => progress.update(`${input.dryRun ? "Planning" : "Moving"}: ${formatRate(p.examined, p.total, p.startedAt, "objects")}, ${p.moved.toLocaleString("en-US")} moved`),
+        onProgress: (p) =>
+          progress.update(
+            `${input.dryRun ? "Planning" : "Moving"}: ${formatRate(p.examined, p.total, p.startedAt, "objects")}, ${p.moved.toLocaleString("en-US")} moved`,
+          ),
       },
     );
     progress.done();
     if (input.json && input.dryRun) process.stdout.write(`\n  ],\n${JSON.stringify(result, null, 2).slice(2)}\n`);
     else if (input.json) output.printJson(result);
     else output.print(job.migrateKeysSummaryLine(result));
-    if (result.failed > 0) throw new PartialFailure(`${result.failed.toLocaleString("en-US")} object${result.failed === 1 ? "" : "s"} could not be moved (listed above); nothing of them was lost.`);
+    if (result.failed > 0)
+      throw new PartialFailure(
+        `${result.failed.toLocaleString("en-US")} object${result.failed === 1 ? "" : "s"} could not be moved (listed above); nothing of them was lost.`,
+      );
   } catch (error) {
     progress.fail();
     throw error;

@@ -7,10 +7,15 @@ import { withContext } from "../app.ts";
 export function registerRecover(program: Command, signal: AbortSignal): void {
   program
     .command("recover")
-    .description("Fetch predictions from Replicate, store their outputs in their context folders, create or repair their rows")
+    .description(
+      "Fetch predictions from Replicate, store their outputs in their context folders, create or repair their rows",
+    )
     .argument("[predictionId...]", "Replicate prediction ids (lowercase letters and digits)")
     .option("--pending", "poll every row still starting/processing and reconcile it (the polling fallback)")
-    .option("--since <date>", "recover what Replicate created since then that the database lacks: ISO date/time, or 24h, 7d")
+    .option(
+      "--since <date>",
+      "recover what Replicate created since then that the database lacks: ISO date/time, or 24h, 7d",
+    )
     .option("--watch", "keep polling predictions that are still running until all are final (Ctrl-C stops)")
     .option("--interval <duration>", "time between --watch polls: 5s, 500ms, 1m", "5s")
     .option("--dry-run", "fetch and show what would be done; write nothing")
@@ -33,17 +38,29 @@ orphan without owner), 8 unsafe id or --user refused, 130 interrupted.`,
 }
 
 async function recoverAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const [{ parseDateInput }, { parseIntervalMs }] = await Promise.all([import("../core/dates.ts"), import("../core/recover-plan.ts")]);
+  const [{ parseDateInput }, { parseIntervalMs }] = await Promise.all([
+    import("../core/dates.ts"),
+    import("../core/recover-plan.ts"),
+  ]);
   const parsed = await context.parse(options, (z) =>
     z.object({
       args: z.array(z.union([z.string(), z.array(z.string())])).optional(),
       pending: z.boolean().optional(),
-      since: z.string().optional().refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
+      since: z
+        .string()
+        .optional()
+        .refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
       watch: z.boolean().optional(),
-      interval: z.string().refine((v) => parseIntervalMs(v) !== undefined, "must be a duration such as 5s, 500ms or 1m"),
+      interval: z
+        .string()
+        .refine((v) => parseIntervalMs(v) !== undefined, "must be a duration such as 5s, 500ms or 1m"),
       dryRun: z.boolean().optional(),
       user: z.string().optional(),
-      concurrency: z.coerce.number().int("must be a whole number").min(1, "must be between 1 and 32").max(32, "must be between 1 and 32"),
+      concurrency: z.coerce
+        .number()
+        .int("must be a whole number")
+        .min(1, "must be between 1 and 32")
+        .max(32, "must be between 1 and 32"),
       json: z.boolean().optional(),
     }),
   );
@@ -61,7 +78,11 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
   checkRecoverInput(input);
   const output = await context.output({ json: parsed.json });
   const config = await context.config();
-  const [{ replicateClientFromConfig }, { ingestPrediction }, render] = await Promise.all([import("../replicate/client.ts"), import("../pipeline/ingest.ts"), import("../recover/render.ts")]);
+  const [{ replicateClientFromConfig }, { ingestPrediction }, render] = await Promise.all([
+    import("../replicate/client.ts"),
+    import("../pipeline/ingest.ts"),
+    import("../recover/render.ts"),
+  ]);
   const replicate = replicateClientFromConfig(config, { onRetry: render.reportRetry(output) });
   const [db, storage] = [await context.database(), await context.storage()];
   context.throwIfInterrupted();

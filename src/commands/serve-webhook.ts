@@ -15,8 +15,14 @@ export function registerServeWebhook(program: Command, signal: AbortSignal): voi
     .option("--concurrency <n>", "deliveries ingested at the same time", "4")
     .option("-u, --user <userId>", "userId for a prediction that has no row and names no user (query string, input)")
     .option("--insecure-no-verify", "accept unsigned deliveries (local experiments only: anyone can post)")
-    .addOption(new Option("--lease <seconds>", "how long a claimed delivery stays locked without renewal").default("60").hideHelp())
-    .addOption(new Option("--poll <ms>", "how often the database is checked for work left by others").default("1000").hideHelp())
+    .addOption(
+      new Option("--lease <seconds>", "how long a claimed delivery stays locked without renewal")
+        .default("60")
+        .hideHelp(),
+    )
+    .addOption(
+      new Option("--poll <ms>", "how often the database is checked for work left by others").default("1000").hideHelp(),
+    )
     .addHelpText(
       "after",
       `
@@ -37,7 +43,11 @@ Examples:
 async function serveWebhookAction(options: Record<string, unknown>, context: Context): Promise<void> {
   const input = await context.parse(options, (z) =>
     z.object({
-      port: z.coerce.number().int().min(0, "must be a port number (0-65535)").max(65535, "must be a port number (0-65535)"),
+      port: z.coerce
+        .number()
+        .int()
+        .min(0, "must be a port number (0-65535)")
+        .max(65535, "must be a port number (0-65535)"),
       host: z.string().min(1),
       concurrency: z.coerce.number().int().min(1, "must be between 1 and 64").max(64, "must be between 1 and 64"),
       user: z.string().min(1).optional(),
@@ -58,12 +68,18 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
   if (input.user !== undefined) {
     const { unsafeSegmentReason } = await import("../core/ids.ts");
     const reason = unsafeSegmentReason(input.user);
-    if (reason) throw new UserError(`Refusing --user ${JSON.stringify(input.user)}: it ${reason}.`, { exitCode: ExitCode.refused });
+    if (reason)
+      throw new UserError(`Refusing --user ${JSON.stringify(input.user)}: it ${reason}.`, {
+        exitCode: ExitCode.refused,
+      });
   }
   const secret = input.insecureNoVerify ? undefined : config.webhookSecret;
-  if (secret) (await import("../webhook/verify.ts")).signWebhook({ id: "check", timestamp: 0, body: "", secret }); // a bad secret fails here, not per request
+  if (secret)
+    (await import("../webhook/verify.ts")).signWebhook({ id: "check", timestamp: 0, body: "", secret }); // a bad secret fails here, not per request
   else {
-    output.warn("--insecure-no-verify: webhook signatures are NOT checked. Anyone who can reach this port can make genstore download files and write rows.");
+    output.warn(
+      "--insecure-no-verify: webhook signatures are NOT checked. Anyone who can reach this port can make genstore download files and write rows.",
+    );
     output.warn("Use it only on a local machine for experiments; set REPLICATE_WEBHOOK_SECRET for anything else.");
   }
 
@@ -89,9 +105,13 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       },
       onListening: ({ url, webhookUrl }) => {
         output.print(webhookUrl);
-        output.success(`Ready. Receiving Replicate webhooks at ${webhookUrl} (health: ${url}/healthz; ${db.describe}; storage ${storage.provider} ${storage.bucket}). Ctrl-C to stop.`);
+        output.success(
+          `Ready. Receiving Replicate webhooks at ${webhookUrl} (health: ${url}/healthz; ${db.describe}; storage ${storage.provider} ${storage.bucket}). Ctrl-C to stop.`,
+        );
       },
     },
   );
-  output.info(`Stopped.${result.pending > 0 ? ` ${result.pending} deliveries still queued: the next receiver on this database takes them.` : ""}`);
+  output.info(
+    `Stopped.${result.pending > 0 ? ` ${result.pending} deliveries still queued: the next receiver on this database takes them.` : ""}`,
+  );
 }

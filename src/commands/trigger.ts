@@ -11,8 +11,15 @@ export function registerTrigger(program: Command, signal: AbortSignal): void {
     .description("Send a signed sample prediction webhook to a receiver and print its answer")
     .option("--url <url>", "the receiver's webhook URL", "http://127.0.0.1:3000/api/webhooks/replicate")
     .option("-s, --status <status>", "starting | processing | succeeded | failed | canceled | aborted", "succeeded")
-    .option("--prompt <prompt>", "input.prompt (its prefix picks the folder: [EDITED], [UPSCALED], [VIDEO])", "a red fox in snow (sent by genstore trigger)")
-    .option("-o, --output <url...>", "output URLs (default: one made-up replicate.delivery URL, which the receiver records as expired)")
+    .option(
+      "--prompt <prompt>",
+      "input.prompt (its prefix picks the folder: [EDITED], [UPSCALED], [VIDEO])",
+      "a red fox in snow (sent by genstore trigger)",
+    )
+    .option(
+      "-o, --output <url...>",
+      "output URLs (default: one made-up replicate.delivery URL, which the receiver records as expired)",
+    )
     .option("-u, --user <userId>", "added to the URL as ?userId= (places a prediction that has no row)")
     .option("--id <predictionId>", "the prediction id (default: a random one)")
     .option("--secret <whsec>", "signing secret (default: REPLICATE_WEBHOOK_SECRET)")
@@ -41,8 +48,14 @@ async function triggerAction(options: Record<string, unknown>, context: Context)
       prompt: z.string(),
       output: z.array(z.url({ message: "must be a URL" })).optional(),
       user: z.string().min(1).optional(),
-      id: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, "must be letters, digits, _ or -").optional(),
-      secret: z.string().regex(/^whsec_[A-Za-z0-9+/=]+$/, "must look like whsec_<base64>").optional(),
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,100}$/, "must be letters, digits, _ or -")
+        .optional(),
+      secret: z
+        .string()
+        .regex(/^whsec_[A-Za-z0-9+/=]+$/, "must look like whsec_<base64>")
+        .optional(),
       json: z.boolean().optional(),
     }),
   );
@@ -50,14 +63,28 @@ async function triggerAction(options: Record<string, unknown>, context: Context)
   const { ConfigError, UserError, ExitCode } = await import("../errors.ts");
   const secret = input.secret ?? (await context.config()).webhookSecret;
   if (!secret) {
-    throw new ConfigError("Missing configuration: REPLICATE_WEBHOOK_SECRET (trigger signs the sample with it).", "Set it, or pass --secret whsec_…; it must be the receiver's secret.");
+    throw new ConfigError(
+      "Missing configuration: REPLICATE_WEBHOOK_SECRET (trigger signs the sample with it).",
+      "Set it, or pass --secret whsec_…; it must be the receiver's secret.",
+    );
   }
   const { buildSamplePrediction, sendTrigger } = await import("../webhook/trigger.ts");
-  const prediction = buildSamplePrediction({ status: input.status, prompt: input.prompt, outputs: input.output, id: input.id });
+  const prediction = buildSamplePrediction({
+    status: input.status,
+    prompt: input.prompt,
+    outputs: input.output,
+    id: input.id,
+  });
   output.info(`→ POST ${input.url}: prediction ${prediction.id as string} (${input.status}), signed`);
   let result;
   try {
-    result = await sendTrigger({ url: input.url, secret, prediction, user: input.user, signal: AbortSignal.any([context.signal, AbortSignal.timeout(30_000)]) });
+    result = await sendTrigger({
+      url: input.url,
+      secret,
+      prediction,
+      user: input.user,
+      signal: AbortSignal.any([context.signal, AbortSignal.timeout(30_000)]),
+    });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const reason = cause?.code ?? cause?.message ?? (error as Error).message;
@@ -73,8 +100,14 @@ async function triggerAction(options: Record<string, unknown>, context: Context)
   }
   if (result.status >= 200 && result.status < 300) return;
   const refused = result.status >= 400 && result.status < 500;
-  throw new UserError(`The receiver answered ${result.status} ${result.statusText}${refused ? ": it refused the delivery" : ""}.`, {
-    exitCode: refused ? ExitCode.refused : ExitCode.replicate,
-    hint: result.status === 401 ? "Its REPLICATE_WEBHOOK_SECRET differs from the one trigger signed with (or the clocks differ by over 5 minutes)." : undefined,
-  });
+  throw new UserError(
+    `The receiver answered ${result.status} ${result.statusText}${refused ? ": it refused the delivery" : ""}.`,
+    {
+      exitCode: refused ? ExitCode.refused : ExitCode.replicate,
+      hint:
+        result.status === 401
+          ? "Its REPLICATE_WEBHOOK_SECRET differs from the one trigger signed with (or the clocks differ by over 5 minutes)."
+          : undefined,
+    },
+  );
 }

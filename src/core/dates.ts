@@ -9,7 +9,11 @@ export function parseDateInput(text: string, now: Date = new Date()): Date | und
   if (relative) return new Date(now.getTime() - Number(relative[1]) * UNITS[relative[2]!]!);
   if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed)) return undefined;
   // A bare date or a time without a zone is taken as UTC, so results do not depend on the machine.
-  const iso = /^\d{4}-\d{2}-\d{2}$/.test(trimmed) ? `${trimmed}T00:00:00Z` : /Z|[+-]\d{2}:?\d{2}$/.test(trimmed) ? trimmed : `${trimmed}Z`;
+  const iso = /^\d{4}-\d{2}-\d{2}$/.test(trimmed)
+    ? `${trimmed}T00:00:00Z`
+    : /Z|[+-]\d{2}:?\d{2}$/.test(trimmed)
+      ? trimmed
+      : `${trimmed}Z`;
   const date = new Date(iso.replace(" ", "T"));
   return Number.isNaN(date.getTime()) ? undefined : date;
 }

@@ -93,7 +93,10 @@ export function mergeGeneration(current: GenerationState | null, delivery: Deliv
     prompt: current?.prompt ?? delivery.prompt,
     status,
     replicateId: delivery.replicateId,
-    imageUrls: status === "succeeded" && delivery.predictionStatus === "succeeded" && delivery.outputUrls.length > 0 ? delivery.outputUrls : (current?.imageUrls ?? []),
+    imageUrls:
+      status === "succeeded" && delivery.predictionStatus === "succeeded" && delivery.outputUrls.length > 0
+        ? delivery.outputUrls
+        : (current?.imageUrls ?? []),
     storageProvider: delivery.stored.length > 0 ? delivery.storage.provider : (current?.storageProvider ?? null),
     storageBucket: delivery.stored.length > 0 ? delivery.storage.bucket : (current?.storageBucket ?? null),
     storageKeys: keys,
@@ -106,11 +109,13 @@ export function mergeGeneration(current: GenerationState | null, delivery: Deliv
       ...(typeof metadata["detectedBy"] === "string" ? {} : { detectedBy: delivery.detection.detectedBy }),
       ...problems,
     },
-    completedAt: current?.completedAt ?? (isFinal(status) && (current === null || transition.apply) ? delivery.completedAt : null),
+    completedAt:
+      current?.completedAt ?? (isFinal(status) && (current === null || transition.apply) ? delivery.completedAt : null),
     error: errorFor(current, status, transition.apply, delivery, problems),
   };
   for (const key of Object.keys(next.metadata as object)) {
-    if ((next.metadata as Record<string, unknown>)[key] === undefined) delete (next.metadata as Record<string, unknown>)[key];
+    if ((next.metadata as Record<string, unknown>)[key] === undefined)
+      delete (next.metadata as Record<string, unknown>)[key];
   }
   if (current === null) return next;
   const write: GenerationWrite = {};
@@ -149,14 +154,25 @@ function mergeProblems(metadata: Record<string, unknown>, delivery: Delivery): P
   const all = [...byIndex.values()].sort((a, b) => a.index - b.index);
   const expired = all.filter((p) => p.problem === "expired");
   const failed = all.filter((p) => p.problem !== "expired");
-  return { expiredOutputs: expired.length > 0 ? expired : undefined, failedOutputs: failed.length > 0 ? failed : undefined };
+  return {
+    expiredOutputs: expired.length > 0 ? expired : undefined,
+    failedOutputs: failed.length > 0 ? failed : undefined,
+  };
 }
 
 function listOf(value: unknown): OutputProblem[] {
-  return Array.isArray(value) ? value.filter((p): p is OutputProblem => typeof (p as OutputProblem)?.index === "number") : [];
+  return Array.isArray(value)
+    ? value.filter((p): p is OutputProblem => typeof (p as OutputProblem)?.index === "number")
+    : [];
 }
 
-function errorFor(current: GenerationState | null, status: Status, applied: boolean, delivery: Delivery, problems: ProblemLists): string | null {
+function errorFor(
+  current: GenerationState | null,
+  status: Status,
+  applied: boolean,
+  delivery: Delivery,
+  problems: ProblemLists,
+): string | null {
   if (FAILED.includes(status)) {
     return current !== null && !applied ? current.error : (delivery.predictionError ?? `prediction ${status}`);
   }
@@ -172,23 +188,30 @@ export function summarizeProblems(problems: readonly OutputProblem[]): string {
   const other = problems.filter((p) => p.problem !== "expired");
   const parts: string[] = [];
   if (expired.length > 0) {
-    parts.push(`output${expired.length > 1 ? "s" : ""} ${expired.join(", ")} expired before ${expired.length > 1 ? "they were" : "it was"} stored (the file is gone)`);
+    parts.push(
+      `output${expired.length > 1 ? "s" : ""} ${expired.join(", ")} expired before ${expired.length > 1 ? "they were" : "it was"} stored (the file is gone)`,
+    );
   }
   for (const p of other) parts.push(`output ${p.index} not stored: ${p.message}`);
   return parts.join("; ");
 }
 
 function asObject(value: unknown): Record<string, unknown> {
-  return value !== null && typeof value === "object" && !Array.isArray(value) ? { ...(value as Record<string, unknown>) } : {};
+  return value !== null && typeof value === "object" && !Array.isArray(value)
+    ? { ...(value as Record<string, unknown>) }
+    : {};
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
-  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  if (a instanceof Date || b instanceof Date)
+    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
   return stableJson(a) === stableJson(b);
 }
 
 function stableJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as object).sort(([a], [b]) => a.localeCompare(b))) : v,
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
   );
 }

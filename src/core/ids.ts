@@ -1,6 +1,7 @@
 // userId and record ids become path segments of storage keys, so anything that could
 // escape its folder or confuse a listing is refused before a key is ever built.
 
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const MAX_SEGMENT = 200;
 

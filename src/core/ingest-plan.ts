@@ -83,7 +83,11 @@ export function planIngest(input: PlanIngestInput): PlanResult {
   let userIdSource: UserIdDecisionSource;
   if (row) {
     const reason = unsafeSegmentReason(row.userId);
-    if (reason !== undefined) return { ok: false, reason: `row ${row.id} has userId ${JSON.stringify(row.userId)} that ${reason}; refusing to store under it` };
+    if (reason !== undefined)
+      return {
+        ok: false,
+        reason: `row ${row.id} has userId ${JSON.stringify(row.userId)} that ${reason}; refusing to store under it`,
+      };
     userId = row.userId;
     userIdSource = "existing-row";
     for (const hint of hints) {
@@ -101,13 +105,19 @@ export function planIngest(input: PlanIngestInput): PlanResult {
       userIdSource = chosen.source;
     } else if (input.fallbackUserId !== undefined && input.fallbackUserId !== null) {
       const reason = unsafeSegmentReason(input.fallbackUserId);
-      if (reason !== undefined) return { ok: false, reason: `--user ${JSON.stringify(input.fallbackUserId)} ${reason}` };
+      if (reason !== undefined)
+        return { ok: false, reason: `--user ${JSON.stringify(input.fallbackUserId)} ${reason}` };
       userId = input.fallbackUserId;
       userIdSource = "cli-flag";
     } else {
-      const refused = hints.filter((h) => !h.accepted).map((h) => `${h.source} ${h.field} ${h.accepted ? "" : h.reason}`);
+      const refused = hints
+        .filter((h) => !h.accepted)
+        .map((h) => `${h.source} ${h.field} ${h.accepted ? "" : h.reason}`);
       const why = refused.length > 0 ? ` (refused: ${refused.join("; ")})` : "";
-      return { ok: false, reason: `prediction ${prediction.id} has no row and no usable userId${why}: pass --user or register the webhook with ?userId=` };
+      return {
+        ok: false,
+        reason: `prediction ${prediction.id} has no row and no usable userId${why}: pass --user or register the webhook with ?userId=`,
+      };
     }
   }
 
@@ -136,7 +146,8 @@ export function planIngest(input: PlanIngestInput): PlanResult {
       // other half of the pair still has to be stored.
       if (outputStored) alreadyStored.push({ index, key, kind: "output" });
       if (thumb !== null && thumbnailKey === null) alreadyStored.push({ index, key: thumb, kind: "thumbnail" });
-      if (!outputStored || thumbnailKey !== null) toStore.push({ index, url, ext, contentType: contentTypeFor(url) ?? null, key, outputStored, thumbnailKey });
+      if (!outputStored || thumbnailKey !== null)
+        toStore.push({ index, url, ext, contentType: contentTypeFor(url) ?? null, key, outputStored, thumbnailKey });
     });
     if (urls.length === 0) warnings.push(`prediction ${prediction.id} succeeded without output URLs`);
     if (toStore.length > 0 && prediction.data_removed === true) {
@@ -144,7 +155,11 @@ export function planIngest(input: PlanIngestInput): PlanResult {
     }
   }
 
-  const error = FAILED.includes(status) ? (prediction.status === status ? errorText(prediction.error, status) : `prediction ${status}`) : null;
+  const error = FAILED.includes(status)
+    ? prediction.status === status
+      ? errorText(prediction.error, status)
+      : `prediction ${status}`
+    : null;
 
   return {
     ok: true,

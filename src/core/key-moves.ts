@@ -89,7 +89,11 @@ function errorMessage(error: unknown): string {
  *   `thumbnails/<orphansTo>/<userId>/<file>`, so they never mix with outputs).
  * Unsafe userIds, ids or extensions (which keys.ts refuses by throwing) become "unknown".
  */
-export function planKeyMove(objectKey: string, row: KeyMoveRow | undefined, options: KeyMovePlanOptions = {}): KeyMovePlan {
+export function planKeyMove(
+  objectKey: string,
+  row: KeyMoveRow | undefined,
+  options: KeyMovePlanOptions = {},
+): KeyMovePlan {
   const sourceKey = objectKey;
   if (isContextKey(sourceKey)) return { action: "skip", sourceKey, reason: "already in context layout" };
   const legacy = parseLegacyKey(sourceKey);
@@ -99,25 +103,41 @@ export function planKeyMove(objectKey: string, row: KeyMoveRow | undefined, opti
     const { orphansTo } = options;
     if (orphansTo === undefined) return { action: "orphan", sourceKey, pattern: legacy.pattern };
     const refuse = (reason: string): KeyMovePlan => ({ action: "orphan", sourceKey, pattern: legacy.pattern, reason });
-    if (!(STORAGE_CONTEXTS as readonly string[]).includes(orphansTo)) return refuse(`unknown context ${JSON.stringify(orphansTo)}`);
+    if (!(STORAGE_CONTEXTS as readonly string[]).includes(orphansTo))
+      return refuse(`unknown context ${JSON.stringify(orphansTo)}`);
     if (legacy.userId === undefined) return refuse("the legacy key names no userId");
     const userReason = unsafeSegmentReason(legacy.userId);
     if (userReason !== undefined) return refuse(`userId ${JSON.stringify(legacy.userId)} ${userReason}`);
-    if (!isSafeSegment(legacy.file)) return refuse(`file name ${JSON.stringify(legacy.file)} ${unsafeSegmentReason(legacy.file)}`);
+    if (!isSafeSegment(legacy.file))
+      return refuse(`file name ${JSON.stringify(legacy.file)} ${unsafeSegmentReason(legacy.file)}`);
     const targetKey =
       legacy.kind === "thumbnail"
         ? `${THUMBNAIL_FOLDER}/${orphansTo}/${legacy.userId}/${legacy.file}`
         : `${orphansTo}/${legacy.userId}/${legacy.file}`;
-    return { action: "move", sourceKey, targetKey, context: orphansTo, kind: legacy.kind, generationId: null, index: null };
+    return {
+      action: "move",
+      sourceKey,
+      targetKey,
+      context: orphansTo,
+      kind: legacy.kind,
+      generationId: null,
+      index: null,
+    };
   }
 
   const position = row.storageKeys.findIndex((entry) => storageEntryKey(entry) === sourceKey);
   if (position < 0) {
-    return { action: "unknown", sourceKey, reason: `generation ${JSON.stringify(row.id)} does not list this key in storageKeys` };
+    return {
+      action: "unknown",
+      sourceKey,
+      reason: `generation ${JSON.stringify(row.id)} does not list this key in storageKeys`,
+    };
   }
   const entry = row.storageKeys[position];
   const kind = storageEntryKind(entry);
-  const index = row.storageKeys.slice(0, position).filter((e) => storageEntryKey(e) !== undefined && storageEntryKind(e) === kind).length;
+  const index = row.storageKeys
+    .slice(0, position)
+    .filter((e) => storageEntryKey(e) !== undefined && storageEntryKind(e) === kind).length;
   const ext = extensionOf(sourceKey);
   if (ext === undefined) return { action: "unknown", sourceKey, reason: "has no file extension" };
   const context = resolveOperation(row).storageContext;
@@ -198,11 +218,16 @@ export type KeyMoveAction = "copy" | "verify" | "record" | "delete-source" | "do
  */
 export function nextKeyMoveStep(step: KeyMoveStep, facts: KeyMoveFacts): KeyMoveAction {
   const { sourceExists, targetExists, targetMatches, rowPointsAtTarget, rowPointsAtSource, keepSource } = facts;
-  if (targetExists && !targetMatches) return { conflict: "the target exists with different content; it is not overwritten" };
+  if (targetExists && !targetMatches)
+    return { conflict: "the target exists with different content; it is not overwritten" };
   if (!targetExists) {
     if (sourceExists) return "copy";
     if (step === "done" || step === "recorded") {
-      return { conflict: "both the source and the target are missing" + (rowPointsAtTarget ? "; the row points at a missing object" : "") };
+      return {
+        conflict:
+          "both the source and the target are missing" +
+          (rowPointsAtTarget ? "; the row points at a missing object" : ""),
+      };
     }
     return { conflict: "both the source and the target are missing" };
   }

@@ -24,7 +24,13 @@ export function storageKeyFor(context: StorageContext, userId: string, id: strin
   return `${context}/${userId}/${name}.${ext}`;
 }
 
-export function thumbnailKeyFor(context: StorageContext, userId: string, id: string, index: number, ext = "webp"): string {
+export function thumbnailKeyFor(
+  context: StorageContext,
+  userId: string,
+  id: string,
+  index: number,
+  ext = "webp",
+): string {
   checkParts(userId, id, index, ext);
   return `${THUMBNAIL_FOLDER}/${context}/${userId}/${id}_${index}.${ext}`;
 }
@@ -77,14 +83,19 @@ const LEGACY_THUMBNAIL_FOLDERS = new Set(["thumbnails", "thumbs"]);
 export function parseLegacyKey(key: string): LegacyKey {
   if (isContextKey(key)) return { pattern: "unknown", reason: "already in the context layout" };
   const parts = key.split("/");
-  if (parts.some((p) => p === "" || p === "." || p === "..")) return { pattern: "unknown", reason: "has an empty or dot segment" };
+  if (parts.some((p) => p === "" || p === "." || p === ".."))
+    return { pattern: "unknown", reason: "has an empty or dot segment" };
   const file = parts.at(-1)!;
   const ext = extensionOf(file);
   const [first, second] = parts;
-  if (parts.length === 2 && !isReservedFolder(first!)) return { pattern: "user-flat", kind: "output", userId: first, file, ext };
-  if (parts.length === 3 && first === "generations") return { pattern: "generations-folder", kind: "output", userId: second, file, ext };
-  if (first === "uploads" && parts.length === 2) return { pattern: "uploads-folder", kind: "output", userId: undefined, file, ext };
-  if (first === "uploads" && parts.length === 3) return { pattern: "uploads-folder", kind: "output", userId: second, file, ext };
+  if (parts.length === 2 && !isReservedFolder(first!))
+    return { pattern: "user-flat", kind: "output", userId: first, file, ext };
+  if (parts.length === 3 && first === "generations")
+    return { pattern: "generations-folder", kind: "output", userId: second, file, ext };
+  if (first === "uploads" && parts.length === 2)
+    return { pattern: "uploads-folder", kind: "output", userId: undefined, file, ext };
+  if (first === "uploads" && parts.length === 3)
+    return { pattern: "uploads-folder", kind: "output", userId: second, file, ext };
   if (parts.length === 3 && LEGACY_THUMBNAIL_FOLDERS.has(first!) && !isStorageContext(second)) {
     return { pattern: "legacy-thumbnail", kind: "thumbnail", userId: second, file, ext };
   }

@@ -28,7 +28,9 @@ export function buildListQuery(filters: ListFilters): { sql: string; params: unk
   if (filters.since) where.push(`"createdAt" >= ${param(filters.since.toISOString())}::timestamp`);
   if (filters.until) where.push(`"createdAt" < ${param(filters.until.toISOString())}::timestamp`);
   if (filters.after !== undefined) {
-    where.push(`("createdAt", "id") < (SELECT "createdAt", "id" FROM "Generation" WHERE "id" = ${param(filters.after)})`);
+    where.push(
+      `("createdAt", "id") < (SELECT "createdAt", "id" FROM "Generation" WHERE "id" = ${param(filters.after)})`,
+    );
   }
   const sql = [
     `SELECT "id" FROM "Generation"`,

@@ -70,7 +70,11 @@ function ruleFor(operationType: OperationType): OperationRule {
  */
 export function resolveOperation(row: { operationType?: string | null; prompt?: string | null }): Detection {
   if (isOperationType(row.operationType)) {
-    return { operationType: row.operationType, storageContext: contextForOperation(row.operationType), detectedBy: "operationType-column" };
+    return {
+      operationType: row.operationType,
+      storageContext: contextForOperation(row.operationType),
+      detectedBy: "operationType-column",
+    };
   }
   const rule = detectOperation(row.prompt);
   return { operationType: rule.operationType, storageContext: rule.storageContext, detectedBy: "prompt-prefix" };

@@ -50,7 +50,10 @@ export function checkOutputUrl(url: string, allowedHosts: string[]): OutputUrlCh
     return { ok: false, reason: `output URL ${JSON.stringify(url)} is not a valid URL` };
   }
   if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
-    return { ok: false, reason: `output URL uses ${parsed.protocol} — only https (or http for an explicit host:port entry) is allowed` };
+    return {
+      ok: false,
+      reason: `output URL uses ${parsed.protocol} — only https (or http for an explicit host:port entry) is allowed`,
+    };
   }
   if (parsed.username !== "" || parsed.password !== "") {
     return { ok: false, reason: "output URL contains credentials (user:password@), which is refused" };
@@ -64,9 +67,16 @@ export function checkOutputUrl(url: string, allowedHosts: string[]): OutputUrlCh
   if (matched) return { ok: true, url: parsed, matchedEntry: matched.raw };
   const sameHost = entries.some((e) => e.port === null && (hostname === e.host || hostname.endsWith(`.${e.host}`)));
   if (sameHost && parsed.protocol !== "https:") {
-    return { ok: false, reason: `output URL uses http for ${hostname}: only https is allowed (list "host:port" to allow http)` };
+    return {
+      ok: false,
+      reason: `output URL uses http for ${hostname}: only https is allowed (list "host:port" to allow http)`,
+    };
   }
-  if (sameHost) return { ok: false, reason: `output URL uses port ${effectivePort(parsed)} on ${hostname}: only 443 is allowed (list "host:port" to allow another)` };
+  if (sameHost)
+    return {
+      ok: false,
+      reason: `output URL uses port ${effectivePort(parsed)} on ${hostname}: only 443 is allowed (list "host:port" to allow another)`,
+    };
   const listed = entries.map((e) => e.raw).join(", ") || "(none)";
   return { ok: false, reason: `output host ${parsed.host} is not in the allowed output hosts: ${listed}` };
 }
@@ -82,7 +92,10 @@ function parseIPv4(ip: string): number[] | undefined {
 
 /** Eight 16-bit groups, or undefined. Accepts "::", an embedded IPv4 tail and a %zone. */
 function parseIPv6(input: string): number[] | undefined {
-  let ip = input.replace(/^\[|\]$/g, "").replace(/%.*$/, "").toLowerCase();
+  let ip = input
+    .replace(/^\[|\]$/g, "")
+    .replace(/%.*$/, "")
+    .toLowerCase();
   let tail: number[] = [];
   const lastColon = ip.lastIndexOf(":");
   if (ip.includes(".")) {
@@ -151,7 +164,8 @@ export function isPrivateAddress(ip: string): boolean {
     if (g5 === 0 && g6 === 0 && (g7 === 0 || g7 === 1)) return true; // :: and ::1
     return isPrivateV4(v4FromGroups(g6, g7)); // IPv4-mapped / IPv4-compatible
   }
-  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) return isPrivateV4(v4FromGroups(g6, g7)); // NAT64
+  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0)
+    return isPrivateV4(v4FromGroups(g6, g7)); // NAT64
   if (g0 === 0x2002) return isPrivateV4(v4FromGroups(g1, g2)); // 6to4
   if ((g0 & 0xffc0) === 0xfe80) return true; // link-local fe80::/10
   if ((g0 & 0xffc0) === 0xfec0) return true; // site-local (deprecated) fec0::/10
@@ -170,7 +184,12 @@ export type AddressCheck = { ok: true } | { ok: false; reason: string };
 export function addressAllowed(ip: string, hostEntryMatched: string, allowedHosts: string[]): AddressCheck {
   if (!isPrivateAddress(ip)) return { ok: true };
   const matched = parseAllowEntry(hostEntryMatched);
-  const listed = allowedHosts.map(parseAllowEntry).some((e) => e !== undefined && matched !== undefined && e.raw === matched.raw);
+  const listed = allowedHosts
+    .map(parseAllowEntry)
+    .some((e) => e !== undefined && matched !== undefined && e.raw === matched.raw);
   if (matched && matched.port !== null && listed) return { ok: true };
-  return { ok: false, reason: `output host resolves to private address ${ip}, which is refused (only an explicit "host:port" allow-list entry may reach one)` };
+  return {
+    ok: false,
+    reason: `output host resolves to private address ${ip}, which is refused (only an explicit "host:port" allow-list entry may reach one)`,
+  };
 }

@@ -113,7 +113,13 @@ export function userIdHints(prediction: Pick<Prediction, "input">, query: Query)
   const hints: UserIdHint[] = [];
   const fromQuery = queryValue(query, "userId");
   if (fromQuery && "repeated" in fromQuery) {
-    hints.push({ accepted: false, source: "webhook-query", field: "userId", value: fromQuery.repeated, reason: "is given more than once with different values" });
+    hints.push({
+      accepted: false,
+      source: "webhook-query",
+      field: "userId",
+      value: fromQuery.repeated,
+      reason: "is given more than once with different values",
+    });
   } else if (fromQuery) {
     hints.push(hint("webhook-query", "userId", fromQuery.value));
   }
@@ -124,13 +130,17 @@ export function userIdHints(prediction: Pick<Prediction, "input">, query: Query)
   return hints;
 }
 
-export type GenerationIdHint = { accepted: true; generationId: string } | { accepted: false; value: unknown; reason: string };
+export type GenerationIdHint =
+  { accepted: true; generationId: string } | { accepted: false; value: unknown; reason: string };
 
 /** The query string's `generationId`, checked like a userId; undefined when absent. */
 export function generationIdHint(query: Query): GenerationIdHint | undefined {
   const found = queryValue(query, "generationId");
   if (!found) return undefined;
-  if ("repeated" in found) return { accepted: false, value: found.repeated, reason: "is given more than once with different values" };
+  if ("repeated" in found)
+    return { accepted: false, value: found.repeated, reason: "is given more than once with different values" };
   const reason = unsafeSegmentReason(found.value);
-  return reason === undefined ? { accepted: true, generationId: found.value } : { accepted: false, value: found.value, reason };
+  return reason === undefined
+    ? { accepted: true, generationId: found.value }
+    : { accepted: false, value: found.value, reason };
 }

@@ -12,7 +12,8 @@ export function predictionIdProblem(id: string): string | undefined {
   if (id === "") return "is empty";
   if (id.length > 64) return "is longer than 64 characters";
   if (PREDICTION_ID.test(id)) return undefined;
-  if (/[A-Z]/.test(id) && PREDICTION_ID.test(id.toLowerCase())) return "has capital letters (Replicate ids are lowercase)";
+  if (/[A-Z]/.test(id) && PREDICTION_ID.test(id.toLowerCase()))
+    return "has capital letters (Replicate ids are lowercase)";
   return "may only contain lowercase letters and digits";
 }
 
@@ -31,7 +32,10 @@ export function parseIntervalMs(text: string): number | undefined {
  * or after `since`, and whether paging can stop (a prediction on this page is older). A
  * prediction without created_at is kept: it cannot be placed, and skipping it could lose it.
  */
-export function predictionsSince<P extends Pick<Prediction, "created_at">>(page: P[], since: Date): { keep: P[]; done: boolean } {
+export function predictionsSince<P extends Pick<Prediction, "created_at">>(
+  page: P[],
+  since: Date,
+): { keep: P[]; done: boolean } {
   const keep: P[] = [];
   let done = false;
   for (const prediction of page) {
@@ -43,7 +47,10 @@ export function predictionsSince<P extends Pick<Prediction, "created_at">>(page:
 }
 
 /** Listed predictions split into the ones the database lacks (orphans) and the ones it has. */
-export function splitOrphans<P extends { id: string }>(listed: P[], known: ReadonlySet<string>): { orphans: P[]; present: P[] } {
+export function splitOrphans<P extends { id: string }>(
+  listed: P[],
+  known: ReadonlySet<string>,
+): { orphans: P[]; present: P[] } {
   const orphans: P[] = [];
   const present: P[] = [];
   for (const prediction of listed) (known.has(prediction.id) ? present : orphans).push(prediction);
@@ -63,7 +70,18 @@ export function splitOrphans<P extends { id: string }>(listed: P[], known: Reado
  * - failed: anything else that went wrong with this one prediction;
  * - skipped: not attempted because the run stopped (bad token, unreachable, Ctrl-C).
  */
-export const ITEM_STATES = ["stored", "unchanged", "pending", "planned", "expired", "unknown", "refused", "rate-limited", "failed", "skipped"] as const;
+export const ITEM_STATES = [
+  "stored",
+  "unchanged",
+  "pending",
+  "planned",
+  "expired",
+  "unknown",
+  "refused",
+  "rate-limited",
+  "failed",
+  "skipped",
+] as const;
 export type ItemState = (typeof ITEM_STATES)[number];
 
 const FAILED_STATES: readonly ItemState[] = ["expired", "unknown", "refused", "rate-limited", "failed"];
@@ -81,10 +99,19 @@ export function countStates(items: ReadonlyArray<{ state: ItemState }>): Recover
 }
 
 /** Why the whole run stopped early, if it did. */
-export type StopReason = { kind: "replicate" | "database" | "storage"; message: string; hint?: string } | { kind: "interrupted" };
+export type StopReason =
+  { kind: "replicate" | "database" | "storage"; message: string; hint?: string } | { kind: "interrupted" };
 
 /** The exit codes of recover (documented in --help and the README). */
-export const RECOVER_EXIT = { ok: 0, replicate: 6, partial: 7, refused: 8, interrupted: 130, database: 4, storage: 5 } as const;
+export const RECOVER_EXIT = {
+  ok: 0,
+  replicate: 6,
+  partial: 7,
+  refused: 8,
+  interrupted: 130,
+  database: 4,
+  storage: 5,
+} as const;
 
 /**
  * 130 when interrupted; the stopping error's code when Replicate (6), the database (4) or
@@ -114,7 +141,10 @@ const LABELS: Record<ItemState, string> = {
 };
 
 /** "4 predictions: 2 stored, 1 already stored, 1 unknown." (states with items only, in ITEM_STATES order) */
-export function recoverSummaryLine(items: ReadonlyArray<{ state: ItemState }>, options: { dryRun?: boolean } = {}): string {
+export function recoverSummaryLine(
+  items: ReadonlyArray<{ state: ItemState }>,
+  options: { dryRun?: boolean } = {},
+): string {
   const counts = countStates(items);
   const parts = ITEM_STATES.filter((s) => counts[s] > 0).map((s) => `${counts[s]} ${LABELS[s]}`);
   const n = items.length;

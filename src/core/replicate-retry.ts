@@ -42,13 +42,9 @@ export function backoffDelay(attempt: number, policy: RetryPolicy, random: numbe
   return Math.round(exponential / 2 + (exponential / 2) * Math.min(Math.max(random, 0), 1));
 }
 
-export type AttemptOutcome =
-  | { kind: "response"; status: number; retryAfterMs?: number }
-  | { kind: "network" };
+export type AttemptOutcome = { kind: "response"; status: number; retryAfterMs?: number } | { kind: "network" };
 
-export type RetryDecision =
-  | { retry: true; delayMs: number }
-  | { retry: false; reason: "done" | "attempts" | "budget" };
+export type RetryDecision = { retry: true; delayMs: number } | { retry: false; reason: "done" | "attempts" | "budget" };
 
 /**
  * What to do after attempt number `attempt` ended with `outcome`, having already waited
@@ -64,7 +60,9 @@ export function decideRetry(
   if (outcome.kind === "response" && !isRetryableStatus(outcome.status)) return { retry: false, reason: "done" };
   if (state.attempt >= policy.maxAttempts) return { retry: false, reason: "attempts" };
   const delayMs =
-    outcome.kind === "response" && outcome.retryAfterMs !== undefined ? outcome.retryAfterMs : backoffDelay(state.attempt, policy, random);
+    outcome.kind === "response" && outcome.retryAfterMs !== undefined
+      ? outcome.retryAfterMs
+      : backoffDelay(state.attempt, policy, random);
   if (state.waitedMs + delayMs > policy.budgetMs) return { retry: false, reason: "budget" };
   return { retry: true, delayMs };
 }

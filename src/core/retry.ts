@@ -45,7 +45,12 @@ export interface BackoffPolicy {
  * throttled at once do not come back at once. A server's Retry-After is a minimum.
  * `random` returns a number in [0, 1).
  */
-export function retryDelay(retry: number, policy: BackoffPolicy, retryAfterMs?: number, random: () => number = Math.random): number {
+export function retryDelay(
+  retry: number,
+  policy: BackoffPolicy,
+  retryAfterMs?: number,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, retry - 1));
   const jittered = Math.floor(random() * ceiling);
   return Math.max(jittered, retryAfterMs ?? 0);

@@ -36,7 +36,9 @@ export function compareMigrations(local: LocalMigration[], applied: AppliedMigra
     applied: local.filter((m) => finished.has(m.name)).map((m) => m.name),
     pending: local.filter((m) => !finished.has(m.name) && !failed.includes(m.name)).map((m) => m.name),
     failed,
-    edited: local.filter((m) => finished.has(m.name) && finished.get(m.name)!.checksum !== m.checksum).map((m) => m.name),
+    edited: local
+      .filter((m) => finished.has(m.name) && finished.get(m.name)!.checksum !== m.checksum)
+      .map((m) => m.name),
     unknown: [...finished.keys()].filter((name) => !localNames.has(name)),
     upToDate: false,
   };

@@ -14,8 +14,7 @@ export function isFinal(status: string | null | undefined): boolean {
 }
 
 export type Transition =
-  | { apply: true; status: Status }
-  | { apply: false; status: Status; reason: "same" | "stale" | "final-kept" };
+  { apply: true; status: Status } | { apply: false; status: Status; reason: "same" | "stale" | "final-kept" };
 
 /**
  * What the row's status becomes when an update with `incoming` arrives. Deliveries come
@@ -27,5 +26,7 @@ export function nextStatus(current: Status | null | undefined, incoming: Status)
   if (current === incoming) return { apply: false, status: current, reason: "same" };
   if (isFinal(current)) return { apply: false, status: current, reason: "final-kept" };
   if (isFinal(incoming)) return { apply: true, status: incoming };
-  return incoming === "processing" ? { apply: true, status: incoming } : { apply: false, status: current, reason: "stale" };
+  return incoming === "processing"
+    ? { apply: true, status: incoming }
+    : { apply: false, status: current, reason: "stale" };
 }

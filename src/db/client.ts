@@ -52,7 +52,10 @@ async function openEmbedded(dir: string): Promise<Database> {
 }
 
 /** Wraps an open PGlite (a folder, or in memory for tests) as genstore's Database. */
-export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").PGlite, describe: string): Promise<Database> {
+export async function databaseFromPGlite(
+  pglite: import("@electric-sql/pglite").PGlite,
+  describe: string,
+): Promise<Database> {
   const [{ PrismaPGlite }, PrismaClient] = await Promise.all([import("pglite-prisma-adapter"), loadPrisma()]);
   const factory = new PrismaPGlite(pglite) as unknown as SqlMigrationAwareDriverAdapterFactory;
   const prisma = new PrismaClient({ adapter: factory as never });
@@ -73,7 +76,11 @@ export async function databaseFromPGlite(pglite: import("@electric-sql/pglite").
 }
 
 async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }>): Promise<Database> {
-  const [{ default: pg }, { PrismaPg }, PrismaClient] = await Promise.all([import("pg"), import("@prisma/adapter-pg"), loadPrisma()]);
+  const [{ default: pg }, { PrismaPg }, PrismaClient] = await Promise.all([
+    import("pg"),
+    import("@prisma/adapter-pg"),
+    loadPrisma(),
+  ]);
   const schema = config.schema ?? "public";
   const newPool = (max: number) => {
     const pool = new pg.Pool({

@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { compareMigrations, type AppliedMigration, type LocalMigration, type MigrationState } from "../core/schema-migrations.ts";
+import {
+  compareMigrations,
+  type AppliedMigration,
+  type LocalMigration,
+  type MigrationState,
+} from "../core/schema-migrations.ts";
 import { DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { packageRoot } from "../paths.ts";
 import type { Database } from "./client.ts";
@@ -18,7 +23,10 @@ interface MigrationFolder extends LocalMigration {
 
 export async function readLocalMigrations(dir = path.join(prismaFolder(), "migrations")): Promise<MigrationFolder[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const folders = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const folders = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   return Promise.all(
     folders.map(async (name) => {
       const sql = await readFile(path.join(dir, name, "migration.sql"), "utf8");
@@ -33,10 +41,18 @@ export async function readAppliedMigrations(db: Database): Promise<AppliedMigrat
     `"${db.schema}"."_prisma_migrations"`,
   );
   if (!exists?.present) return [];
-  const rows = await db.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(
-    `SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at`,
-  );
-  return rows.map((r) => ({ name: r.migration_name, checksum: r.checksum, finished: r.finished_at !== null, rolledBack: r.rolled_back_at !== null }));
+  const rows = await db.query<{
+    migration_name: string;
+    checksum: string;
+    finished_at: Date | null;
+    rolled_back_at: Date | null;
+  }>(`SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at`);
+  return rows.map((r) => ({
+    name: r.migration_name,
+    checksum: r.checksum,
+    finished: r.finished_at !== null,
+    rolledBack: r.rolled_back_at !== null,
+  }));
 }
 
 export async function migrationState(db: Database): Promise<MigrationState> {
@@ -72,7 +88,11 @@ export async function applyMigrations(db: Database): Promise<string[]> {
     });
     return result.appliedMigrationNames;
   } catch (error) {
-    throw new DatabaseError(`Applying migrations to ${db.describe} failed: ${engineMessage(error)}`, "Fix the cause, then run `genstore db migrate` again.", error);
+    throw new DatabaseError(
+      `Applying migrations to ${db.describe} failed: ${engineMessage(error)}`,
+      "Fix the cause, then run `genstore db migrate` again.",
+      error,
+    );
   } finally {
     engine.free();
     await connection.close().catch(() => {});
@@ -107,10 +127,13 @@ function refuseBrokenHistory(db: Database, state: MigrationState): void {
     );
   }
   if (state.unknown.length > 0) {
-    throw new UserError(`${db.describe} has migrations this genstore does not know (${state.unknown.join(", ")}): it is newer.`, {
-      hint: "Upgrade genstore.",
-      exitCode: ExitCode.database,
-    });
+    throw new UserError(
+      `${db.describe} has migrations this genstore does not know (${state.unknown.join(", ")}): it is newer.`,
+      {
+        hint: "Upgrade genstore.",
+        exitCode: ExitCode.database,
+      },
+    );
   }
 }
 

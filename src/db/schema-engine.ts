@@ -66,7 +66,7 @@ export async function createSchemaEngine(
   const engine = await bindings.SchemaEngine.new(
     { datamodels: [[schemaPath, schemaText]] },
     (message: string) => log(message),
-    adapter as never,
+    adapter,
   );
   return engine as unknown as WasmSchemaEngine;
 }

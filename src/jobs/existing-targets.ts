@@ -25,32 +25,34 @@ export async function findExistingTargets(
   }
   const known = new Map<string, ObjectFingerprint | null>();
   await Promise.all(
-    [...byFolder].map(([folder, keys]) => limit(async () => {
-      keys.sort(compareKeys);
-      const wanted = new Set(keys);
-      const first = keys[0]!;
-      const last = keys.at(-1)!;
-      // Listing more than half a page per target would cost more than HEADs.
-      const budget = Math.max(1, Math.floor(keys.length / 2)) * pageSize;
-      const found = new Map<string, ObjectFingerprint>();
-      let complete = false;
-      let seen = 0;
-      // StartAfter is exclusive: a key just before the first target (its own prefix sorts first).
-      for await (const object of storage.list(folder, { pageSize, startAfter: first.slice(0, -1) })) {
-        if (compareKeys(object.key, last) > 0) {
-          complete = true;
-          break;
+    [...byFolder].map(([folder, keys]) =>
+      limit(async () => {
+        keys.sort(compareKeys);
+        const wanted = new Set(keys);
+        const first = keys[0]!;
+        const last = keys.at(-1)!;
+        // Listing more than half a page per target would cost more than HEADs.
+        const budget = Math.max(1, Math.floor(keys.length / 2)) * pageSize;
+        const found = new Map<string, ObjectFingerprint>();
+        let complete = false;
+        let seen = 0;
+        // StartAfter is exclusive: a key just before the first target (its own prefix sorts first).
+        for await (const object of storage.list(folder, { pageSize, startAfter: first.slice(0, -1) })) {
+          if (compareKeys(object.key, last) > 0) {
+            complete = true;
+            break;
+          }
+          if (wanted.has(object.key)) found.set(object.key, { size: object.size, etag: object.etag });
+          if (++seen >= budget) break;
         }
-        if (wanted.has(object.key)) found.set(object.key, { size: object.size, etag: object.etag });
-        if (++seen >= budget) break;
-      }
-      if (seen < budget) complete = true; // the listing ended (or passed the last target)
-      for (const key of keys) {
-        const fingerprint = found.get(key);
-        if (fingerprint !== undefined) known.set(key, fingerprint);
-        else if (complete) known.set(key, null);
-      }
-    })),
+        if (seen < budget) complete = true; // the listing ended (or passed the last target)
+        for (const key of keys) {
+          const fingerprint = found.get(key);
+          if (fingerprint !== undefined) known.set(key, fingerprint);
+          else if (complete) known.set(key, null);
+        }
+      }),
+    ),
   );
   return known;
 }

@@ -37,7 +37,10 @@ export async function acquireJobLock(job: string, db: Database, config: Database
   const key = `genstore:${job}:${config.schema ?? "public"}`;
   let held = false;
   try {
-    const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS locked`, [LOCK_NAMESPACE, key]);
+    const { rows } = await client.query<{ locked: boolean }>(
+      `SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS locked`,
+      [LOCK_NAMESPACE, key],
+    );
     held = rows[0]?.locked === true;
   } finally {
     if (!held) await client.end().catch(() => {});

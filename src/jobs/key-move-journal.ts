@@ -30,7 +30,11 @@ const ENTRY_KEY_SQL = `(CASE jsonb_typeof(s.entry) WHEN 'string' THEN s.entry #>
  * the batch by a hash on the key: call it once per page of keys, not once per key. Rows
  * that name another provider or bucket do not reference these objects.
  */
-export async function findReferencingRows(db: Database, keys: string[], where: { provider: string; bucket: string }): Promise<ReferencingRow[]> {
+export async function findReferencingRows(
+  db: Database,
+  keys: string[],
+  where: { provider: string; bucket: string },
+): Promise<ReferencingRow[]> {
   if (keys.length === 0) return [];
   const rows = await query<ReferencingRow>(
     db,
@@ -60,7 +64,10 @@ export async function readJournal(db: Database, keys: string[]): Promise<Journal
 }
 
 /** Unfinished journal entries not touched since `before` (their source may be gone), by sourceKey. */
-export async function readStaleJournal(db: Database, options: { before: string; prefix?: string; after?: string; limit: number }): Promise<JournalEntry[]> {
+export async function readStaleJournal(
+  db: Database,
+  options: { before: string; prefix?: string; after?: string; limit: number },
+): Promise<JournalEntry[]> {
   const rows = await query<JournalEntry>(
     db,
     `SELECT "sourceKey", "targetKey", "generationId", "step", "size"::float8 AS "size", "etag", "error"
@@ -90,7 +97,10 @@ export async function databaseNow(db: Database): Promise<string> {
  * Journals new moves as "planned". Returns the source keys actually inserted: a move
  * whose target another source already claims is not (targetKey is unique).
  */
-export async function insertPlanned(db: Database, moves: { sourceKey: string; targetKey: string; generationId: string | null }[]): Promise<Set<string>> {
+export async function insertPlanned(
+  db: Database,
+  moves: { sourceKey: string; targetKey: string; generationId: string | null }[],
+): Promise<Set<string>> {
   if (moves.length === 0) return new Set();
   const rows = await query<{ sourceKey: string }>(
     db,
@@ -107,7 +117,11 @@ export async function insertPlanned(db: Database, moves: { sourceKey: string; ta
 
 /** The row's storageKeys now, or undefined when the row no longer exists. */
 export async function readStorageKeys(db: Database, generationId: string): Promise<unknown[] | undefined> {
-  const [row] = await query<{ storageKeys: unknown }>(db, `SELECT to_jsonb("storageKeys") AS "storageKeys" FROM "Generation" WHERE "id" = $1`, generationId);
+  const [row] = await query<{ storageKeys: unknown }>(
+    db,
+    `SELECT to_jsonb("storageKeys") AS "storageKeys" FROM "Generation" WHERE "id" = $1`,
+    generationId,
+  );
   return row === undefined ? undefined : asArray(row.storageKeys);
 }
 
@@ -125,7 +139,7 @@ export async function recordMove(
 ): Promise<boolean> {
   if (row === undefined) {
     await query(
-    db,
+      db,
       `UPDATE "KeyMove" SET "step" = 'recorded', "size" = $2, "etag" = $3, "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`,
       move.sourceKey,
       move.size,
@@ -167,7 +181,12 @@ export async function markDone(db: Database, sourceKeys: string[]): Promise<void
 }
 
 export async function markFailed(db: Database, sourceKey: string, error: string): Promise<void> {
-  await query(db, `UPDATE "KeyMove" SET "error" = $2, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`, sourceKey, error);
+  await query(
+    db,
+    `UPDATE "KeyMove" SET "error" = $2, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`,
+    sourceKey,
+    error,
+  );
 }
 
 function normalizeEntry(row: JournalEntry): JournalEntry {

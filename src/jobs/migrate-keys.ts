@@ -130,9 +130,12 @@ export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysD
     throw new UserError(`Invalid concurrency: ${concurrency}.`, { hint: "Use a whole number from 1 to 1024." });
   }
   const batchSize = input.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new UserError(`Invalid batch size: ${batchSize}.`, { hint: "Use a whole number of at least 1." });
   if (input.orphansTo !== undefined && !(STORAGE_CONTEXTS as readonly string[]).includes(input.orphansTo)) {
-    throw new UserError(`Unknown context for orphans: ${input.orphansTo}.`, { hint: `Use one of ${STORAGE_CONTEXTS.join(", ")}.` });
+    throw new UserError(`Unknown context for orphans: ${input.orphansTo}.`, {
+      hint: `Use one of ${STORAGE_CONTEXTS.join(", ")}.`,
+    });
   }
   let lock: JobLock | undefined;
   if (input.dryRun !== true) {
@@ -140,10 +143,13 @@ export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysD
       lock = await acquireJobLock("migrate-keys", deps.db, deps.databaseConfig);
     } catch (error) {
       if (!(error instanceof JobLockBusy)) throw error;
-      throw new UserError(`Another genstore migrate-keys is already running on ${deps.db.describe}; this run changed nothing.`, {
-        exitCode: ExitCode.busy,
-        hint: "Wait for it to finish, or stop it (a stopped or crashed run releases its lock), then run again.",
-      });
+      throw new UserError(
+        `Another genstore migrate-keys is already running on ${deps.db.describe}; this run changed nothing.`,
+        {
+          exitCode: ExitCode.busy,
+          hint: "Wait for it to finish, or stop it (a stopped or crashed run releases its lock), then run again.",
+        },
+      );
     }
   }
   try {
@@ -258,12 +264,21 @@ class MigrateKeysRun {
         this.count({ action: "skip", sourceKey: object.key, reason: "already in context layout" }, false);
         return false;
       });
-      const entries = await journal.readJournal(db, outside.map((o) => o.key));
+      const entries = await journal.readJournal(
+        db,
+        outside.map((o) => o.key),
+      );
       const bySource = new Map(entries.map((e) => [e.sourceKey, e]));
       const targets = new Set(entries.map((e) => e.targetKey));
-      const lookup = outside.filter((o) => !bySource.has(o.key) && !targets.has(o.key) && parseLegacyKey(o.key).pattern !== "unknown");
+      const lookup = outside.filter(
+        (o) => !bySource.has(o.key) && !targets.has(o.key) && parseLegacyKey(o.key).pattern !== "unknown",
+      );
       const rows = new Map<string, journal.ReferencingRow[]>();
-      for (const row of await journal.findReferencingRows(db, lookup.map((o) => o.key), { provider: storage.provider, bucket: storage.bucket })) {
+      for (const row of await journal.findReferencingRows(
+        db,
+        lookup.map((o) => o.key),
+        { provider: storage.provider, bucket: storage.bucket },
+      )) {
         rows.set(row.key, [...(rows.get(row.key) ?? []), row]);
       }
 
@@ -284,18 +299,33 @@ class MigrateKeysRun {
         const referencing = rows.get(object.key) ?? [];
         const plan: KeyMovePlan =
           referencing.length > 1
-            ? { action: "unknown", sourceKey: object.key, reason: `referenced by ${referencing.length} generations (${referencing.map((r) => r.id).join(", ")}); left alone` }
+            ? {
+                action: "unknown",
+                sourceKey: object.key,
+                reason: `referenced by ${referencing.length} generations (${referencing.map((r) => r.id).join(", ")}); left alone`,
+              }
             : planKeyMove(object.key, referencing[0], { orphansTo: this.input.orphansTo });
         this.count(plan, plan.action === "move");
         if (plan.action === "move") {
-          const entry: JournalEntry = { sourceKey: plan.sourceKey, targetKey: plan.targetKey, generationId: plan.generationId, step: "planned", size: null, etag: null, error: null };
+          const entry: JournalEntry = {
+            sourceKey: plan.sourceKey,
+            targetKey: plan.targetKey,
+            generationId: plan.generationId,
+            step: "planned",
+            size: null,
+            etag: null,
+            error: null,
+          };
           planned.push({ plan, work: { entry, source, fresh: true, rowKeys: referencing[0]?.storageKeys } });
         }
       }
       this.progress();
       if (this.dryRun) return;
 
-      const inserted = await journal.insertPlanned(db, planned.map(({ plan }) => plan));
+      const inserted = await journal.insertPlanned(
+        db,
+        planned.map(({ plan }) => plan),
+      );
       const existing = await findExistingTargets(
         storage,
         planned.filter(({ plan }) => inserted.has(plan.sourceKey)).map(({ plan }) => plan.targetKey),
@@ -305,7 +335,11 @@ class MigrateKeysRun {
         if (inserted.has(plan.sourceKey)) work.push({ ...move, target: existing.get(plan.targetKey) });
         else {
           this.examined++;
-          this.fail({ sourceKey: plan.sourceKey, targetKey: plan.targetKey, reason: `another object's move already targets ${plan.targetKey}; left alone` });
+          this.fail({
+            sourceKey: plan.sourceKey,
+            targetKey: plan.targetKey,
+            reason: `another object's move already targets ${plan.targetKey}; left alone`,
+          });
         }
       }
       await this.moveAll(work);
@@ -383,7 +417,8 @@ class MigrateKeysRun {
         state.acted = true;
         await this.hook("delete", work.entry.sourceKey);
         const outcome = await this.advance(work, state, done);
-        if (outcome === "delete") throw new MoveConflict(`${work.entry.sourceKey} is still there after its delete; run again`);
+        if (outcome === "delete")
+          throw new MoveConflict(`${work.entry.sourceKey} is still there after its delete; run again`);
         this.settle(work, outcome);
       } catch (error) {
         await this.failMove(work, error);
@@ -420,8 +455,10 @@ class MigrateKeysRun {
    */
   private async observe(work: MoveWork): Promise<MoveState> {
     const { sourceKey, targetKey, generationId, step } = work.entry;
-    const target = work.target !== undefined ? (work.target ?? undefined) : fingerprint(await this.deps.storage.head(targetKey));
-    const rowKeys = generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
+    const target =
+      work.target !== undefined ? (work.target ?? undefined) : fingerprint(await this.deps.storage.head(targetKey));
+    const rowKeys =
+      generationId === null ? undefined : (work.rowKeys ?? (await journal.readStorageKeys(this.deps.db, generationId)));
     if (generationId !== null && rowKeys === undefined && step !== "done") {
       throw new MoveConflict(`generation ${generationId} no longer exists; ${sourceKey} is left where it is`);
     }
@@ -459,7 +496,10 @@ class MigrateKeysRun {
           // The copy's response is the check; when it disagrees with the listing (the source
           // was replaced meanwhile, or an ETag that cannot be compared), measure both again.
           if (state.source === undefined || !sameObject(state.target, state.source)) {
-            [state.source, state.target] = await Promise.all([storage.head(sourceKey).then(fingerprint), storage.head(targetKey).then(fingerprint)]);
+            [state.source, state.target] = await Promise.all([
+              storage.head(sourceKey).then(fingerprint),
+              storage.head(targetKey).then(fingerprint),
+            ]);
           }
           break;
         }
@@ -486,7 +526,11 @@ class MigrateKeysRun {
    * compared-and-set: if the app changed it meanwhile, it is read again and the change
    * applied on top. Returns the row's storageKeys as now stored.
    */
-  private async record(entry: JournalEntry, target: ObjectFingerprint, known: unknown[] | undefined): Promise<unknown[] | undefined> {
+  private async record(
+    entry: JournalEntry,
+    target: ObjectFingerprint,
+    known: unknown[] | undefined,
+  ): Promise<unknown[] | undefined> {
     const { db } = this.deps;
     const move = { sourceKey: entry.sourceKey, size: target.size, etag: target.etag ?? "" };
     if (entry.generationId === null) {
@@ -496,19 +540,30 @@ class MigrateKeysRun {
     let keys = known;
     for (let attempt = 0; attempt < 10; attempt++) {
       keys ??= await journal.readStorageKeys(db, entry.generationId);
-      if (keys === undefined) throw new MoveConflict(`generation ${entry.generationId} no longer exists; ${entry.sourceKey} is left where it is`);
-      const next = replaceStorageKey(keys, entry.sourceKey, { key: entry.targetKey, size: target.size, ...(target.etag ? { etag: target.etag } : {}) });
+      if (keys === undefined)
+        throw new MoveConflict(
+          `generation ${entry.generationId} no longer exists; ${entry.sourceKey} is left where it is`,
+        );
+      const next = replaceStorageKey(keys, entry.sourceKey, {
+        key: entry.targetKey,
+        size: target.size,
+        ...(target.etag ? { etag: target.etag } : {}),
+      });
       if (next === keys) {
         if (keys.some((e) => storageEntryKey(e) === entry.targetKey)) {
           await journal.recordMove(db, move);
           return keys;
         }
-        throw new MoveConflict(`generation ${entry.generationId} no longer lists ${entry.sourceKey}; the copy at ${entry.targetKey} is kept and the source left alone`);
+        throw new MoveConflict(
+          `generation ${entry.generationId} no longer lists ${entry.sourceKey}; the copy at ${entry.targetKey} is kept and the source left alone`,
+        );
       }
       if (await journal.recordMove(db, move, { generationId: entry.generationId, expected: keys, next })) return next;
       keys = undefined; // changed meanwhile: read it again
     }
-    throw new MoveConflict(`generation ${entry.generationId} kept changing while its storageKeys were being updated; run again`);
+    throw new MoveConflict(
+      `generation ${entry.generationId} kept changing while its storageKeys were being updated; run again`,
+    );
   }
 
   /**
@@ -519,11 +574,22 @@ class MigrateKeysRun {
     const { db, storage } = this.deps;
     let after: string | undefined;
     while (!this.shouldStop()) {
-      const entries = await journal.readStaleJournal(db, { before: runStart, prefix: this.input.prefix, after, limit: this.batchSize });
+      const entries = await journal.readStaleJournal(db, {
+        before: runStart,
+        prefix: this.input.prefix,
+        after,
+        limit: this.batchSize,
+      });
       if (entries.length === 0) return;
       after = entries.at(-1)!.sourceKey;
       const work = await Promise.all(
-        entries.map((entry) => this.limit(async (): Promise<MoveWork> => ({ entry, source: fingerprint(await storage.head(entry.sourceKey)), fresh: false }))),
+        entries.map((entry) =>
+          this.limit(async (): Promise<MoveWork> => ({
+            entry,
+            source: fingerprint(await storage.head(entry.sourceKey)),
+            fresh: false,
+          })),
+        ),
       );
       await this.moveAll(work);
       if (this.fatal) return;
@@ -536,8 +602,10 @@ class MigrateKeysRun {
     countKeyMovePlan(this.summary, plan);
     if (!pending) this.examined++;
     if (plan.action === "skip") return;
-    if (plan.action === "orphan" && this.orphans.length < LISTED_SAMPLES) this.orphans.push({ sourceKey: plan.sourceKey, ...(plan.reason ? { reason: plan.reason } : {}) });
-    if (plan.action === "unknown" && this.unknown.length < LISTED_SAMPLES) this.unknown.push({ sourceKey: plan.sourceKey, reason: plan.reason });
+    if (plan.action === "orphan" && this.orphans.length < LISTED_SAMPLES)
+      this.orphans.push({ sourceKey: plan.sourceKey, ...(plan.reason ? { reason: plan.reason } : {}) });
+    if (plan.action === "unknown" && this.unknown.length < LISTED_SAMPLES)
+      this.unknown.push({ sourceKey: plan.sourceKey, reason: plan.reason });
     if (this.dryRun && pending) this.examined++;
     this.deps.onEvent?.({ type: "plan", plan, ...(journalStep ? { journalStep } : {}) });
   }
@@ -549,7 +617,13 @@ class MigrateKeysRun {
   }
 
   private progress(): void {
-    this.deps.onProgress?.({ examined: this.examined, total: this.total, moved: this.moved, failed: this.failed, startedAt: this.startedAt });
+    this.deps.onProgress?.({
+      examined: this.examined,
+      total: this.total,
+      moved: this.moved,
+      failed: this.failed,
+      startedAt: this.startedAt,
+    });
   }
 
   private async hook(step: MigrateKeysStep, sourceKey: string): Promise<void> {
@@ -608,7 +682,8 @@ function planFromJournal(entry: JournalEntry): KeyMovePlan {
     sourceKey: entry.sourceKey,
     targetKey: entry.targetKey,
     context: contextOfTargetKey(entry.targetKey) ?? "generated",
-    kind: legacy.pattern !== "unknown" ? legacy.kind : entry.targetKey.startsWith("thumbnails/") ? "thumbnail" : "output",
+    kind:
+      legacy.pattern !== "unknown" ? legacy.kind : entry.targetKey.startsWith("thumbnails/") ? "thumbnail" : "output",
     generationId: entry.generationId,
     index: null,
   };
@@ -637,13 +712,18 @@ export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
   const plural = (value: number, word: string) => `${n(value)} ${word}${value === 1 ? "" : "s"}`;
   const { plan } = result;
   const left = [
-    plan.orphans > 0 ? `${plural(plan.orphans, "orphan")} left alone (no row references ${plan.orphans === 1 ? "it" : "them"}; --orphans-to <context> moves them)` : "",
+    plan.orphans > 0
+      ? `${plural(plan.orphans, "orphan")} left alone (no row references ${plan.orphans === 1 ? "it" : "them"}; --orphans-to <context> moves them)`
+      : "",
     plan.unknown > 0 ? `${plural(plan.unknown, "unknown key")} reported` : "",
     plan.skipped > 0 ? `${n(plan.skipped)} already in the context layout` : "",
   ].filter(Boolean);
   const tail = left.length > 0 ? `; ${left.join("; ")}` : "";
   if (result.dryRun) {
-    const moves = plan.moves === 0 ? "nothing to move" : `would move ${plural(plan.moves, "object")} (${formatCounts(plan.byContext)})`;
+    const moves =
+      plan.moves === 0
+        ? "nothing to move"
+        : `would move ${plural(plan.moves, "object")} (${formatCounts(plan.byContext)})`;
     return `Dry run of ${plural(result.listed, "object")}: ${moves}${tail}. Nothing was changed.`;
   }
   const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatCounts(result.movedByContext)})` : ""}`;
@@ -658,7 +738,8 @@ export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
 
 /** One line for an event: "move  u1/a.png → generated/u1/g1_0.png", "orphan  …", "failed  …". */
 export function migrateKeysEventLine(event: MigrateKeysEvent): string | undefined {
-  if (event.type === "failed") return `failed   ${event.sourceKey}${event.targetKey ? ` → ${event.targetKey}` : ""}: ${event.reason}`;
+  if (event.type === "failed")
+    return `failed   ${event.sourceKey}${event.targetKey ? ` → ${event.targetKey}` : ""}: ${event.reason}`;
   const { plan } = event;
   switch (plan.action) {
     case "move":

@@ -80,12 +80,27 @@ const DEFAULTS = {
 };
 
 /** Network failures worth another attempt (the request never got an answer). */
-const RETRYABLE_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "UND_ERR_SOCKET"]);
+const RETRYABLE_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "UND_ERR_SOCKET",
+]);
 
 const systemResolver: Resolver = (hostname) => dns.promises.lookup(hostname, { all: true, order: "verbatim" });
 
 export async function openDownload(url: string, policy: DownloadPolicy, signal?: AbortSignal): Promise<Download> {
-  const p: Policy = { ...DEFAULTS, ...definedOnly(policy), allowedHosts: policy.allowedHosts, maxBytes: policy.maxBytes };
+  const p: Policy = {
+    ...DEFAULTS,
+    ...definedOnly(policy),
+    allowedHosts: policy.allowedHosts,
+    maxBytes: policy.maxBytes,
+  };
   let current = url;
   let redirects = 0;
   let attempt = 0;
@@ -93,7 +108,11 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
   for (;;) {
     signal?.throwIfAborted();
     const checked = checkOutputUrl(current, p.allowedHosts);
-    if (!checked.ok) throw new OutputRefusedError(url, redirects > 0 ? `it redirects to ${current}, and ${checked.reason}` : checked.reason);
+    if (!checked.ok)
+      throw new OutputRefusedError(
+        url,
+        redirects > 0 ? `it redirects to ${current}, and ${checked.reason}` : checked.reason,
+      );
     attempt++;
     requests++;
     let answer: Answer;
@@ -118,7 +137,8 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
     if (kind === "redirect") {
       const location = response.headers.location;
       if (!location) throw new OutputRejectedError(url, status);
-      if (++redirects > p.maxRedirects) throw new OutputRefusedError(url, `it redirects more than ${p.maxRedirects} times`);
+      if (++redirects > p.maxRedirects)
+        throw new OutputRefusedError(url, `it redirects more than ${p.maxRedirects} times`);
       current = new URL(location, checked.url).toString();
       continue;
     }
@@ -129,7 +149,10 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
       const reason = `it answered ${status}`;
       if (attempt >= p.attempts) throw new OutputUnavailableError(url, `${reason} ${attempt} times`);
       if (retryAfter !== undefined && retryAfter > p.maxDelayMs) {
-        throw new OutputUnavailableError(url, `${reason} and asked to wait ${Math.ceil(retryAfter / 1000)} s (Retry-After), longer than the ${p.maxDelayMs / 1000} s genstore waits`);
+        throw new OutputUnavailableError(
+          url,
+          `${reason} and asked to wait ${Math.ceil(retryAfter / 1000)} s (Retry-After), longer than the ${p.maxDelayMs / 1000} s genstore waits`,
+        );
       }
       await wait(url, attempt, retryDelay(attempt, p, retryAfter), reason, p, signal);
       continue;
@@ -214,7 +237,9 @@ function checkedLookup(url: string, matchedEntry: string, p: Policy): net.Lookup
   return ((hostname: string, options: dns.LookupOptions, callback: (...args: unknown[]) => void) => {
     resolve(hostname).then(
       (found) => {
-        const usable = found.filter((a) => options.family === undefined || options.family === 0 || a.family === options.family);
+        const usable = found.filter(
+          (a) => options.family === undefined || options.family === 0 || a.family === options.family,
+        );
         const allowed = usable.filter((a) => addressAllowed(a.address, matchedEntry, p.allowedHosts).ok);
         if (allowed.length === 0) {
           const first = usable[0];
@@ -238,10 +263,17 @@ function checkedLookup(url: string, matchedEntry: string, p: Policy): net.Lookup
  * The idle timeout counts only time spent waiting for the server: while the reader is slow
  * (an upload part in flight, backpressure), the body is paused on purpose and no timer runs out.
  */
-function countedBody(url: string, request: http.ClientRequest, response: http.IncomingMessage, p: Policy, signal?: AbortSignal): Readable {
+function countedBody(
+  url: string,
+  request: http.ClientRequest,
+  response: http.IncomingMessage,
+  p: Policy,
+  signal?: AbortSignal,
+): Readable {
   let received = 0;
   const idle = setTimeout(function onIdle() {
-    if (counter.writableNeedDrain || counter.readableLength >= counter.readableHighWaterMark) return void idle.refresh();
+    if (counter.writableNeedDrain || counter.readableLength >= counter.readableHighWaterMark)
+      return void idle.refresh();
     counter.destroy(new OutputUnavailableError(url, `no data for ${p.idleTimeoutMs / 1000} s after ${received} bytes`));
   }, p.idleTimeoutMs);
   const counter = new Transform({
@@ -264,16 +296,29 @@ function countedBody(url: string, request: http.ClientRequest, response: http.In
     if (!counter.destroyed) counter.destroy(asBodyError(url, error, received));
   });
   counter.once("close", () => clearTimeout(idle));
-  response.once("aborted", () => counter.destroy(new OutputUnavailableError(url, `the connection closed after ${received} bytes`)));
+  response.once("aborted", () =>
+    counter.destroy(new OutputUnavailableError(url, `the connection closed after ${received} bytes`)),
+  );
   return counter;
 }
 
 function asBodyError(url: string, error: unknown, received: number): Error {
   if (error instanceof OutputError) return error;
-  return new OutputUnavailableError(url, `the download broke off after ${received} bytes (${networkReason(error)})`, error);
+  return new OutputUnavailableError(
+    url,
+    `the download broke off after ${received} bytes (${networkReason(error)})`,
+    error,
+  );
 }
 
-async function wait(url: string, attempt: number, delayMs: number, reason: string, p: Policy, signal?: AbortSignal): Promise<void> {
+async function wait(
+  url: string,
+  attempt: number,
+  delayMs: number,
+  reason: string,
+  p: Policy,
+  signal?: AbortSignal,
+): Promise<void> {
   p.onRetry?.({ url, attempt, delayMs, reason });
   await sleep(delayMs, undefined, { signal });
 }

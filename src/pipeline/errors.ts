@@ -37,10 +37,16 @@ export class OutputExpiredError extends OutputError {
     url: string,
     readonly status: number,
   ) {
-    super(url, "expired", false, `Output ${url} answered ${status}: the file is gone (Replicate deletes API outputs about an hour after completion).`, {
-      hint: "The row is kept and marked; run the prediction again on Replicate if the output is needed.",
-      exitCode: ExitCode.partial,
-    });
+    super(
+      url,
+      "expired",
+      false,
+      `Output ${url} answered ${status}: the file is gone (Replicate deletes API outputs about an hour after completion).`,
+      {
+        hint: "The row is kept and marked; run the prediction again on Replicate if the output is needed.",
+        exitCode: ExitCode.partial,
+      },
+    );
   }
 }
 
@@ -96,7 +102,10 @@ export class OutputConflictError extends OutputError {
       "conflict",
       false,
       `A different object (${existingSize} bytes) already exists at ${key}; output ${url} (${downloadedSize} bytes) was not stored over it.`,
-      { hint: "Inspect the object at that key; move it away and run recover for the prediction to store the output.", exitCode: ExitCode.storage },
+      {
+        hint: "Inspect the object at that key; move it away and run recover for the prediction to store the output.",
+        exitCode: ExitCode.storage,
+      },
     );
   }
 }

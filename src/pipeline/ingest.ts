@@ -9,7 +9,13 @@ import { isFinal, type Status } from "../core/status.ts";
 import { IncompleteBodyError, ObjectExistsError } from "../storage/errors.ts";
 import type { ObjectInfo } from "../storage/types.ts";
 import { openDownload, type Download, type DownloadPolicy } from "./download.ts";
-import { IngestRefusedError, OutputConflictError, OutputError, OutputExpiredError, OutputUnavailableError } from "./errors.ts";
+import {
+  IngestRefusedError,
+  OutputConflictError,
+  OutputError,
+  OutputExpiredError,
+  OutputUnavailableError,
+} from "./errors.ts";
 import { findRow, idTaken, writeRow, type GenerationRow } from "./rows.ts";
 import { makeThumbnail } from "./thumbnail.ts";
 import type { IngestRequest, IngestResult, PipelineDeps, StoredObject } from "./types.ts";
@@ -50,7 +56,9 @@ export async function ingestPrediction(deps: PipelineDeps, request: IngestReques
   if (plan.toStore.length > 0 && (row === null || row.replicateId === null)) {
     // The row first (in processing), so that its id, and so every key, is fixed before any upload.
     const claim = await writeRow(deps.db, target, (current) =>
-      current !== null && current.replicateId !== null ? null : mergeGeneration(current, deliveryOf(ctx, plan, { status: "processing" })),
+      current !== null && current.replicateId !== null
+        ? null
+        : mergeGeneration(current, deliveryOf(ctx, plan, { status: "processing" })),
     );
     ({ created, changed, row } = claim);
     plan = mustPlan(request, row, located.newId);
@@ -67,6 +75,7 @@ export async function ingestPrediction(deps: PipelineDeps, request: IngestReques
     row = write.row;
   }
 
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what a storage or download call threw
   if (outputs.failure !== undefined) throw outputs.failure;
   if (outputs.lasting !== undefined) throw outputs.lasting;
   return {
@@ -88,7 +97,8 @@ async function locateRow(deps: PipelineDeps, request: IngestRequest) {
   const { prediction } = request;
   const warnings: string[] = [];
   const idHint = generationIdHint(request.query ?? {});
-  if (idHint && !idHint.accepted) warnings.push(`Ignored the webhook query's generationId ${JSON.stringify(idHint.value)}: it ${idHint.reason}.`);
+  if (idHint && !idHint.accepted)
+    warnings.push(`Ignored the webhook query's generationId ${JSON.stringify(idHint.value)}: it ${idHint.reason}.`);
   let queryId = idHint?.accepted ? idHint.generationId : null;
 
   const { row } = await findRow(deps.db, prediction.id, queryId);
@@ -98,7 +108,10 @@ async function locateRow(deps: PipelineDeps, request: IngestRequest) {
   }
   const newId = row === null && queryId !== null ? queryId : newGenerationId();
   const plan = mustPlan(request, row, newId);
-  warnings.push(...plan.warnings, ...plan.ignoredHints.map((h) => `Ignored ${h.hint.source} ${h.hint.field}: ${h.why}.`));
+  warnings.push(
+    ...plan.warnings,
+    ...plan.ignoredHints.map((h) => `Ignored ${h.hint.source} ${h.hint.field}: ${h.why}.`),
+  );
   return {
     row,
     plan,
@@ -133,7 +146,10 @@ async function storeOutputs(ctx: Context, plan: IngestPlan): Promise<OutputsRun>
   const failures = outcomes.flatMap((o) => (o.failure !== undefined ? [o.failure] : []));
   const expired = problems.filter((p) => p.problem === "expired");
   const warnings = outcomes.flatMap((o) => o.warnings);
-  for (const p of expired) warnings.push(`Output ${p.index} of ${ctx.request.prediction.id} has expired (${p.url}): the row is kept and marked.`);
+  for (const p of expired)
+    warnings.push(
+      `Output ${p.index} of ${ctx.request.prediction.id} has expired (${p.url}): the row is kept and marked.`,
+    );
   const succeeded = ctx.request.prediction.status === "succeeded";
   return {
     run: {
@@ -187,7 +203,13 @@ function placementOf(plan: IngestPlan, idFromQuery: boolean): Record<string, unk
 function deliveryOf(
   ctx: Context,
   plan: IngestPlan,
-  run: { status: Status; stored?: StorageKeyEntry[]; storedIndexes?: number[]; problems?: OutputProblem[]; retryError?: string | null },
+  run: {
+    status: Status;
+    stored?: StorageKeyEntry[];
+    storedIndexes?: number[];
+    problems?: OutputProblem[];
+    retryError?: string | null;
+  },
 ): Delivery {
   const p = ctx.request.prediction;
   const final = isFinal(run.status);
@@ -210,7 +232,12 @@ function deliveryOf(
       model: p.model,
       version: p.version ?? undefined,
       metrics: p.metrics ?? undefined,
-      replicate: { status: p.status, createdAt: p.created_at ?? null, startedAt: p.started_at ?? null, completedAt: p.completed_at ?? null },
+      replicate: {
+        status: p.status,
+        createdAt: p.created_at ?? null,
+        startedAt: p.started_at ?? null,
+        completedAt: p.completed_at ?? null,
+      },
       arrivedVia: ctx.request.via,
       ...(p.data_removed === true ? { dataRemoved: true } : {}),
     },
@@ -236,7 +263,13 @@ interface OutputOutcome {
 }
 
 async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOutcome> {
-  const out: OutputOutcome = { index: item.index, entries: [], written: [], outputPresent: item.outputStored, warnings: [] };
+  const out: OutputOutcome = {
+    index: item.index,
+    entries: [],
+    written: [],
+    outputPresent: item.outputStored,
+    warnings: [],
+  };
   try {
     if (!item.outputStored) {
       const copied = await copyOutput(ctx, item, out);
@@ -247,7 +280,12 @@ async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOut
     if (item.thumbnailKey !== null) await addThumbnail(ctx, item, out);
   } catch (error) {
     if (error instanceof OutputError && !error.retryable) {
-      out.problem = { index: item.index, url: item.url, problem: error.problem as OutputProblem["problem"], message: error.message };
+      out.problem = {
+        index: item.index,
+        url: item.url,
+        problem: error.problem as OutputProblem["problem"],
+        message: error.message,
+      };
       out.error = error;
     } else {
       out.failure = error;
@@ -257,7 +295,11 @@ async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOut
 }
 
 /** Downloads one output into its key; an object already there is kept, and compared by size. */
-async function copyOutput(ctx: Context, item: PlannedObject, out: OutputOutcome): Promise<{ entry: StorageKeyEntry; written: boolean }> {
+async function copyOutput(
+  ctx: Context,
+  item: PlannedObject,
+  out: OutputOutcome,
+): Promise<{ entry: StorageKeyEntry; written: boolean }> {
   const { storage, signal } = ctx.deps;
   const existing = await storage.head(item.key);
   let download: Download;
@@ -265,7 +307,9 @@ async function copyOutput(ctx: Context, item: PlannedObject, out: OutputOutcome)
     download = await openDownload(item.url, ctx.policy, signal);
   } catch (error) {
     if (existing && error instanceof OutputExpiredError) {
-      out.warnings.push(`Kept ${item.key} as output ${item.index}: its source has expired, so its size could not be compared.`);
+      out.warnings.push(
+        `Kept ${item.key} as output ${item.index}: its source has expired, so its size could not be compared.`,
+      );
       return { entry: outputEntry(existing, item), written: false };
     }
     throw error;
@@ -278,10 +322,20 @@ async function copyOutput(ctx: Context, item: PlannedObject, out: OutputOutcome)
       ifNoneMatch: true,
       signal,
     });
-    return { entry: outputEntry({ ...info, contentType: contentTypeOf(download.contentType, item.contentType) ?? info.contentType }, item), written: true };
+    return {
+      entry: outputEntry(
+        { ...info, contentType: contentTypeOf(download.contentType, item.contentType) ?? info.contentType },
+        item,
+      ),
+      written: true,
+    };
   } catch (error) {
     if (error instanceof IncompleteBodyError) {
-      throw new OutputUnavailableError(item.url, `the body had ${error.received} bytes instead of the ${error.expected} announced`, error);
+      throw new OutputUnavailableError(
+        item.url,
+        `the body had ${error.received} bytes instead of the ${error.expected} announced`,
+        error,
+      );
     }
     if (!(error instanceof ObjectExistsError)) throw error;
     // A concurrent delivery stored it first.
@@ -295,7 +349,11 @@ async function copyOutput(ctx: Context, item: PlannedObject, out: OutputOutcome)
 }
 
 /** An object already at the key is the same output when it has the download's size; it is never replaced. */
-async function sameObjectOrConflict(item: PlannedObject, existing: ObjectInfo, download: Download): Promise<StorageKeyEntry> {
+async function sameObjectOrConflict(
+  item: PlannedObject,
+  existing: ObjectInfo,
+  download: Download,
+): Promise<StorageKeyEntry> {
   let size = download.contentLength;
   if (size === null) size = await countBytes(download);
   else download.body.destroy();
@@ -330,11 +388,24 @@ async function addThumbnail(ctx: Context, item: PlannedObject, out: OutputOutcom
 }
 
 function outputEntry(info: ObjectInfo, item: PlannedObject): StorageKeyEntry {
-  return { key: item.key, size: info.size, contentType: info.contentType ?? item.contentType, etag: info.etag, kind: "output" };
+  return {
+    key: item.key,
+    size: info.size,
+    contentType: info.contentType ?? item.contentType,
+    etag: info.etag,
+    kind: "output",
+  };
 }
 
 function storedObject(index: number, entry: StorageKeyEntry): StoredObject {
-  return { index, key: entry.key, size: entry.size, contentType: entry.contentType, etag: entry.etag, kind: entry.kind };
+  return {
+    index,
+    key: entry.key,
+    size: entry.size,
+    contentType: entry.contentType,
+    etag: entry.etag,
+    kind: entry.kind,
+  };
 }
 
 /** The server's type when it is specific, else the one the extension implies. */
@@ -361,7 +432,9 @@ function dryRunResult(prediction: Prediction, plan: IngestPlan, warnings: string
     dryRun: true,
     planned: plan.toStore.flatMap((item) => [
       ...(item.outputStored ? [] : [{ index: item.index, key: item.key, kind: "output" as const, url: item.url }]),
-      ...(item.thumbnailKey !== null ? [{ index: item.index, key: item.thumbnailKey, kind: "thumbnail" as const, url: item.url }] : []),
+      ...(item.thumbnailKey !== null
+        ? [{ index: item.index, key: item.thumbnailKey, kind: "thumbnail" as const, url: item.url }]
+        : []),
     ]),
   };
 }

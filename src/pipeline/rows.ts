@@ -35,13 +35,17 @@ const SELECT = {
 } as const;
 
 /** The row of a prediction, or, when it has none, the row `adoptId` names if that row has no prediction yet. */
-export async function findRow(db: Pick<Database, "prisma"> | { prisma: Tx }, replicateId: string, adoptId?: string | null): Promise<{ row: GenerationRow | null; adopted: boolean }> {
-  const prisma = db.prisma as Tx;
+export async function findRow(
+  db: Pick<Database, "prisma"> | { prisma: Tx },
+  replicateId: string,
+  adoptId?: string | null,
+): Promise<{ row: GenerationRow | null; adopted: boolean }> {
+  const prisma = db.prisma;
   const row = await prisma.generation.findUnique({ where: { replicateId }, select: SELECT });
-  if (row) return { row: row as GenerationRow, adopted: false };
+  if (row) return { row: row, adopted: false };
   if (!adoptId) return { row: null, adopted: false };
   const orphanRow = await prisma.generation.findFirst({ where: { id: adoptId, replicateId: null }, select: SELECT });
-  return { row: (orphanRow as GenerationRow | null) ?? null, adopted: orphanRow !== null };
+  return { row: orphanRow ?? null, adopted: orphanRow !== null };
 }
 
 /** Whether a row with this id exists (a generationId taken by another prediction cannot be reused). */
@@ -70,12 +74,16 @@ export async function writeRow(
   try {
     return await db.prisma.$transaction(
       async (tx) => {
-        await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, `genstore:prediction:${input.replicateId}`);
+        await tx.$executeRawUnsafe(
+          `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+          `genstore:prediction:${input.replicateId}`,
+        );
         let { row: current } = await findRow({ prisma: tx }, input.replicateId, input.adoptId);
         let created = false;
         let write = decide(current);
         if (current === null) {
-          if (write === null) throw new Error(`decide returned nothing for a new row of prediction ${input.replicateId}`);
+          if (write === null)
+            throw new Error(`decide returned nothing for a new row of prediction ${input.replicateId}`);
           created = await insertRow(tx, input.newId, input.replicateId, write);
           current = (await findRow({ prisma: tx }, input.replicateId)).row;
           if (current === null) {
@@ -88,7 +96,11 @@ export async function writeRow(
           if (!created) write = decide(current);
         }
         if (write === null) return { row: current, created, changed: created };
-        const row = (await tx.generation.update({ where: { id: current.id }, data: toPrisma(write), select: SELECT })) as GenerationRow;
+        const row = (await tx.generation.update({
+          where: { id: current.id },
+          data: toPrisma(write),
+          select: SELECT,
+        })) as GenerationRow;
         return { row, created, changed: true };
       },
       // Waiting for the lock is expected under concurrent deliveries; the work inside is short.
@@ -120,9 +132,9 @@ async function insertRow(tx: Tx, id: string, replicateId: string, write: Generat
 
 function toPrisma(write: GenerationWrite): Prisma.GenerationUpdateInput {
   const data: Record<string, unknown> = { ...write };
-  if (write.storageKeys !== undefined) data["storageKeys"] = write.storageKeys as Prisma.InputJsonValue[];
-  if (write.metadata !== undefined) data["metadata"] = write.metadata as Prisma.InputJsonValue;
-  return data as Prisma.GenerationUpdateInput;
+  if (write.storageKeys !== undefined) data["storageKeys"] = write.storageKeys;
+  if (write.metadata !== undefined) data["metadata"] = write.metadata;
+  return data;
 }
 
 function firstLine(error: unknown): string {

@@ -12,7 +12,12 @@ export const THUMBNAIL_CONTENT_TYPE = "image/webp";
 /** Larger images get no thumbnail (decoding them would take hundreds of MB). */
 export const THUMBNAIL_MAX_INPUT_PIXELS = 120_000_000;
 
-export async function makeThumbnail(storage: Storage, sourceKey: string, thumbnailKey: string, signal?: AbortSignal): Promise<{ entry: StorageKeyEntry; written: boolean }> {
+export async function makeThumbnail(
+  storage: Storage,
+  sourceKey: string,
+  thumbnailKey: string,
+  signal?: AbortSignal,
+): Promise<{ entry: StorageKeyEntry; written: boolean }> {
   const existing = await storage.head(thumbnailKey);
   // A thumbnail is derived data: one already there (a concurrent delivery's) is as good as ours.
   if (existing) return { entry: entryOf(existing), written: false };
@@ -27,7 +32,11 @@ export async function makeThumbnail(storage: Storage, sourceKey: string, thumbna
     transformer.destroy(error as Error);
   });
   try {
-    const info = await storage.put(thumbnailKey, transformer, { contentType: THUMBNAIL_CONTENT_TYPE, ifNoneMatch: true, signal });
+    const info = await storage.put(thumbnailKey, transformer, {
+      contentType: THUMBNAIL_CONTENT_TYPE,
+      ifNoneMatch: true,
+      signal,
+    });
     return { entry: entryOf({ ...info, contentType: THUMBNAIL_CONTENT_TYPE }), written: true };
   } catch (error) {
     if (!(error instanceof ObjectExistsError)) throw error;
@@ -41,5 +50,11 @@ export async function makeThumbnail(storage: Storage, sourceKey: string, thumbna
 }
 
 function entryOf(info: { key: string; size: number; etag: string; contentType?: string }): StorageKeyEntry {
-  return { key: info.key, size: info.size, contentType: info.contentType ?? THUMBNAIL_CONTENT_TYPE, etag: info.etag, kind: "thumbnail" };
+  return {
+    key: info.key,
+    size: info.size,
+    contentType: info.contentType ?? THUMBNAIL_CONTENT_TYPE,
+    etag: info.etag,
+    kind: "thumbnail",
+  };
 }

@@ -14,23 +14,32 @@ export function reportEvent(output: Output, progress: Progress): (event: Recover
   return (event) => {
     if (event.type === "start" && event.withoutReplicateId) {
       const n = event.withoutReplicateId;
-      output.warn(`${n} row${n === 1 ? " is" : "s are"} starting/processing without a replicateId: nothing to poll ${n === 1 ? "it" : "them"} by (genstore list --status starting processing).`);
+      output.warn(
+        `${n} row${n === 1 ? " is" : "s are"} starting/processing without a replicateId: nothing to poll ${n === 1 ? "it" : "them"} by (genstore list --status starting processing).`,
+      );
     }
-    if (event.type === "listed") progress.update(`Listing Replicate's predictions: ${event.listed} listed, ${event.orphans} not in the database…`);
+    if (event.type === "listed")
+      progress.update(`Listing Replicate's predictions: ${event.listed} listed, ${event.orphans} not in the database…`);
     if (event.type === "item") {
       progress.update(`Recovering: ${event.done}/${event.total} predictions…`);
-      if (isFailedState(event.item.state)) output.info(`${output.color.red("✖")} ${event.item.predictionId}: ${event.item.message ?? event.item.state}`);
+      if (isFailedState(event.item.state))
+        output.info(`${output.color.red("✖")} ${event.item.predictionId}: ${event.item.message ?? event.item.state}`);
       for (const warning of event.item.warnings) output.warn(`${event.item.predictionId}: ${warning}`);
     }
     if (event.type === "waiting") {
       const n = event.pending;
-      progress.update(`Waiting ${formatDuration(event.intervalMs / 1000)}: ${n} prediction${n === 1 ? " is" : "s are"} still running (round ${event.round}; Ctrl-C stops)…`);
+      progress.update(
+        `Waiting ${formatDuration(event.intervalMs / 1000)}: ${n} prediction${n === 1 ? " is" : "s are"} still running (round ${event.round}; Ctrl-C stops)…`,
+      );
     }
   };
 }
 
 export function reportRetry(output: Output): (event: RetryEvent) => void {
-  return (e) => output.info(`Replicate answered ${e.reason} for ${e.what}; retrying in ${formatDuration(e.delayMs / 1000)} (attempt ${e.attempt + 1}).`);
+  return (e) =>
+    output.info(
+      `Replicate answered ${e.reason} for ${e.what}; retrying in ${formatDuration(e.delayMs / 1000)} (attempt ${e.attempt + 1}).`,
+    );
 }
 
 export function renderRecover(result: RecoverResult, output: Output): void {
@@ -38,12 +47,22 @@ export function renderRecover(result: RecoverResult, output: Output): void {
     output.printJson(result);
     return;
   }
-  if (result.listed !== undefined) output.info(`Replicate listed ${result.listed} prediction${result.listed === 1 ? "" : "s"} in the window; ${result.present} already in the database.`);
+  if (result.listed !== undefined)
+    output.info(
+      `Replicate listed ${result.listed} prediction${result.listed === 1 ? "" : "s"} in the window; ${result.present} already in the database.`,
+    );
   if (result.items.length > 0) {
     output.print(
       renderTable(
         ["prediction", "status", "result", "user", "files", "stored in / reason"],
-        result.items.map((item) => [item.predictionId, item.status ?? "-", stateLabel(item, output), item.userId ?? "-", String(item.stored.length + item.planned.length + item.alreadyStored.length), where(item)]),
+        result.items.map((item) => [
+          item.predictionId,
+          item.status ?? "-",
+          stateLabel(item, output),
+          item.userId ?? "-",
+          String(item.stored.length + item.planned.length + item.alreadyStored.length),
+          where(item),
+        ]),
         output,
       ),
     );
@@ -58,25 +77,41 @@ export function recoverError(result: RecoverResult): UserError | undefined {
     case ExitCode.ok:
       return undefined;
     case ExitCode.interrupted:
-      return new Interrupted("Interrupted.", "Run the same command again: what was stored stays stored and is not copied twice.");
+      return new Interrupted(
+        "Interrupted.",
+        "Run the same command again: what was stored stays stored and is not copied twice.",
+      );
     case ExitCode.partial:
       return new PartialFailure(`${failed} of ${result.items.length} predictions failed (see the messages above).`);
     default: {
       if (result.stopped && result.stopped.kind !== "interrupted") {
-        return new UserError(result.stopped.message, { hint: result.stopped.hint, exitCode: result.exitCode as ExitCode });
+        return new UserError(result.stopped.message, {
+          hint: result.stopped.hint,
+          exitCode: result.exitCode as ExitCode,
+        });
       }
       const throttled = result.items.filter((i) => i.state === "rate-limited").length;
-      return new UserError(`The Replicate API kept throttling ${throttled} prediction${throttled === 1 ? "" : "s"}; ${failed} of ${result.items.length} failed.`, {
-        hint: "Wait a minute and run the same command again, or lower --concurrency.",
-        exitCode: result.exitCode as ExitCode,
-      });
+      return new UserError(
+        `The Replicate API kept throttling ${throttled} prediction${throttled === 1 ? "" : "s"}; ${failed} of ${result.items.length} failed.`,
+        {
+          hint: "Wait a minute and run the same command again, or lower --concurrency.",
+          exitCode: result.exitCode as ExitCode,
+        },
+      );
     }
   }
 }
 
 function stateLabel(item: RecoverItem, output: Output): string {
   const planned = item.outcome === "created" ? "would create" : "would update";
-  const label = item.state === "unchanged" ? "already stored" : item.state === "pending" ? "still running" : item.state === "planned" ? planned : item.state;
+  const label =
+    item.state === "unchanged"
+      ? "already stored"
+      : item.state === "pending"
+        ? "still running"
+        : item.state === "planned"
+          ? planned
+          : item.state;
   if (isFailedState(item.state)) return output.color.red(label);
   if (item.state === "stored" || item.state === "unchanged") return output.color.green(label);
   return label;

@@ -130,7 +130,13 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     try {
       // Ids from rows or from a listing are checked like the operator's: never put in a URL unchecked.
       const problem = predictionIdProblem(target.id);
-      if (problem) return setFailure(item, "refused", `Refusing prediction id ${JSON.stringify(target.id)}: it ${problem}; nothing was fetched.`, "Fix the row's replicateId.");
+      if (problem)
+        return setFailure(
+          item,
+          "refused",
+          `Refusing prediction id ${JSON.stringify(target.id)}: it ${problem}; nothing was fetched.`,
+          "Fix the row's replicateId.",
+        );
       let prediction = target.prediction;
       target.prediction = undefined;
       if (!prediction) {
@@ -140,7 +146,13 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
       item.status = prediction.status;
       if (target.orphan) {
         const refusal = orphanRefusal(prediction, input.user);
-        if (refusal) return setFailure(item, "refused", refusal, "Pass --user <userId> to place predictions that carry no user_id/userId in their input.");
+        if (refusal)
+          return setFailure(
+            item,
+            "refused",
+            refusal,
+            "Pass --user <userId> to place predictions that carry no user_id/userId in their input.",
+          );
       }
       const result = await deps.ingest(deps.pipeline, { prediction, via: target.via, user: input.user, dryRun });
       applyResult(item, prediction, result);
@@ -203,7 +215,9 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
         listed += page.length;
         present += split.present.length;
         emit({ type: "listed", listed, orphans: listed - present });
-        await runAll(split.orphans.map((prediction) => ({ id: prediction.id, via: "recover" as const, prediction, orphan: true })));
+        await runAll(
+          split.orphans.map((prediction) => ({ id: prediction.id, via: "recover" as const, prediction, orphan: true })),
+        );
         if (halted()) break;
       }
     } catch (error) {
@@ -257,26 +271,38 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
 /** Refuses contradictory or unsafe input before anything is fetched. */
 export function checkRecoverInput(input: RecoverInput): RecoverMode {
   const ids = input.ids ?? [];
-  const chosen = [ids.length > 0 && "prediction ids", input.pending && "--pending", input.since && "--since"].filter(Boolean);
+  const chosen = [ids.length > 0 && "prediction ids", input.pending && "--pending", input.since && "--since"].filter(
+    Boolean,
+  );
   if (chosen.length === 0) {
-    throw new UserError("Nothing to recover: give prediction ids, --pending or --since.", { hint: "See genstore recover --help for examples." });
+    throw new UserError("Nothing to recover: give prediction ids, --pending or --since.", {
+      hint: "See genstore recover --help for examples.",
+    });
   }
   if (chosen.length > 1) {
-    throw new UserError(`Choose one of prediction ids, --pending or --since (got ${chosen.join(" and ")}).`, { hint: "Run them as separate commands." });
+    throw new UserError(`Choose one of prediction ids, --pending or --since (got ${chosen.join(" and ")}).`, {
+      hint: "Run them as separate commands.",
+    });
   }
   const bad = ids.map((id) => ({ id, problem: predictionIdProblem(id) })).filter((b) => b.problem !== undefined);
   if (bad.length > 0) {
     const first = bad[0]!;
     const more = bad.length > 1 ? ` (and ${bad.length - 1} more)` : "";
-    throw new UserError(`Refusing prediction id ${JSON.stringify(first.id)}: it ${first.problem}${more}. Nothing was fetched.`, {
-      hint: "Replicate prediction ids look like gm3qorzdhgbfurvjtvhg6dckhu.",
-      exitCode: ExitCode.refused,
-    });
+    throw new UserError(
+      `Refusing prediction id ${JSON.stringify(first.id)}: it ${first.problem}${more}. Nothing was fetched.`,
+      {
+        hint: "Replicate prediction ids look like gm3qorzdhgbfurvjtvhg6dckhu.",
+        exitCode: ExitCode.refused,
+      },
+    );
   }
   if (input.user !== undefined) {
     const reason = unsafeSegmentReason(input.user);
     if (reason) {
-      throw new UserError(`Refusing --user ${JSON.stringify(input.user)}: it ${reason}, so it could escape its storage folder.`, { exitCode: ExitCode.refused });
+      throw new UserError(
+        `Refusing --user ${JSON.stringify(input.user)}: it ${reason}, so it could escape its storage folder.`,
+        { exitCode: ExitCode.refused },
+      );
     }
   }
   if (input.concurrency !== undefined && (!Number.isInteger(input.concurrency) || input.concurrency < 1)) {
@@ -291,7 +317,8 @@ function orphanRefusal(prediction: Prediction, user: string | undefined): string
   const hints = userIdHints(prediction, {});
   if (hints.some((h) => h.accepted)) return undefined;
   const refused = hints.find((h) => !h.accepted);
-  if (refused && !refused.accepted) return `Orphan ${prediction.id} has input.${refused.field} ${JSON.stringify(refused.value)}, which ${refused.reason}; nothing was stored.`;
+  if (refused && !refused.accepted)
+    return `Orphan ${prediction.id} has input.${refused.field} ${JSON.stringify(refused.value)}, which ${refused.reason}; nothing was stored.`;
   return `Orphan ${prediction.id} has no row and no user_id/userId in its input: nothing says whose it is; nothing was stored.`;
 }
 
@@ -323,7 +350,9 @@ function setFailure(item: RecoverItem, state: ItemState, message: string, hint?:
   item.hint = hint;
 }
 
-type Verdict = { stop: "replicate" | "database" | "storage"; message: string; hint?: string } | { stop?: undefined; state: ItemState; message: string; hint?: string };
+type Verdict =
+  | { stop: "replicate" | "database" | "storage"; message: string; hint?: string }
+  | { stop?: undefined; state: ItemState; message: string; hint?: string };
 
 /** Which errors end the whole run (the API, database or storage is unusable) and which concern one prediction. */
 function classify(error: unknown): Verdict {
@@ -343,11 +372,26 @@ function classify(error: unknown): Verdict {
 }
 
 function blankItem(predictionId: string, via: Arrival): RecoverItem {
-  return { predictionId, via, state: "skipped", stored: [], planned: [], alreadyStored: [], expired: [], warnings: [], fetches: 0 };
+  return {
+    predictionId,
+    via,
+    state: "skipped",
+    stored: [],
+    planned: [],
+    alreadyStored: [],
+    expired: [],
+    warnings: [],
+    fetches: 0,
+  };
 }
 
 /** Runs worker over items, at most `limit` at a time, taking no new item once stop() says so. */
-async function pool<T>(items: T[], limit: number, worker: (item: T) => Promise<void>, stop: () => boolean): Promise<void> {
+async function pool<T>(
+  items: T[],
+  limit: number,
+  worker: (item: T) => Promise<void>,
+  stop: () => boolean,
+): Promise<void> {
   let next = 0;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length && !stop()) await worker(items[next++]!);

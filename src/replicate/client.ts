@@ -3,9 +3,23 @@ import type { Config } from "../config.ts";
 import { requireReplicateToken } from "../config.ts";
 import { parsePrediction, type Prediction } from "../core/prediction.ts";
 import { predictionsSince } from "../core/recover-plan.ts";
-import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableStatus, type AttemptOutcome, type RetryPolicy } from "../core/replicate-retry.ts";
+import {
+  DEFAULT_RETRY_POLICY,
+  decideRetry,
+  isRetryableStatus,
+  type AttemptOutcome,
+  type RetryPolicy,
+} from "../core/replicate-retry.ts";
 import { parseRetryAfter } from "../core/retry.ts";
-import { badResponse, rateLimited, ReplicateError, unauthorized, unavailable, unknownPrediction, unreachable } from "./errors.ts";
+import {
+  badResponse,
+  rateLimited,
+  ReplicateError,
+  unauthorized,
+  unavailable,
+  unknownPrediction,
+  unreachable,
+} from "./errors.ts";
 
 // The Replicate API as genstore uses it, over the `replicate` package (1.4).
 //
@@ -84,16 +98,24 @@ export function createReplicateClient(options: ReplicateClientOptions): Replicat
       if (response && !isRetryableStatus(response.status)) return response;
       const retryAfterMs = response ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : undefined;
       if (retryAfterMs !== undefined) lastRetryAfter = retryAfterMs;
-      const outcome: AttemptOutcome = response ? { kind: "response", status: response.status, retryAfterMs } : { kind: "network" };
+      const outcome: AttemptOutcome = response
+        ? { kind: "response", status: response.status, retryAfterMs }
+        : { kind: "network" };
       const decision = decideRetry(outcome, { attempt, waitedMs }, policy, random());
       if (!decision.retry) {
         await response?.body?.cancel().catch(() => {});
         if (!response) throw unreachable(baseUrl, failure, attempt);
-        if (response.status === 429) throw rateLimited(what, attempt, waitedMs, decision.reason === "budget" ? lastRetryAfter : undefined);
+        if (response.status === 429)
+          throw rateLimited(what, attempt, waitedMs, decision.reason === "budget" ? lastRetryAfter : undefined);
         throw unavailable(what, response.status, attempt);
       }
       await response?.body?.cancel().catch(() => {});
-      options.onRetry?.({ what, attempt, reason: response ? `HTTP ${response.status}` : networkReasonShort(failure), delayMs: decision.delayMs });
+      options.onRetry?.({
+        what,
+        attempt,
+        reason: response ? `HTTP ${response.status}` : networkReasonShort(failure),
+        delayMs: decision.delayMs,
+      });
       await sleep(decision.delayMs, signal);
       waitedMs += decision.delayMs;
     }
@@ -182,7 +204,10 @@ export function createReplicateClient(options: ReplicateClientOptions): Replicat
 }
 
 /** The client for a loaded config (REPLICATE_API_TOKEN is required; a ConfigError says so). */
-export function replicateClientFromConfig(config: Config, extra: Omit<ReplicateClientOptions, "token" | "baseUrl"> = {}): ReplicateApi {
+export function replicateClientFromConfig(
+  config: Config,
+  extra: Omit<ReplicateClientOptions, "token" | "baseUrl"> = {},
+): ReplicateApi {
   return createReplicateClient({ token: requireReplicateToken(config), baseUrl: config.replicate.baseUrl, ...extra });
 }
 
@@ -222,16 +247,20 @@ function firstLine(text: string): string {
   return (text.split("\n")[0] ?? text).slice(0, 300);
 }
 
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+}
+
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) return reject(abortReason(signal));
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
       clearTimeout(timer);
-      reject(signal!.reason);
+      reject(abortReason(signal!));
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });

@@ -30,6 +30,7 @@ interface Sidecar {
   contentType?: string;
 }
 
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** Leaves room under the usual 255-byte name limit for the sidecar and temp-file names. */
 const MAX_SEGMENT_BYTES = 200;
@@ -85,7 +86,8 @@ class LocalStorage implements Storage {
     const file = this.fileFor(key);
     options.signal?.throwIfAborted();
     // Refuse early rather than after writing a whole video; link() below still decides.
-    if (options.ifNoneMatch && (await this.statObject(key, file)) !== undefined) throw new ObjectExistsError(key, this.where);
+    if (options.ifNoneMatch && (await this.statObject(key, file)) !== undefined)
+      throw new ObjectExistsError(key, this.where);
     const temp = await this.createTemp(file, key);
     try {
       const written = await writeBody(temp.handle, body, options.signal, (error) => this.fsError("write", key, error));
@@ -153,7 +155,10 @@ class LocalStorage implements Storage {
       await fs.unlink(file);
     } catch (error) {
       // A key that names a folder holds no object (unlink says EISDIR, or EPERM on macOS).
-      const folder = await fs.lstat(file).then((stat) => stat.isDirectory(), () => false);
+      const folder = await fs.lstat(file).then(
+        (stat) => stat.isDirectory(),
+        () => false,
+      );
       if (!isMissing(error) && !folder) throw this.fsError("delete", key, error);
     }
     await fs.rm(sidecarPath(file), { force: true });

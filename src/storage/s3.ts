@@ -151,10 +151,17 @@ class S3Storage implements Storage {
         // means those bytes were copied, so the listed size is the copy's. Otherwise (a
         // multipart source, or a server that ignores CopySourceIfMatch, as moto does) the
         // copy itself is measured.
-        if (etag === known.etag && !etag.includes("-")) return { key: targetKey, size: known.size, etag, lastModified: copied.lastModified };
+        if (etag === known.etag && !etag.includes("-"))
+          return { key: targetKey, size: known.size, etag, lastModified: copied.lastModified };
         const target = await this.headObject(targetKey);
         if (target === undefined) throw new ObjectNotFoundError(targetKey, this.where);
-        return { key: targetKey, size: target.ContentLength ?? 0, etag: unquote(target.ETag), contentType: target.ContentType, lastModified: target.LastModified };
+        return {
+          key: targetKey,
+          size: target.ContentLength ?? 0,
+          etag: unquote(target.ETag),
+          contentType: target.ContentType,
+          lastModified: target.LastModified,
+        };
       }
     }
     const source = await this.headObject(sourceKey);
@@ -164,7 +171,13 @@ class S3Storage implements Storage {
       size > this.multipartCopyThreshold
         ? await this.multipartCopy(sourceKey, targetKey, source)
         : (await this.copyObject(sourceKey, targetKey, source.ETag))!;
-    return { key: targetKey, size, etag: unquote(copied.etag), contentType: source.ContentType, lastModified: copied.lastModified };
+    return {
+      key: targetKey,
+      size,
+      etag: unquote(copied.etag),
+      contentType: source.ContentType,
+      lastModified: copied.lastModified,
+    };
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -202,7 +215,12 @@ class S3Storage implements Storage {
       const batch = keys.slice(start, start + DELETE_BATCH);
       if (this.batchDeletes !== false) {
         try {
-          const out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+          const out = await this.client.send(
+            new DeleteObjectsCommand({
+              Bucket: this.bucket,
+              Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+            }),
+          );
           for (const { Key, Code, Message } of out.Errors ?? []) {
             if (Key === undefined) continue;
             const detail = firstLine(Message);
@@ -241,7 +259,12 @@ class S3Storage implements Storage {
       for await (const page of pages) {
         for (const object of page.Contents ?? []) {
           if (object.Key === undefined) continue;
-          yield { key: object.Key, size: object.Size ?? 0, etag: unquote(object.ETag), lastModified: object.LastModified };
+          yield {
+            key: object.Key,
+            size: object.Size ?? 0,
+            etag: unquote(object.ETag),
+            lastModified: object.LastModified,
+          };
         }
       }
     } catch (error) {
@@ -278,11 +301,29 @@ class S3Storage implements Storage {
 
   // --- put ---------------------------------------------------------------------------
 
-  private async putWhole(key: string, body: Uint8Array, contentType: string | undefined, options: PutOptions): Promise<ObjectInfo> {
-    const input = { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType, ContentLength: body.byteLength };
+  private async putWhole(
+    key: string,
+    body: Uint8Array,
+    contentType: string | undefined,
+    options: PutOptions,
+  ): Promise<ObjectInfo> {
+    const input = {
+      Bucket: this.bucket,
+      Key: key,
+      Body: body,
+      ContentType: contentType,
+      ContentLength: body.byteLength,
+    };
     const send = (conditional: boolean) =>
-      this.client.send(new PutObjectCommand(conditional ? { ...input, IfNoneMatch: "*" } : input), { abortSignal: options.signal });
-    const stored = (out: PutObjectCommandOutput): ObjectInfo => ({ key, size: body.byteLength, etag: unquote(out.ETag), contentType });
+      this.client.send(new PutObjectCommand(conditional ? { ...input, IfNoneMatch: "*" } : input), {
+        abortSignal: options.signal,
+      });
+    const stored = (out: PutObjectCommandOutput): ObjectInfo => ({
+      key,
+      size: body.byteLength,
+      etag: unquote(out.ETag),
+      contentType,
+    });
     if (options.ifNoneMatch && this.conditionalWrites !== false) {
       try {
         return stored(await send(true));
@@ -292,7 +333,12 @@ class S3Storage implements Storage {
       }
     }
     if (options.ifNoneMatch) await this.refuseExisting(key);
-    return stored(await this.attempt(() => send(false), (error) => this.putFailure(key, error)));
+    return stored(
+      await this.attempt(
+        () => send(false),
+        (error) => this.putFailure(key, error),
+      ),
+    );
   }
 
   /**
@@ -324,24 +370,53 @@ class S3Storage implements Storage {
     const failure = (error: unknown) => this.putFailure(key, error);
     try {
       const created = await this.attempt(
-        () => this.client.send(new CreateMultipartUploadCommand({ ...target, ContentType: contentType, ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}) }), send),
+        () =>
+          this.client.send(
+            new CreateMultipartUploadCommand({
+              ...target,
+              ContentType: contentType,
+              ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}),
+            }),
+            send,
+          ),
         failure,
       );
       const uploadId = created.UploadId!;
       try {
-        const parts = await uploadParts(body.chunks, partSize, PARALLEL_UPLOADS, abortController, async (partNumber, bytes) => {
-          const out = await this.attempt(
-            () =>
-              this.client.send(
-                new UploadPartCommand({ ...target, UploadId: uploadId, PartNumber: partNumber, Body: bytes, ContentLength: bytes.byteLength, ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}) }),
-                send,
-              ),
-            failure,
-          );
-          return { PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32 };
-        });
+        const parts = await uploadParts(
+          body.chunks,
+          partSize,
+          PARALLEL_UPLOADS,
+          abortController,
+          async (partNumber, bytes) => {
+            const out = await this.attempt(
+              () =>
+                this.client.send(
+                  new UploadPartCommand({
+                    ...target,
+                    UploadId: uploadId,
+                    PartNumber: partNumber,
+                    Body: bytes,
+                    ContentLength: bytes.byteLength,
+                    ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}),
+                  }),
+                  send,
+                ),
+              failure,
+            );
+            return { PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32 };
+          },
+        );
         const complete = (ifNoneMatch: boolean) =>
-          this.client.send(new CompleteMultipartUploadCommand({ ...target, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...(ifNoneMatch ? { IfNoneMatch: "*" } : {}) }), send);
+          this.client.send(
+            new CompleteMultipartUploadCommand({
+              ...target,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: parts },
+              ...(ifNoneMatch ? { IfNoneMatch: "*" } : {}),
+            }),
+            send,
+          );
         let etag: string | undefined;
         try {
           etag = (await complete(conditional)).ETag;
@@ -386,7 +461,12 @@ class S3Storage implements Storage {
     let out;
     try {
       out = await this.client.send(
-        new CopyObjectCommand({ Bucket: this.bucket, Key: targetKey, CopySource: this.copySource(sourceKey), CopySourceIfMatch: etag }),
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: targetKey,
+          CopySource: this.copySource(sourceKey),
+          CopySourceIfMatch: etag,
+        }),
       );
     } catch (error) {
       if (options.retryIfChanged && isPreconditionFailed(error)) return undefined;
@@ -396,21 +476,25 @@ class S3Storage implements Storage {
   }
 
   /** CopyObject stops at 5 GiB; beyond, the copy is assembled from ranges of the source. */
-  private async multipartCopy(sourceKey: string, targetKey: string, source: HeadObjectCommandOutput): Promise<{ etag?: string; lastModified?: Date }> {
+  private async multipartCopy(
+    sourceKey: string,
+    targetKey: string,
+    source: HeadObjectCommandOutput,
+  ): Promise<{ etag?: string; lastModified?: Date }> {
     const copyFailure = (error: unknown) => this.copyFailure(sourceKey, targetKey, error);
     const created = await this.attempt(
       () =>
         this.client.send(
           new CreateMultipartUploadCommand({
-        Bucket: this.bucket,
-        Key: targetKey,
-        // Unlike CopyObject, a multipart copy does not carry the source's headers over.
-        ContentType: source.ContentType,
-        ContentEncoding: source.ContentEncoding,
-        ContentDisposition: source.ContentDisposition,
-        ContentLanguage: source.ContentLanguage,
-        CacheControl: source.CacheControl,
-        Metadata: source.Metadata,
+            Bucket: this.bucket,
+            Key: targetKey,
+            // Unlike CopyObject, a multipart copy does not carry the source's headers over.
+            ContentType: source.ContentType,
+            ContentEncoding: source.ContentEncoding,
+            ContentDisposition: source.ContentDisposition,
+            ContentLanguage: source.ContentLanguage,
+            CacheControl: source.CacheControl,
+            Metadata: source.Metadata,
           }),
         ),
       copyFailure,
@@ -423,13 +507,13 @@ class S3Storage implements Storage {
           () =>
             this.client.send(
               new UploadPartCopyCommand({
-            Bucket: this.bucket,
-            Key: targetKey,
-            UploadId: uploadId,
-            PartNumber: range.partNumber,
-            CopySource: this.copySource(sourceKey),
-            CopySourceRange: `bytes=${range.start}-${range.end}`,
-            CopySourceIfMatch: source.ETag,
+                Bucket: this.bucket,
+                Key: targetKey,
+                UploadId: uploadId,
+                PartNumber: range.partNumber,
+                CopySource: this.copySource(sourceKey),
+                CopySourceRange: `bytes=${range.start}-${range.end}`,
+                CopySourceIfMatch: source.ETag,
               }),
             ),
           copyFailure,
@@ -439,7 +523,12 @@ class S3Storage implements Storage {
       const done = await this.attempt(
         () =>
           this.client.send(
-            new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: targetKey,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: parts },
+            }),
           ),
         copyFailure,
       );
@@ -469,7 +558,9 @@ class S3Storage implements Storage {
 
   private async abortUpload(key: string, uploadId: string): Promise<void> {
     // Best effort: a lifecycle rule for incomplete uploads cleans up what this misses.
-    await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+    await this.client
+      .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+      .catch(() => undefined);
   }
 
   // --- plumbing ----------------------------------------------------------------------
@@ -506,7 +597,11 @@ class S3Storage implements Storage {
             "Is the server running at that address? Unset AWS_ENDPOINT_URL_S3 to use AWS itself.",
             error,
           )
-        : new StorageError(`Cannot reach S3 at ${this.endpoint} (${network}). Check the network and AWS_REGION.`, undefined, error);
+        : new StorageError(
+            `Cannot reach S3 at ${this.endpoint} (${network}). Check the network and AWS_REGION.`,
+            undefined,
+            error,
+          );
     }
     const name = errorName(error);
     if (name === "CredentialsProviderError") {
@@ -533,7 +628,10 @@ class S3Storage implements Storage {
 // --- bodies ------------------------------------------------------------------------------
 
 /** Reads until more than limit bytes arrived (rest is then the unread remainder) or the body ended. */
-async function readUpTo(body: Readable, limit: number): Promise<{ chunks: Buffer[]; rest?: AsyncIterator<Uint8Array> }> {
+async function readUpTo(
+  body: Readable,
+  limit: number,
+): Promise<{ chunks: Buffer[]; rest?: AsyncIterator<Uint8Array> }> {
   const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
   const chunks: Buffer[] = [];
   let size = 0;
@@ -657,7 +755,7 @@ function partRanges(size: number, minPartSize: number): { partNumber: number; st
 
 /** Like Promise.all over items, at most limit at a time; stops starting new work after a failure. */
 async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+  const results = new Array<R>(items.length);
   let next = 0;
   let failed = false;
   const worker = async () => {
@@ -703,7 +801,15 @@ function isNotImplemented(error: unknown): boolean {
   return statusOf(error) === 501 || errorName(error) === "NotImplemented";
 }
 
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
 
 /** The network error code when the request never got an HTTP answer. */
 function networkFailure(error: unknown): string | undefined {

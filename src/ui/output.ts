@@ -109,10 +109,19 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
 }
 
 /** "1,234 rows/s, about 2m 05s left" */
-export function formatRate(done: number, total: number | undefined, startedAt: number, unit: string, now = Date.now()): string {
+export function formatRate(
+  done: number,
+  total: number | undefined,
+  startedAt: number,
+  unit: string,
+  now = Date.now(),
+): string {
   const seconds = Math.max((now - startedAt) / 1000, 0.001);
   const rate = done / seconds;
-  const parts = [`${done.toLocaleString("en-US")}${total !== undefined ? `/${total.toLocaleString("en-US")}` : ""} ${unit}`, `${Math.round(rate).toLocaleString("en-US")}/s`];
+  const parts = [
+    `${done.toLocaleString("en-US")}${total !== undefined ? `/${total.toLocaleString("en-US")}` : ""} ${unit}`,
+    `${Math.round(rate).toLocaleString("en-US")}/s`,
+  ];
   if (total !== undefined && rate > 0 && done < total) parts.push(`ETA ${formatDuration((total - done) / rate)}`);
   return parts.join(", ");
 }

@@ -73,17 +73,28 @@ export interface HandleReplicateWebhookOptions {
  * 10 MiB; 405 another method; 503 the database failed or the ingestion failed in a way a
  * retry can fix (Replicate retries the completed delivery; the queue keeps it meanwhile).
  */
-export async function handleReplicateWebhook(request: Request, options: HandleReplicateWebhookOptions): Promise<Response> {
+export async function handleReplicateWebhook(
+  request: Request,
+  options: HandleReplicateWebhookOptions,
+): Promise<Response> {
   if (request.method !== "POST") return json(405, { error: "use POST" }, { allow: "POST" });
   const secret = options.secret ?? options.config.webhookSecret;
   if (!secret) return json(500, { error: "the receiver has no webhook secret (REPLICATE_WEBHOOK_SECRET)" });
   const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const body = await readBody(request, maxBodyBytes);
-  if (body === undefined) return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
+  if (body === undefined)
+    return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
 
   const queue = queueFor(options.db);
-  const received = await receiveDelivery({ body, headers: request.headers, query: new URL(request.url).searchParams, secret, queue });
-  if (!received.accepted) return json(received.status, received.body, received.status === 503 ? { "retry-after": "5" } : {});
+  const received = await receiveDelivery({
+    body,
+    headers: request.headers,
+    query: new URL(request.url).searchParams,
+    secret,
+    queue,
+  });
+  if (!received.accepted)
+    return json(received.status, received.body, received.status === 503 ? { "retry-after": "5" } : {});
 
   const process = createIngestProcessor(
     options.ingest ?? ingestPrediction,
@@ -103,7 +114,9 @@ export async function handleReplicateWebhook(request: Request, options: HandleRe
       const final = (error as { retryable?: unknown } | null)?.retryable === false;
       await queue.fail(delivery, message, { final }).catch(() => {});
       // Retryable: a 503 makes Replicate send the completed delivery again. Final: retrying cannot help.
-      return final ? json(200, { ...received.body, processed: false, error: message }) : json(503, { error: message }, { "retry-after": "30" });
+      return final
+        ? json(200, { ...received.body, processed: false, error: message })
+        : json(503, { error: message }, { "retry-after": "30" });
     }
   })();
 
@@ -111,7 +124,13 @@ export async function handleReplicateWebhook(request: Request, options: HandleRe
     options.waitUntil(work.catch(() => {}));
     return json(200, received.body);
   }
-  return work.catch((error) => json(503, { error: `the delivery is stored but could not be processed now: ${(error as Error).message}` }, { "retry-after": "30" }));
+  return work.catch((error) =>
+    json(
+      503,
+      { error: `the delivery is stored but could not be processed now: ${(error as Error).message}` },
+      { "retry-after": "30" },
+    ),
+  );
 }
 
 // One queue per database, so that concurrent requests share its group-committed enqueue
@@ -145,5 +164,8 @@ async function readBody(request: Request, limit: number): Promise<string | undef
 }
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(`${JSON.stringify(body)}\n`, { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
+  return new Response(`${JSON.stringify(body)}\n`, {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
 }

@@ -6,12 +6,21 @@ import type { DeliveryProcessor } from "./worker.ts";
 
 export type IngestFunction = (deps: PipelineDeps, request: IngestRequest) => Promise<IngestResult>;
 
-export function createIngestProcessor(ingest: IngestFunction, deps: PipelineDeps, options: { user?: string } = {}): DeliveryProcessor {
+export function createIngestProcessor(
+  ingest: IngestFunction,
+  deps: PipelineDeps,
+  options: { user?: string } = {},
+): DeliveryProcessor {
   return async (delivery) => {
     const parsed = parsePrediction(delivery.body);
     // The receiver checked this before queueing; a row written by an older version might not pass.
     if (!parsed.ok) throw new Error(`the stored body is ${parsed.reason}`);
-    const result = await ingest(deps, { prediction: parsed.prediction, via: "webhook", query: delivery.params, user: options.user });
+    const result = await ingest(deps, {
+      prediction: parsed.prediction,
+      via: "webhook",
+      query: delivery.params,
+      user: options.user,
+    });
     return `${parsed.prediction.status} ${describeIngestResult(result)}`;
   };
 }
@@ -25,12 +34,19 @@ export function describeIngestResult(result: IngestResult): string {
     const detail = thumbnails > 0 ? ` (${plural(outputs, "output")}, ${plural(thumbnails, "thumbnail")})` : "";
     parts.push(`stored ${plural(result.stored.length, "object")}${detail}`);
   } else if (result.outcome === "unchanged") {
-    parts.push(result.alreadyStored.length > 0 ? `unchanged (${plural(result.alreadyStored.length, "object")} already stored)` : "unchanged");
+    parts.push(
+      result.alreadyStored.length > 0
+        ? `unchanged (${plural(result.alreadyStored.length, "object")} already stored)`
+        : "unchanged",
+    );
   } else {
     parts.push(`row ${result.outcome}, status ${result.status}`);
   }
   if (result.expired.length > 0) parts.push(`${plural(result.expired.length, "output")} expired (the file is gone)`);
-  if (result.warnings.length > 0) parts.push(`warning: ${result.warnings[0]}${result.warnings.length > 1 ? ` (+${result.warnings.length - 1} more)` : ""}`);
+  if (result.warnings.length > 0)
+    parts.push(
+      `warning: ${result.warnings[0]}${result.warnings.length > 1 ? ` (+${result.warnings.length - 1} more)` : ""}`,
+    );
   return `→ ${parts.join("; ")} [generation ${result.generationId}, user ${result.userId}]`;
 }
 

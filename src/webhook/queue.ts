@@ -79,7 +79,11 @@ export interface DeliveryQueue {
    * Records a failed attempt: back to pending after a backoff, or failed after the last
    * attempt, or at once when `final` (an error that no retry can fix).
    */
-  fail(delivery: Pick<ClaimedDelivery, "id" | "attempt">, error: string, options?: { final?: boolean }): Promise<FailOutcome>;
+  fail(
+    delivery: Pick<ClaimedDelivery, "id" | "attempt">,
+    error: string,
+    options?: { final?: boolean },
+  ): Promise<FailOutcome>;
   /**
    * Marks failed the deliveries whose lease expired after their last attempt (a worker died
    * on them every time: retrying forever could crash every receiver in turn).
@@ -88,7 +92,10 @@ export interface DeliveryQueue {
   counts(): Promise<QueueCounts>;
 }
 
-export function createDeliveryQueue(db: Pick<Database, "query">, policy: RetryPolicy = DEFAULT_RETRY_POLICY): DeliveryQueue {
+export function createDeliveryQueue(
+  db: Pick<Database, "query">,
+  policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+): DeliveryQueue {
   return {
     enqueue: createEnqueueBatcher(db),
 
@@ -211,7 +218,11 @@ const FLUSHES_IN_FLIGHT = 1;
  * durable; under load this saves a commit (a WAL flush) per delivery.
  */
 function createEnqueueBatcher(db: Pick<Database, "query">): DeliveryQueue["enqueue"] {
-  type Waiting = { delivery: NewDelivery; resolve: (result: { duplicate: boolean }) => void; reject: (error: unknown) => void };
+  type Waiting = {
+    delivery: NewDelivery;
+    resolve: (result: { duplicate: boolean }) => void;
+    reject: (error: unknown) => void;
+  };
   const waiting: Waiting[] = [];
   let flushing = 0;
 
@@ -305,7 +316,7 @@ function claimedFrom(row: ClaimRow): ClaimedDelivery {
     id: row.id,
     predictionId: row.predictionId,
     body: typeof row.body === "string" ? JSON.parse(row.body) : row.body,
-    query: (typeof row.query === "string" ? JSON.parse(row.query) : row.query ?? {}) as StoredQuery,
+    query: (typeof row.query === "string" ? JSON.parse(row.query) : (row.query ?? {})) as StoredQuery,
     attempt: Number(row.attempts),
     receivedAt: row.receivedAt instanceof Date ? row.receivedAt : new Date(row.receivedAt),
   };

@@ -34,9 +34,16 @@ export async function receiveDelivery(input: ReceiveInput): Promise<ReceiveResul
   let webhookId: string;
   if (input.insecureNoVerify) {
     // Unsigned deliveries still need a stable id to deduplicate by.
-    webhookId = headerValue(input.headers, "webhook-id") ?? `unsigned_${createHash("sha256").update(input.body).digest("hex").slice(0, 32)}`;
+    webhookId =
+      headerValue(input.headers, "webhook-id") ??
+      `unsigned_${createHash("sha256").update(input.body).digest("hex").slice(0, 32)}`;
   } else {
-    const verified = verifyWebhook({ body: input.body, headers: input.headers, secret: input.secret ?? "", now: input.now });
+    const verified = verifyWebhook({
+      body: input.body,
+      headers: input.headers,
+      secret: input.secret ?? "",
+      now: input.now,
+    });
     if (!verified.ok) return { status: 401, body: { error: verified.reason }, line: `401 ${verified.reason}` };
     webhookId = verified.webhookId;
   }
@@ -47,12 +54,21 @@ export async function receiveDelivery(input: ReceiveInput): Promise<ReceiveResul
 
   let duplicate: boolean;
   try {
-    ({ duplicate } = await input.queue.enqueue({ id: webhookId, predictionId: prediction.id, body: input.body, query: storedQueryFrom(input.query) }));
+    ({ duplicate } = await input.queue.enqueue({
+      id: webhookId,
+      predictionId: prediction.id,
+      body: input.body,
+      query: storedQueryFrom(input.query),
+    }));
   } catch (error) {
     const text = oneLine(error);
     // PostgreSQL refuses some valid JSON in jsonb (\u0000): the sender's body, not our failure.
     if (/unsupported Unicode escape|invalid input syntax for type json/i.test(text)) {
-      return { status: 400, body: { error: `body cannot be stored as JSON: ${text}` }, line: `400 ${webhookId} body cannot be stored as JSON: ${text}` };
+      return {
+        status: 400,
+        body: { error: `body cannot be stored as JSON: ${text}` },
+        line: `400 ${webhookId} body cannot be stored as JSON: ${text}`,
+      };
     }
     return {
       status: 503,

@@ -50,7 +50,13 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process: deps.process ?? createIngestProcessor(deps.ingest, { db: deps.db, storage: deps.storage, config: deps.config }, { user: input.user }),
+    process:
+      deps.process ??
+      createIngestProcessor(
+        deps.ingest,
+        { db: deps.db, storage: deps.storage, config: deps.config },
+        { user: input.user },
+      ),
     log: deps.log,
   });
   const server = createWebhookServer({

@@ -50,7 +50,8 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://receiver.invalid");
     if (url.pathname === "/healthz") {
-      if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
+      if (req.method !== "GET" && req.method !== "HEAD")
+        return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
       try {
         const counts = await options.queue.counts();
         return send(res, 200, { ok: true, ...counts });
@@ -76,7 +77,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
     if (body === "aborted") return;
 
     const result = await receiveDelivery({
-      body,
+      body: body.text,
       headers: req.headers,
       query: url.searchParams,
       secret: options.secret,
@@ -85,7 +86,16 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
       now: options.now?.(),
     });
     // An accepted delivery's line comes from the worker once it is ingested; a duplicate gets none there.
-    log(result.line, result.status === 200 ? (result.accepted?.duplicate ? "info" : "debug") : result.status === 503 ? "error" : "warn");
+    log(
+      result.line,
+      result.status === 200
+        ? result.accepted?.duplicate
+          ? "info"
+          : "debug"
+        : result.status === 503
+          ? "error"
+          : "warn",
+    );
     send(res, result.status, result.body, result.status === 503 ? { "retry-after": "5" } : {});
     if (result.accepted) options.onAccepted?.(result.accepted);
   }
@@ -119,13 +129,15 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
 }
 
 /** The body as UTF-8 text; "too-large" as soon as it passes the limit (the rest is not read). */
-function readBody(req: http.IncomingMessage, limit: number): Promise<string | "too-large" | "aborted"> {
+type BodyRead = { text: string } | "too-large" | "aborted";
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<BodyRead> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too-large");
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const finish = (value: string | "too-large" | "aborted") => {
+    const finish = (value: BodyRead) => {
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onAbort);
@@ -139,7 +151,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string | "t
         finish("too-large");
       } else chunks.push(chunk);
     };
-    const onEnd = () => finish(Buffer.concat(chunks, size).toString("utf8"));
+    const onEnd = () => finish({ text: Buffer.concat(chunks, size).toString("utf8") });
     const onAbort = () => finish("aborted");
     req.on("data", onData);
     req.on("end", onEnd);
@@ -150,7 +162,11 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string | "t
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    ...headers,
+  });
   res.end(res.req.method === "HEAD" ? undefined : text);
   if (headers.connection === "close") res.once("finish", () => res.req.socket.destroySoon());
 }

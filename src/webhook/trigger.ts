@@ -27,8 +27,14 @@ export function buildSamplePrediction(input: SampleInput): Record<string, unknow
   const now = input.now ?? new Date();
   const at = (secondsAgo: number) => new Date(now.getTime() - secondsAgo * 1000).toISOString();
   const video = detectOperation(input.prompt).operationType === "video";
-  const final = input.status === "succeeded" || input.status === "failed" || input.status === "canceled" || input.status === "aborted";
-  const outputs = input.outputs ?? [`https://replicate.delivery/xezq/${randomBytes(8).toString("hex")}/out-0.${video ? "mp4" : "webp"}`];
+  const final =
+    input.status === "succeeded" ||
+    input.status === "failed" ||
+    input.status === "canceled" ||
+    input.status === "aborted";
+  const outputs = input.outputs ?? [
+    `https://replicate.delivery/xezq/${randomBytes(8).toString("hex")}/out-0.${video ? "mp4" : "webp"}`,
+  ];
   const output = input.status !== "succeeded" ? null : video && outputs.length === 1 ? outputs[0] : outputs;
   return {
     id,
@@ -101,5 +107,12 @@ export async function sendTrigger(input: TriggerInput): Promise<TriggerResult> {
   } catch {
     // Not JSON: keep the text.
   }
-  return { url: url.toString(), webhookId, predictionId: String(input.prediction.id), status: response.status, statusText: response.statusText, body: parsed };
+  return {
+    url: url.toString(),
+    webhookId,
+    predictionId: String(input.prediction.id),
+    status: response.status,
+    statusText: response.statusText,
+    body: parsed,
+  };
 }

@@ -26,8 +26,7 @@ export interface VerifyWebhookInput {
 }
 
 export type VerifyWebhookResult =
-  | { ok: true; webhookId: string; timestamp: Date }
-  | { ok: false; status: 401; reason: string };
+  { ok: true; webhookId: string; timestamp: Date } | { ok: false; status: 401; reason: string };
 
 /**
  * Checks a delivery's headers, timestamp and signature. Never throws for anything the
@@ -66,9 +65,13 @@ export function verifyWebhook(input: VerifyWebhookInput): VerifyWebhookResult {
     new Date(seconds * 1000);
 
   try {
-    webhook.verify(input.body, { "webhook-id": id, "webhook-timestamp": rawTimestamp, "webhook-signature": signature }, {
-      jsonParse: false,
-    });
+    webhook.verify(
+      input.body,
+      { "webhook-id": id, "webhook-timestamp": rawTimestamp, "webhook-signature": signature },
+      {
+        jsonParse: false,
+      },
+    );
   } catch (error) {
     const count = signature.split(" ").filter((entry) => entry.startsWith("v1,")).length;
     const detail =

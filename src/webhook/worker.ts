@@ -74,12 +74,17 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           if (Date.now() - lastSweep >= pollIntervalMs) {
             lastSweep = Date.now();
             const abandoned = await queue.failAbandoned();
-            if (abandoned > 0) log(`${abandoned} deliver${abandoned === 1 ? "y" : "ies"} marked failed: the worker stopped during every attempt`, "error");
+            if (abandoned > 0)
+              log(
+                `${abandoned} deliver${abandoned === 1 ? "y" : "ies"} marked failed: the worker stopped during every attempt`,
+                "error",
+              );
           }
           claimed = await queue.claim(free, leaseMs);
         } catch (error) {
           // The database is down: say so once a minute, keep polling.
-          if (Date.now() - lastDatabaseError > 60_000) log(`cannot claim deliveries: ${message(error)}; retrying`, "error");
+          if (Date.now() - lastDatabaseError > 60_000)
+            log(`cannot claim deliveries: ${message(error)}; retrying`, "error");
           lastDatabaseError = Date.now();
         }
       }
@@ -103,9 +108,12 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
 
   async function runOne(delivery: ClaimedDelivery): Promise<void> {
     const started = Date.now();
-    const renewal = setInterval(() => {
-      queue.renew(delivery, leaseMs).catch(() => {});
-    }, Math.max(leaseMs / 3, 50));
+    const renewal = setInterval(
+      () => {
+        queue.renew(delivery, leaseMs).catch(() => {});
+      },
+      Math.max(leaseMs / 3, 50),
+    );
     renewal.unref();
     const who = `${delivery.id} ${delivery.predictionId}`;
     try {
@@ -123,13 +131,19 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           const after = final ? "not retried" : `after ${delivery.attempt} attempts`;
           log(`200 ${who} → failed (${after}): ${message(error)}`, "error");
         } else {
-          log(`200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`, "warn");
+          log(
+            `200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`,
+            "warn",
+          );
         }
         return;
       }
       const completed = await queue.complete(delivery);
       const took = `${((Date.now() - started) / 1000).toFixed(1)}s`;
-      log(`200 ${who} ${summary} (${took}${completed ? "" : "; its lease ran out meanwhile, another worker may repeat it"})`, "info");
+      log(
+        `200 ${who} ${summary} (${took}${completed ? "" : "; its lease ran out meanwhile, another worker may repeat it"})`,
+        "info",
+      );
     } catch (error) {
       // The database failed while recording the outcome: the lease runs out and the work is retried.
       log(`200 ${who} → could not record the outcome: ${message(error)}; it will be retried`, "error");

@@ -11,12 +11,17 @@ const run = promisify(execFile);
 
 /** process.env without DATABASE_URL, GENSTORE_*, S3_*, AWS_* and REPLICATE_*, colour off. */
 export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)),
+  );
   return { ...clean, NO_COLOR: "1", ...env };
 }
 
 /** Runs `genstore <args>` to the end; a non-zero exit is returned as its code, not thrown. */
-export async function genstore(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function genstore(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: cleanEnv(env), timeout: 60_000 });
     return { code: 0, stdout, stderr };

@@ -29,7 +29,10 @@ export function pgliteTemplate(): Promise<Blob> {
 }
 
 /** Opens a fresh, migrated database of the given kind; it is removed when the test ends. */
-export async function createTestDatabase(kind: DatabaseKind, options: { dir?: string; cleanup?: "test" | "manual" } = {}): Promise<TestDatabase & { drop(): Promise<void> }> {
+export async function createTestDatabase(
+  kind: DatabaseKind,
+  options: { dir?: string; cleanup?: "test" | "manual" } = {},
+): Promise<TestDatabase & { drop(): Promise<void> }> {
   let result: TestDatabase & { drop(): Promise<void> };
   if (kind === "embedded") {
     const pglite = await PGlite.create({ dataDir: options.dir, loadDataDir: await pgliteTemplate() });

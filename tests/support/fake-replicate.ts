@@ -76,13 +76,18 @@ export function fakePrediction(overrides: Partial<FakePrediction> = {}): FakePre
     created_at: created,
     started_at: created,
     completed_at: overrides.status && overrides.status !== "succeeded" ? null : created,
-    urls: { get: `https://api.replicate.com/v1/predictions/${id}`, cancel: `https://api.replicate.com/v1/predictions/${id}/cancel` },
+    urls: {
+      get: `https://api.replicate.com/v1/predictions/${id}`,
+      cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`,
+    },
     metrics: { predict_time: 2.7, total_time: 4.0 },
     ...overrides,
   };
 }
 
-export async function startFakeReplicate(options: { token?: string; pageSize?: number; predictions?: FakePrediction[] } = {}): Promise<FakeReplicate> {
+export async function startFakeReplicate(
+  options: { token?: string; pageSize?: number; predictions?: FakePrediction[] } = {},
+): Promise<FakeReplicate> {
   const token = options.token ?? "r8_fake_token";
   const predictions = new Map<string, FakePrediction>();
   const pollCounts = new Map<string, number>();
@@ -94,13 +99,19 @@ export async function startFakeReplicate(options: { token?: string; pageSize?: n
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = JSON.stringify(body);
-    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      ...headers,
+    });
     res.end(text);
     return status;
   };
 
   const newestFirst = () =>
-    [...predictions.values()].sort((a, b) => (a.created_at === b.created_at ? (a.id < b.id ? 1 : -1) : a.created_at < b.created_at ? 1 : -1));
+    [...predictions.values()].sort((a, b) =>
+      a.created_at === b.created_at ? (a.id < b.id ? 1 : -1) : a.created_at < b.created_at ? 1 : -1,
+    );
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
@@ -119,13 +130,24 @@ export async function startFakeReplicate(options: { token?: string; pageSize?: n
       return;
     }
     if (scripted?.kind === "status") {
-      const headers: Record<string, string> = scripted.retryAfter !== undefined ? { "retry-after": scripted.retryAfter } : {};
-      const detail = scripted.status === 429 ? "Request was throttled. Expected available in 1 second." : "Internal server error";
-      record.status = json(res, scripted.status, { title: scripted.status === 429 ? "Too Many Requests" : "Server Error", detail, status: scripted.status }, headers);
+      const headers: Record<string, string> =
+        scripted.retryAfter !== undefined ? { "retry-after": scripted.retryAfter } : {};
+      const detail =
+        scripted.status === 429 ? "Request was throttled. Expected available in 1 second." : "Internal server error";
+      record.status = json(
+        res,
+        scripted.status,
+        { title: scripted.status === 429 ? "Too Many Requests" : "Server Error", detail, status: scripted.status },
+        headers,
+      );
       return;
     }
     if (!record.authorized) {
-      record.status = json(res, 401, { title: "Unauthenticated", detail: "You did not pass a valid authentication token", status: 401 });
+      record.status = json(res, 401, {
+        title: "Unauthenticated",
+        detail: "You did not pass a valid authentication token",
+        status: 401,
+      });
       return;
     }
     if (req.method !== "GET") {
@@ -145,7 +167,7 @@ export async function startFakeReplicate(options: { token?: string; pageSize?: n
       record.status = json(res, 200, found);
       // The state moves on after this answer: the (K+1)th poll sees the patch.
       for (const step of steps.get(id) ?? []) {
-        if (n === step.afterPolls) predictions.set(id, { ...predictions.get(id)!, ...step.then } as FakePrediction);
+        if (n === step.afterPolls) predictions.set(id, { ...predictions.get(id)!, ...step.then });
       }
       return;
     }
@@ -189,12 +211,13 @@ export async function startFakeReplicate(options: { token?: string; pageSize?: n
     update: (id, patch) => {
       const found = predictions.get(id);
       if (!found) throw new Error(`fake Replicate: no prediction ${id}`);
-      predictions.set(id, { ...found, ...patch } as FakePrediction);
+      predictions.set(id, { ...found, ...patch });
     },
     remove: (id) => void predictions.delete(id),
     get: (id) => predictions.get(id),
     progress: (id, step) => steps.set(id, [...(steps.get(id) ?? []), step]),
-    throttle: (n, retryAfter = "1") => script.push(...Array.from({ length: n }, () => ({ kind: "status" as const, status: 429, retryAfter }))),
+    throttle: (n, retryAfter = "1") =>
+      script.push(...Array.from({ length: n }, () => ({ kind: "status" as const, status: 429, retryAfter }))),
     fail: (n, status = 503) => script.push(...Array.from({ length: n }, () => ({ kind: "status" as const, status }))),
     dropConnections: (n) => script.push(...Array.from({ length: n }, () => ({ kind: "drop" as const }))),
     polls: (id) => pollCounts.get(id) ?? 0,

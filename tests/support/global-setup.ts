@@ -28,11 +28,15 @@ export async function setup(project: TestProject) {
 /** Rebuilds dist/ so tests that spawn bin/genstore run the current sources, not an old bundle. */
 function buildCli(): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(import.meta.dirname, "../../scripts/build.mjs")], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, "../../scripts/build.mjs")], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let stderr = "";
     child.stderr?.on("data", (chunk) => (stderr += chunk));
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`scripts/build.mjs failed (${code}):\n${stderr}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`scripts/build.mjs failed (${code}):\n${stderr}`)),
+    );
   });
 }
 

@@ -47,7 +47,10 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
     deleteMany: async (keys) => {
       const refused = keys.filter((key) => refusedDeletes.has(key));
       const failures = await storage.deleteMany(keys.filter((key) => !refusedDeletes.has(key)));
-      return [...failures, ...refused.map((key) => ({ key, error: new StorageError(`Cannot delete ${key} (AccessDenied).`) }))];
+      return [
+        ...failures,
+        ...refused.map((key) => ({ key, error: new StorageError(`Cannot delete ${key} (AccessDenied).`) })),
+      ];
     },
     list: (prefix, options) => storage.list(prefix, options),
     check: () => storage.check(),
@@ -73,18 +76,24 @@ export async function insertRows(db: Database, rows: Row[]): Promise<void> {
 /** Every key in storage with its body. */
 export async function bucketContents(storage: Storage): Promise<Record<string, string>> {
   const result: Record<string, string> = {};
-  for await (const object of storage.list()) result[object.key] = (await buffer(await storage.get(object.key))).toString();
+  for await (const object of storage.list())
+    result[object.key] = (await buffer(await storage.get(object.key))).toString();
   return result;
 }
 
 /** Every row's storageKeys by id, and the journal. */
 export async function databaseContents(db: Database) {
-  const rows = await db.prisma.generation.findMany({ orderBy: { id: "asc" }, select: { id: true, storageKeys: true, updatedAt: true } });
+  const rows = await db.prisma.generation.findMany({
+    orderBy: { id: "asc" },
+    select: { id: true, storageKeys: true, updatedAt: true },
+  });
   const journal = await db.prisma.keyMove.findMany({ orderBy: { sourceKey: "asc" } });
   const cursors = await db.prisma.jobCursor.findMany();
   return { rows, journal, cursors };
 }
 
 export function keysOf(storageKeys: unknown): string[] {
-  return (storageKeys as unknown[]).map((entry) => (typeof entry === "string" ? entry : (entry as { key: string }).key));
+  return (storageKeys as unknown[]).map((entry) =>
+    typeof entry === "string" ? entry : (entry as { key: string }).key,
+  );
 }

@@ -31,7 +31,7 @@ export async function startMotoServer(timeoutMs = 30_000): Promise<MotoServer> {
   child.once("error", (error) => (failed = error));
   const stop = () => void child.kill("SIGTERM");
   process.once("exit", stop);
-  for (const deadline = Date.now() + timeoutMs; failed === undefined && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + timeoutMs; failed === undefined && Date.now() < deadline;) {
     try {
       await fetch(endpoint);
       return { endpoint, stop };
@@ -40,5 +40,9 @@ export async function startMotoServer(timeoutMs = 30_000): Promise<MotoServer> {
     }
   }
   stop();
-  throw new Error(failed ? `moto_server did not start: ${failed.message}` : `moto_server did not answer at ${endpoint} within ${timeoutMs} ms:\n${stderr}`);
+  throw new Error(
+    failed
+      ? `moto_server did not start: ${failed.message}`
+      : `moto_server did not answer at ${endpoint} within ${timeoutMs} ms:\n${stderr}`,
+  );
 }

@@ -79,7 +79,12 @@ function makeFixtures(): Promise<OutputServer["bytes"]> {
       sharp({ create: { width, height, channels: 3, background: { r: 200, g: 60, b: 30 } } });
     const [png, jpeg] = await Promise.all([image(640, 480).png().toBuffer(), image(1024, 768).jpeg().toBuffer()]);
     // ftyp box of an ISO BMFF file, then padding: enough for content sniffers, not a video.
-    const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from("ftypisom"), Buffer.alloc(12), Buffer.alloc(4096, 1)]);
+    const mp4 = Buffer.concat([
+      Buffer.from([0, 0, 0, 0x18]),
+      Buffer.from("ftypisom"),
+      Buffer.alloc(12),
+      Buffer.alloc(4096, 1),
+    ]);
     return { png, jpeg, mp4 };
   })();
   return fixtures;
@@ -156,7 +161,10 @@ function serveBuiltIn(url: URL, seen: number, res: http.ServerResponse, bytes: O
     case "chunked": {
       const size = n(a);
       if (Number.isNaN(size)) break;
-      res.writeHead(200, { "content-type": "application/octet-stream", ...(kind === "bytes" ? { "content-length": size } : {}) });
+      res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        ...(kind === "bytes" ? { "content-length": size } : {}),
+      });
       return streamGenerated(res, size);
     }
     case "status": {
@@ -178,7 +186,10 @@ function serveBuiltIn(url: URL, seen: number, res: http.ServerResponse, bytes: O
     case "throttle": {
       const seconds = n(a);
       if (Number.isNaN(seconds)) break;
-      if (seen === 1) return send(429, Buffer.from('{"detail":"Request was throttled."}'), "application/json", { "retry-after": String(seconds) });
+      if (seen === 1)
+        return send(429, Buffer.from('{"detail":"Request was throttled."}'), "application/json", {
+          "retry-after": String(seconds),
+        });
       return send(200, bytes.png, "image/png");
     }
     case "redirect": {

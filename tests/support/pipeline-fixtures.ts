@@ -63,7 +63,12 @@ export function makePrediction(overrides: Record<string, unknown> = {}): Predict
 }
 
 /** Deps with fast retries (tests should not wait seconds for backoff). */
-export function pipelineDeps(db: Database, storage: Storage, outputHosts: string[], overrides: Partial<PipelineDeps> = {}): PipelineDeps {
+export function pipelineDeps(
+  db: Database,
+  storage: Storage,
+  outputHosts: string[],
+  overrides: Partial<PipelineDeps> = {},
+): PipelineDeps {
   return {
     db,
     storage,

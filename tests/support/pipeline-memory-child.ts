@@ -17,7 +17,9 @@ if (!templatePath || !outputUrl || !hostEntry || !storageDir) {
 }
 
 function status(field: "VmRSS" | "VmHWM"): Promise<number> {
-  return readFile("/proc/self/status", "utf8").then((text) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)![1]) * 1024);
+  return readFile("/proc/self/status", "utf8").then(
+    (text) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)![1]) * 1024,
+  );
 }
 
 const pglite = await PGlite.create({ loadDataDir: new Blob([await readFile(templatePath)]) });
@@ -25,13 +27,21 @@ const db = await databaseFromPGlite(pglite, "the memory test database");
 const storage = createLocalStorage(storageDir);
 const deps = { db, storage, config: { outputHosts: [hostEntry], maxOutputBytes: 1024 ** 3 } };
 const prediction = (id: string, url: string) => {
-  const parsed = parsePrediction({ id, status: "succeeded", input: { prompt: "[VIDEO] memory", user_id: "mem" }, output: url });
+  const parsed = parsePrediction({
+    id,
+    status: "succeeded",
+    input: { prompt: "[VIDEO] memory", user_id: "mem" },
+    output: url,
+  });
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.prediction;
 };
 
 // Warm up: every module and code path loaded, the database's caches filled.
-await ingestPrediction(deps, { prediction: prediction("warmup", outputUrl.replace(/\/bytes\/\d+\//, "/bytes/1048576/")), via: "recover" });
+await ingestPrediction(deps, {
+  prediction: prediction("warmup", outputUrl.replace(/\/bytes\/\d+\//, "/bytes/1048576/")),
+  via: "recover",
+});
 global.gc?.();
 const before = await status("VmRSS");
 await writeFile("/proc/self/clear_refs", "5"); // resets VmHWM to the current RSS
@@ -40,4 +50,6 @@ const result = await ingestPrediction(deps, { prediction: prediction("big", outp
 const seconds = (Date.now() - started) / 1000;
 const peak = await status("VmHWM");
 await db.close();
-console.log(JSON.stringify({ stored: result.stored.map((s) => ({ key: s.key, size: s.size })), before, peak, seconds }));
+console.log(
+  JSON.stringify({ stored: result.stored.map((s) => ({ key: s.key, size: s.size })), before, peak, seconds }),
+);

@@ -44,14 +44,25 @@ export function svixSigned(body: string, secret: string, options: { id?: string;
   return {
     id,
     body,
-    headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(Math.floor(date.getTime() / 1000)), "webhook-signature": signature },
+    headers: {
+      "content-type": "application/json",
+      "webhook-id": id,
+      "webhook-timestamp": String(Math.floor(date.getTime() / 1000)),
+      "webhook-signature": signature,
+    },
   };
 }
 
 /** What replicate's own validateWebhook says about the same headers and body. */
 export function replicateAccepts(delivery: SignedDelivery, secret: string): Promise<boolean> {
   return validateWebhook(
-    { id: delivery.headers["webhook-id"]!, timestamp: delivery.headers["webhook-timestamp"]!, signature: delivery.headers["webhook-signature"]!, body: delivery.body, secret },
+    {
+      id: delivery.headers["webhook-id"]!,
+      timestamp: delivery.headers["webhook-timestamp"]!,
+      signature: delivery.headers["webhook-signature"]!,
+      body: delivery.body,
+      secret,
+    },
     webcrypto as unknown as Crypto,
   );
 }
@@ -64,27 +75,47 @@ export interface Reply {
 }
 
 /** POSTs with node:http (not fetch): a body of any size, and a reply even when the server stops reading. */
-export function post(url: string, body: string | Buffer, headers: Record<string, string> = {}, agent?: http.Agent): Promise<Reply> {
+export function post(
+  url: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+  agent?: http.Agent,
+): Promise<Reply> {
   return request("POST", url, body, headers, agent);
 }
 
-export function request(method: string, url: string, body?: string | Buffer, headers: Record<string, string> = {}, agent?: http.Agent): Promise<Reply> {
+export function request(
+  method: string,
+  url: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+  agent?: http.Agent,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: { ...headers, ...(body !== undefined ? { "content-length": String(Buffer.byteLength(body)) } : {}) }, agent, timeout: 20_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body: text, json, headers: res.headers });
-      });
-      res.on("error", reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method,
+        headers: { ...headers, ...(body !== undefined ? { "content-length": String(Buffer.byteLength(body)) } : {}) },
+        agent,
+        timeout: 20_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, body: text, json, headers: res.headers });
+        });
+        res.on("error", reject);
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`${method} ${url} timed out`)));
     // The server may answer (413) and close before the whole body is written: keep the reply.
     req.on("error", (error) => reject(error));
@@ -94,7 +125,11 @@ export function request(method: string, url: string, body?: string | Buffer, hea
 }
 
 /** Polls until check() is truthy, at most timeoutMs. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, what = "condition"): Promise<T> {
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -11,7 +11,13 @@ import { waitFor } from "./webhook-deliveries.ts";
 
 // A receiver on 127.0.0.1 wired to the real ingestion pipeline, closed when the test ends.
 
-export async function startReceiver(db: Database, storage: Storage, outputHosts: string[], secret: string, options: { concurrency?: number } = {}) {
+export async function startReceiver(
+  db: Database,
+  storage: Storage,
+  outputHosts: string[],
+  secret: string,
+  options: { concurrency?: number } = {},
+) {
   const queue = createDeliveryQueue(db);
   const lines: string[] = [];
   const worker = createDeliveryWorker({
@@ -21,7 +27,12 @@ export async function startReceiver(db: Database, storage: Storage, outputHosts:
     process: createIngestProcessor(ingestPrediction, pipelineDeps(db, storage, outputHosts)),
     log: (line) => lines.push(line),
   });
-  const server = createWebhookServer({ queue, secret, onAccepted: () => worker.wake(), log: (line) => lines.push(line) });
+  const server = createWebhookServer({
+    queue,
+    secret,
+    onAccepted: () => worker.wake(),
+    log: (line) => lines.push(line),
+  });
   const base = await server.listen(0, "127.0.0.1");
   worker.start();
   onTestFinished(async () => {
@@ -35,10 +46,14 @@ export async function startReceiver(db: Database, storage: Storage, outputHosts:
     lines,
     /** Resolves once every stored delivery is done or failed. */
     settled: (timeoutMs = 20_000) =>
-      waitFor(async () => {
-        const counts = await queue.counts();
-        return counts.pending + counts.processing === 0;
-      }, timeoutMs, "the delivery queue to settle"),
+      waitFor(
+        async () => {
+          const counts = await queue.counts();
+          return counts.pending + counts.processing === 0;
+        },
+        timeoutMs,
+        "the delivery queue to settle",
+      ),
   };
 }
 
