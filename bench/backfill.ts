@@ -1,6 +1,6 @@
 // backfill of N rows (default 1,000,000) on PostgreSQL, next to one hand-written set-based
 // UPDATE of the same rows, and a per-row ORM loop over a sample, in the same run.
-import { runBackfill } from "../src/commands/backfill.ts";
+import { runBackfill } from "../src/jobs/backfill.ts";
 import { detectOperation } from "../src/core/operation.ts";
 import { withBenchDatabase } from "./support.ts";
 

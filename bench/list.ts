@@ -2,7 +2,7 @@
 // runList (Prisma + the hybrid-rule SQL) next to the same id query as raw SQL through pg,
 // in the same run. Needs BENCH_DATABASE_URL (default: the local server, database test).
 import pg from "pg";
-import { runList } from "../src/commands/list.ts";
+import { runList } from "../src/jobs/list.ts";
 import { buildListQuery, type ListFilters } from "../src/core/list-query.ts";
 import { benchDatabaseUrl as url, withBenchDatabase } from "./support.ts";
 

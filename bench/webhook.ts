@@ -11,7 +11,7 @@ import os from "node:os";
 import type { AddressInfo } from "node:net";
 import { Worker } from "node:worker_threads";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
-import { createWebhookServer } from "../src/webhook/server.ts";
+import { createWebhookServer } from "../src/webhook/http-server.ts";
 import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
 import { samplePrediction } from "../tests/support/webhook-deliveries.ts";
 import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";

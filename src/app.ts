@@ -1,15 +1,16 @@
 import type { Command } from "commander";
-import type { Config } from "./config.ts";
-import type { Database } from "./db/client.ts";
-import { Interrupted } from "./errors.ts";
-import type { Storage } from "./storage/types.ts";
-import type { Output } from "./ui/output.ts";
 import type { ZodType, z as zod } from "zod";
+import { z } from "zod";
+import { loadConfig, loadDotEnv, type Config } from "./config.ts";
+import { openDatabase, type Database } from "./db/client.ts";
+import { ensureMigrated } from "./db/migrations.ts";
+import { ExitCode, Interrupted, UserError } from "./errors.ts";
+import { createStorage } from "./storage/index.ts";
+import type { Storage } from "./storage/types.ts";
+import { Output } from "./ui/output.ts";
 
-// What every command's action gets: lazily built config, output, database and storage,
-// an abort signal for Ctrl-C, and cleanups that run however the command ends. Heavy
-// modules (Prisma, the AWS SDK, zod) are imported only when a command asks for them,
-// so `genstore --help` stays fast.
+// What every command's action gets: its config, output, database and storage, built on
+// first use, an abort signal for Ctrl-C, and cleanups that run however the command ends.
 
 export interface GlobalOptions {
   verbose?: boolean;
@@ -21,7 +22,7 @@ export interface GlobalOptions {
 
 export class Context {
   private readonly cleanups: (() => Promise<void>)[] = [];
-  private configPromise?: Promise<Config>;
+  private configValue?: Config;
   private outputInstance?: Output;
 
   constructor(
@@ -29,33 +30,29 @@ export class Context {
     readonly signal: AbortSignal,
   ) {}
 
-  config(): Promise<Config> {
-    this.configPromise ??= import("./config.ts").then(({ loadDotEnv, loadConfig }) => {
+  config(): Config {
+    if (!this.configValue) {
       loadDotEnv();
-      return loadConfig(process.env, {
+      this.configValue = loadConfig(process.env, {
         home: this.globals.home,
         databaseUrl: this.globals.databaseUrl,
         storage: this.globals.storage,
       });
-    });
-    return this.configPromise;
+    }
+    return this.configValue;
   }
 
-  async output(options: { json?: boolean } = {}): Promise<Output> {
-    if (!this.outputInstance) {
-      const { Output } = await import("./ui/output.ts");
-      this.outputInstance = new Output({
-        json: options.json,
-        verbose: this.globals.verbose,
-        color: this.globals.color,
-      });
-    }
+  output(options: { json?: boolean } = {}): Output {
+    this.outputInstance ??= new Output({
+      json: options.json,
+      verbose: this.globals.verbose,
+      color: this.globals.color,
+    });
     return this.outputInstance;
   }
 
-  /** Validates a command's options with a zod schema built on demand. */
-  async parse<S extends ZodType>(value: unknown, build: (z: typeof zod) => S): Promise<zod.output<S>> {
-    const [{ z }, { UserError, ExitCode }] = await Promise.all([import("zod"), import("./errors.ts")]);
+  /** Validates a command's options with a zod schema; the first problem names its flag. */
+  parse<S extends ZodType>(value: unknown, build: (z: typeof zod) => S): zod.output<S> {
     const result = build(z).safeParse(value);
     if (result.success) return result.data;
     const issue = result.error.issues[0]!;
@@ -69,21 +66,14 @@ export class Context {
 
   /** The database, migrated (embedded) or checked (PostgreSQL); closed when the command ends. */
   async database(options: { migrate?: boolean } = {}): Promise<Database> {
-    const config = await this.config();
-    const [{ openDatabase }, { ensureMigrated }] = await Promise.all([
-      import("./db/client.ts"),
-      import("./db/migrations.ts"),
-    ]);
-    const db = await openDatabase(config.database);
+    const db = await openDatabase(this.config().database);
     this.defer(() => db.close());
     if (options.migrate !== false) await ensureMigrated(db);
     return db;
   }
 
   async storage(): Promise<Storage> {
-    const config = await this.config();
-    const { createStorage } = await import("./storage/index.ts");
-    const storage = await createStorage(config.storage);
+    const storage = await createStorage(this.config().storage);
     this.defer(() => storage.close());
     return storage;
   }

@@ -1,21 +1,60 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, Option } from "commander";
-import { registerBackfill } from "./commands/backfill.ts";
-import { registerDb } from "./commands/db.ts";
-import { registerList } from "./commands/list.ts";
-import { registerMigrateKeys } from "./commands/migrate-keys.ts";
-import { registerRecover } from "./commands/recover.ts";
-import { registerServeWebhook } from "./commands/serve-webhook.ts";
-import { registerTrigger } from "./commands/trigger.ts";
-import { packageRoot } from "./paths.ts";
 import path from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { describeError } from "./errors.ts";
+import { packageRoot } from "./paths.ts";
+import { Output } from "./ui/output.ts";
 
-// The only module that parses arguments and the only place that turns an error into an
-// exit code. Commands are registered from their own files; their heavy dependencies load
-// only when they run.
+// The only module that parses arguments, the only place that turns an error into an exit
+// code, and the only place where commands are loaded lazily: `genstore --help` lists every
+// command from the map below without loading any of them; running one loads its module
+// (which imports what it needs statically) and parses the arguments again with the real
+// command registered.
 
-export function buildProgram(signal: AbortSignal): Command {
-  const { version } = JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string };
+export interface CommandModule {
+  register(program: Command, signal: AbortSignal): void;
+}
+
+interface CommandEntry {
+  summary: string;
+  load(): Promise<CommandModule>;
+}
+
+const COMMANDS: Record<string, CommandEntry> = {
+  recover: {
+    summary:
+      "Fetch predictions from Replicate, store their outputs in their context folders, create or repair their rows",
+    load: () => import("./commands/recover.ts"),
+  },
+  backfill: {
+    summary: "Fill operationType/storageContext on old rows from their prompt prefixes (set-based, batched, resumable)",
+    load: () => import("./commands/backfill.ts"),
+  },
+  "migrate-keys": {
+    summary: "Move legacy storage keys into the context folders and update storageKeys (resumable, crash-safe)",
+    load: () => import("./commands/migrate-keys.ts"),
+  },
+  list: { summary: "List generations, newest first", load: () => import("./commands/list.ts") },
+  "serve-webhook": {
+    summary: "Receive Replicate webhooks: verify the signature, store the delivery durably, ingest it",
+    load: () => import("./commands/serve-webhook.ts"),
+  },
+  trigger: {
+    summary: "Send a signed sample prediction webhook to a receiver and print its answer",
+    load: () => import("./commands/trigger.ts"),
+  },
+  db: { summary: "Apply or inspect the database schema's migrations", load: () => import("./commands/db.ts") },
+};
+
+/** The program with every command; `loaded` is registered for real, the others as stubs that load theirs. */
+export function buildProgram(
+  signal: AbortSignal,
+  argv: string[],
+  loaded?: { name: string; module: CommandModule },
+): Command {
+  const { version } = JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as {
+    version: string;
+  };
   const program = new Command("genstore")
     .description(
       "Make sure no Replicate generation is ever lost: copy outputs into context folders and keep their rows right.",
@@ -44,13 +83,28 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 configuration, 4 database, 5 storage, 6 Repl
 130 interrupted. See the README.`,
     );
 
-  registerRecover(program, signal);
-  registerBackfill(program, signal);
-  registerMigrateKeys(program, signal);
-  registerList(program, signal);
-  registerServeWebhook(program, signal);
-  registerTrigger(program, signal);
-  registerDb(program, signal);
+  for (const [name, entry] of Object.entries(COMMANDS)) {
+    if (loaded?.name === name) {
+      loaded.module.register(program, signal);
+      continue;
+    }
+    // A stub: listed in the help, and when run, loads the command and parses argv again.
+    program
+      .command(name)
+      .description(entry.summary)
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .argument("[args...]")
+      .action(async () => {
+        const real = buildProgram(signal, argv, { name, module: await entry.load() });
+        await real.parseAsync(argv);
+      });
+  }
+  for (const command of [program, ...allSubcommands(program)]) {
+    command.exitOverride();
+    command.configureOutput({ outputError: (text, write) => write(text) });
+  }
   return program;
 }
 
@@ -67,12 +121,14 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  const program = buildProgram(controller.signal);
+  const name = commandNameIn(argv);
+  const entry = name === undefined ? undefined : COMMANDS[name];
+  const program = buildProgram(
+    controller.signal,
+    argv,
+    entry && name ? { name, module: await entry.load() } : undefined,
+  );
   const verbose = argv.includes("--verbose");
-  for (const command of [program, ...allSubcommands(program)]) {
-    command.exitOverride();
-    command.configureOutput({ outputError: (text, write) => write(text) });
-  }
   try {
     await program.parseAsync(argv);
     return 0;
@@ -87,17 +143,34 @@ export async function main(argv: string[] = process.argv): Promise<number> {
         return 0;
       return 2;
     }
-    const { describeError } = await import("./errors.ts");
     const described = describeError(error);
-    const red = process.stderr.isTTY && !process.env.NO_COLOR && !argv.includes("--no-color");
-    process.stderr.write(`${red ? "\x1b[31merror:\x1b[39m" : "error:"} ${described.message}\n`);
-    if (described.hint) process.stderr.write(`${described.hint}\n`);
+    const output = new Output({ color: argv.includes("--no-color") ? false : undefined });
+    output.error(described.message, described.hint);
     if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     return described.exitCode;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** Global options that take a value: their value is not the command's name. */
+const VALUE_OPTIONS = new Set(["--home", "--database-url", "--storage"]);
+
+/** The command argv names (`genstore [globals] <command>` or `genstore help <command>`), if any. */
+export function commandNameIn(argv: string[]): string | undefined {
+  const words: string[] = [];
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length && words.length < 2; i++) {
+    const arg = args[i]!;
+    if (arg === "--") break;
+    if (arg.startsWith("-")) {
+      if (VALUE_OPTIONS.has(arg)) i++;
+      continue;
+    }
+    words.push(arg);
+  }
+  return words[0] === "help" ? words[1] : words[0];
 }
 
 function allSubcommands(command: Command): Command[] {

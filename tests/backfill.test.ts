@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backfillCursorName, runBackfill, summaryLine, type BackfillProgress } from "../src/commands/backfill.ts";
+import { backfillCursorName, runBackfill, summaryLine, type BackfillProgress } from "../src/jobs/backfill.ts";
 import type { Database } from "../src/db/client.ts";
 import { Interrupted } from "../src/errors.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runList } from "../src/commands/list.ts";
+import { runList } from "../src/jobs/list.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 
 describe.each(databaseKinds)("list on %s", (kind) => {

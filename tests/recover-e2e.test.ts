@@ -7,7 +7,7 @@ import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
-import { runRecover, type RecoverInput } from "../src/recover/run.ts";
+import { runRecover, type RecoverInput } from "../src/jobs/recover.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";

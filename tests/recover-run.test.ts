@@ -1,6 +1,6 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { IngestRequest, IngestResult, PipelineDeps } from "../src/pipeline/types.ts";
-import { runRecover, type RecoverDeps, type RecoverEvent, type RecoverInput } from "../src/recover/run.ts";
+import { runRecover, type RecoverDeps, type RecoverEvent, type RecoverInput } from "../src/jobs/recover.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { createTestDatabase } from "./support/db.ts";

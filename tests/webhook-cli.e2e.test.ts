@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
-import { createWebhookServer, type WebhookServer } from "../src/webhook/server.ts";
+import { createWebhookServer, type WebhookServer } from "../src/webhook/http-server.ts";
 import { genstore } from "./support/cli.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { freePort } from "./support/moto.ts";

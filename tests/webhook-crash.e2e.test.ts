@@ -60,8 +60,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
       if (existsSync("dist/cli.js"))
         expect(
           statSync("dist/cli.js").mtimeMs,
-          "dist/ is older than src/webhook/serve.ts: run npm run build",
-        ).toBeGreaterThan(statSync("src/webhook/serve.ts").mtimeMs);
+          "dist/ is older than src/webhook/receiver.ts: run npm run build",
+        ).toBeGreaterThan(statSync("src/webhook/receiver.ts").mtimeMs);
       const outputs = await startOutputServer();
       onTestFinished(() => outputs.close());
       const { db, config } = await createTestDatabase("postgres");

@@ -2,7 +2,7 @@ import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
-import { createWebhookServer, type WebhookServer } from "../src/webhook/server.ts";
+import { createWebhookServer, type WebhookServer } from "../src/webhook/http-server.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "../src/webhook/worker.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import {

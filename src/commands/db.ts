@@ -1,19 +1,19 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
-import type { Database } from "../db/client.ts";
 import type { MigrationState } from "../core/schema-migrations.ts";
+import type { Database } from "../db/client.ts";
+import { applyMigrations, migrationState } from "../db/migrations.ts";
+import { ExitCode, UserError } from "../errors.ts";
 
 export async function runDbStatus(deps: { db: Database }): Promise<MigrationState & { database: string }> {
-  const { migrationState } = await import("../db/migrations.ts");
   return { database: deps.db.describe, ...(await migrationState(deps.db)) };
 }
 
 export async function runDbMigrate(deps: { db: Database }): Promise<{ database: string; applied: string[] }> {
-  const { applyMigrations } = await import("../db/migrations.ts");
   return { database: deps.db.describe, applied: await applyMigrations(deps.db) };
 }
 
-export function registerDb(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   const db = program
     .command("db")
     .description("Apply or inspect the database schema's migrations")
@@ -35,7 +35,7 @@ Examples:
 }
 
 async function migrateAction(options: { json?: boolean }, context: Context): Promise<void> {
-  const output = await context.output({ json: options.json });
+  const output = context.output({ json: options.json });
   const progress = await output.progress("Applying migrations…");
   const result = await runDbMigrate({ db: await context.database({ migrate: false }) }).catch((error) => {
     progress.fail();
@@ -49,7 +49,7 @@ async function migrateAction(options: { json?: boolean }, context: Context): Pro
 }
 
 async function statusAction(options: { json?: boolean }, context: Context): Promise<void> {
-  const output = await context.output({ json: options.json });
+  const output = context.output({ json: options.json });
   const status = await runDbStatus({ db: await context.database({ migrate: false }) });
   if (options.json) output.printJson(status);
   else {
@@ -62,7 +62,6 @@ async function statusAction(options: { json?: boolean }, context: Context): Prom
     output.print(status.upToDate ? "Up to date." : "Not up to date: run `genstore db migrate`.");
   }
   if (!status.upToDate) {
-    const { UserError, ExitCode } = await import("../errors.ts");
     throw new UserError(`${status.database} is not up to date (${status.pending.length} pending).`, {
       exitCode: ExitCode.database,
       hint: "Run `genstore db migrate`.",

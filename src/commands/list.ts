@@ -1,36 +1,14 @@
 import type { Command } from "commander";
-import type { Context } from "../app.ts";
-import { withContext } from "../app.ts";
-import type { ListFilters } from "../core/list-query.ts";
-import type { Database } from "../db/client.ts";
-import type { Generation } from "../generated/prisma/client.ts";
+import { withContext, type Context } from "../app.ts";
+import { parseDateInput } from "../core/dates.ts";
+import { STORAGE_CONTEXTS } from "../core/operation.ts";
+import { STATUSES } from "../core/status.ts";
+import { runList } from "../jobs/list.ts";
+import { renderGenerationTable } from "../ui/table.ts";
 
-export interface ListResult {
-  rows: Generation[];
-  /** Pass as --after to get the next page; undefined on the last page. */
-  next?: string;
-}
+// `list`: src/jobs/list.ts reads the page; this file parses the filters and renders it.
 
-export async function runList(filters: ListFilters, deps: { db: Database }): Promise<ListResult> {
-  const { buildListQuery } = await import("../core/list-query.ts");
-  const { UserError } = await import("../errors.ts");
-  if (filters.after !== undefined) {
-    const exists = await deps.db.prisma.generation.findUnique({ where: { id: filters.after }, select: { id: true } });
-    if (!exists)
-      throw new UserError(`Unknown cursor: no generation has id ${filters.after}.`, {
-        hint: "Pass the id of the last row of the previous page.",
-      });
-  }
-  const { sql, params } = buildListQuery(filters);
-  const ids = (await deps.db.query<{ id: string }>(sql, ...params)).map((r) => r.id);
-  const page = ids.slice(0, filters.limit);
-  const found = await deps.db.prisma.generation.findMany({ where: { id: { in: page } } });
-  const byId = new Map(found.map((row) => [row.id, row]));
-  const rows = page.map((id) => byId.get(id)).filter((row): row is Generation => row !== undefined);
-  return { rows, next: ids.length > filters.limit ? page.at(-1) : undefined };
-}
-
-export function registerList(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   program
     .command("list")
     .description("List generations, newest first")
@@ -57,11 +35,8 @@ Examples:
 }
 
 async function listAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const { STORAGE_CONTEXTS } = await import("../core/operation.ts");
-  const { STATUSES } = await import("../core/status.ts");
-  const { parseDateInput } = await import("../core/dates.ts");
   const date = (text: string | undefined) => (text === undefined ? undefined : parseDateInput(text));
-  const input = await context.parse(options, (z) =>
+  const input = context.parse(options, (z) =>
     z.object({
       user: z.string().min(1).optional(),
       context: z.enum(STORAGE_CONTEXTS, { message: `must be one of ${STORAGE_CONTEXTS.join(", ")}` }).optional(),
@@ -79,7 +54,7 @@ async function listAction(options: Record<string, unknown>, context: Context): P
       json: z.boolean().optional(),
     }),
   );
-  const output = await context.output({ json: input.json });
+  const output = context.output({ json: input.json });
   const db = await context.database();
   const result = await runList(
     {
@@ -98,7 +73,6 @@ async function listAction(options: Record<string, unknown>, context: Context): P
     if (result.next) process.stderr.write(`next: --after ${result.next}\n`);
     return;
   }
-  const { renderGenerationTable } = await import("../ui/table.ts");
   if (result.rows.length === 0) output.info("No generations match.");
   else output.print(renderGenerationTable(result.rows, output));
   if (result.next) output.info(`More rows: add --after ${result.next}`);

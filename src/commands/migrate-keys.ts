@@ -1,11 +1,14 @@
 import type { Command } from "commander";
-import type { Context } from "../app.ts";
-import { withContext } from "../app.ts";
+import { withContext, type Context } from "../app.ts";
+import { STORAGE_CONTEXTS } from "../core/operation.ts";
+import { PartialFailure } from "../errors.ts";
+import * as job from "../jobs/migrate-keys.ts";
+import { formatRate } from "../ui/output.ts";
 
 // `migrate-keys`: moves legacy storage keys into the context folders. The work is in
 // src/jobs/migrate-keys.ts; this file turns flags into its input and renders the result.
 
-export function registerMigrateKeys(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   program
     .command("migrate-keys")
     .description("Move legacy storage keys into the context folders and update storageKeys (resumable, crash-safe)")
@@ -38,13 +41,7 @@ Examples:
 }
 
 async function migrateKeysAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const [{ STORAGE_CONTEXTS }, job, { formatRate }, { PartialFailure }] = await Promise.all([
-    import("../core/operation.ts"),
-    import("../jobs/migrate-keys.ts"),
-    import("../ui/output.ts"),
-    import("../errors.ts"),
-  ]);
-  const input = await context.parse(options, (z) =>
+  const input = context.parse(options, (z) =>
     z.object({
       dryRun: z.boolean().optional(),
       prefix: z.string().min(1).optional(),
@@ -58,9 +55,10 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       json: z.boolean().optional(),
     }),
   );
-  const output = await context.output({ json: input.json });
+  const output = context.output({ json: input.json });
   context.throwIfInterrupted();
-  const [db, storage, config] = await Promise.all([context.database(), context.storage(), context.config()]);
+  const config = context.config();
+  const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const progress = await output.progress(input.dryRun ? "Planning…" : "Listing…");
   // A dry run's plan can be a million lines: with --json it is streamed inside the one document.
   let planned = 0;

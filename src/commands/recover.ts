@@ -1,10 +1,15 @@
 import type { Command } from "commander";
-import type { Context } from "../app.ts";
-import { withContext } from "../app.ts";
+import { withContext, type Context } from "../app.ts";
+import { parseDateInput } from "../core/dates.ts";
+import { parseIntervalMs } from "../core/recover-plan.ts";
+import { checkRecoverInput, runRecover } from "../jobs/recover.ts";
+import { ingestPrediction } from "../pipeline/ingest.ts";
+import { replicateClientFromConfig } from "../replicate/client.ts";
+import * as render from "../ui/recover-render.ts";
 
-// `recover`: src/recover/run.ts does the work, src/recover/render.ts shows it.
+// `recover`: src/jobs/recover.ts does the work, src/ui/recover-render.ts shows it.
 
-export function registerRecover(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   program
     .command("recover")
     .description(
@@ -38,11 +43,7 @@ orphan without owner), 8 unsafe id or --user refused, 130 interrupted.`,
 }
 
 async function recoverAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const [{ parseDateInput }, { parseIntervalMs }] = await Promise.all([
-    import("../core/dates.ts"),
-    import("../core/recover-plan.ts"),
-  ]);
-  const parsed = await context.parse(options, (z) =>
+  const parsed = context.parse(options, (z) =>
     z.object({
       args: z.array(z.union([z.string(), z.array(z.string())])).optional(),
       pending: z.boolean().optional(),
@@ -64,7 +65,6 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
       json: z.boolean().optional(),
     }),
   );
-  const { runRecover, checkRecoverInput } = await import("../recover/run.ts");
   const input = {
     ids: (parsed.args ?? []).flat(),
     pending: parsed.pending,
@@ -76,13 +76,8 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
     concurrency: parsed.concurrency,
   };
   checkRecoverInput(input);
-  const output = await context.output({ json: parsed.json });
-  const config = await context.config();
-  const [{ replicateClientFromConfig }, { ingestPrediction }, render] = await Promise.all([
-    import("../replicate/client.ts"),
-    import("../pipeline/ingest.ts"),
-    import("../recover/render.ts"),
-  ]);
+  const output = context.output({ json: parsed.json });
+  const config = context.config();
   const replicate = replicateClientFromConfig(config, { onRetry: render.reportRetry(output) });
   const [db, storage] = [await context.database(), await context.storage()];
   context.throwIfInterrupted();

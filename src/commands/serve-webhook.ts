@@ -1,12 +1,16 @@
 import { Option, type Command } from "commander";
-import type { Context } from "../app.ts";
-import { withContext } from "../app.ts";
+import { withContext, type Context } from "../app.ts";
+import { unsafeSegmentReason } from "../core/ids.ts";
+import { ConfigError, ExitCode, UserError } from "../errors.ts";
+import { ingestPrediction } from "../pipeline/ingest.ts";
+import { runServeWebhook } from "../webhook/receiver.ts";
+import { signWebhook } from "../webhook/verify.ts";
 
 // `serve-webhook`: receive Replicate webhooks on POST /api/webhooks/replicate, verify them,
 // store each delivery durably before answering 200, and ingest it with a worker that claims
 // from the database (so several receivers can share it, and a crash loses nothing).
 
-export function registerServeWebhook(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   program
     .command("serve-webhook")
     .description("Receive Replicate webhooks: verify the signature, store the delivery durably, ingest it")
@@ -41,7 +45,7 @@ Examples:
 }
 
 async function serveWebhookAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const input = await context.parse(options, (z) =>
+  const input = context.parse(options, (z) =>
     z.object({
       port: z.coerce
         .number()
@@ -56,9 +60,8 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       poll: z.coerce.number().int().positive("must be a number of milliseconds"),
     }),
   );
-  const output = await context.output();
-  const config = await context.config();
-  const { ConfigError, UserError, ExitCode } = await import("../errors.ts");
+  const output = context.output();
+  const config = context.config();
   if (!config.webhookSecret && !input.insecureNoVerify) {
     throw new ConfigError(
       "Missing configuration: REPLICATE_WEBHOOK_SECRET (serve-webhook verifies every delivery).",
@@ -66,7 +69,6 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
     );
   }
   if (input.user !== undefined) {
-    const { unsafeSegmentReason } = await import("../core/ids.ts");
     const reason = unsafeSegmentReason(input.user);
     if (reason)
       throw new UserError(`Refusing --user ${JSON.stringify(input.user)}: it ${reason}.`, {
@@ -75,7 +77,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
   }
   const secret = input.insecureNoVerify ? undefined : config.webhookSecret;
   if (secret)
-    (await import("../webhook/verify.ts")).signWebhook({ id: "check", timestamp: 0, body: "", secret }); // a bad secret fails here, not per request
+    signWebhook({ id: "check", timestamp: 0, body: "", secret }); // a bad secret fails here, not per request
   else {
     output.warn(
       "--insecure-no-verify: webhook signatures are NOT checked. Anyone who can reach this port can make genstore download files and write rows.",
@@ -83,12 +85,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
     output.warn("Use it only on a local machine for experiments; set REPLICATE_WEBHOOK_SECRET for anything else.");
   }
 
-  const [db, storage, { ingestPrediction }, { runServeWebhook }] = await Promise.all([
-    context.database(),
-    context.storage(),
-    import("../pipeline/ingest.ts"),
-    import("../webhook/serve.ts"),
-  ]);
+  const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const time = () => new Date().toISOString().slice(11, 19);
   const result = await runServeWebhook(
     { ...input, secret, leaseMs: input.lease * 1000, pollIntervalMs: input.poll },

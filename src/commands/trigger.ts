@@ -1,11 +1,13 @@
 import type { Command } from "commander";
-import type { Context } from "../app.ts";
-import { withContext } from "../app.ts";
+import { withContext, type Context } from "../app.ts";
+import { STATUSES } from "../core/status.ts";
+import { ConfigError, ExitCode, UserError } from "../errors.ts";
+import { buildSamplePrediction, sendTrigger } from "../webhook/trigger.ts";
 
 // `trigger`: send a correctly signed sample prediction webhook to a receiver (like
 // `stripe trigger`), to test a deployment end to end. Prints the receiver's answer.
 
-export function registerTrigger(program: Command, signal: AbortSignal): void {
+export function register(program: Command, signal: AbortSignal): void {
   program
     .command("trigger")
     .description("Send a signed sample prediction webhook to a receiver and print its answer")
@@ -40,8 +42,7 @@ Examples:
 }
 
 async function triggerAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const { STATUSES } = await import("../core/status.ts");
-  const input = await context.parse(options, (z) =>
+  const input = context.parse(options, (z) =>
     z.object({
       url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }),
       status: z.enum(STATUSES, { message: `must be one of ${STATUSES.join(", ")}` }),
@@ -59,16 +60,14 @@ async function triggerAction(options: Record<string, unknown>, context: Context)
       json: z.boolean().optional(),
     }),
   );
-  const output = await context.output({ json: input.json });
-  const { ConfigError, UserError, ExitCode } = await import("../errors.ts");
-  const secret = input.secret ?? (await context.config()).webhookSecret;
+  const output = context.output({ json: input.json });
+  const secret = input.secret ?? context.config().webhookSecret;
   if (!secret) {
     throw new ConfigError(
       "Missing configuration: REPLICATE_WEBHOOK_SECRET (trigger signs the sample with it).",
       "Set it, or pass --secret whsec_…; it must be the receiver's secret.",
     );
   }
-  const { buildSamplePrediction, sendTrigger } = await import("../webhook/trigger.ts");
   const prediction = buildSamplePrediction({
     status: input.status,
     prompt: input.prompt,

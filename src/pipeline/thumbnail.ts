@@ -1,5 +1,6 @@
 import { pipeline } from "node:stream/promises";
 import type { StorageKeyEntry } from "../core/generation-merge.ts";
+import { loadSharp } from "../lazy.ts";
 import { ObjectExistsError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 
@@ -21,8 +22,7 @@ export async function makeThumbnail(
   const existing = await storage.head(thumbnailKey);
   // A thumbnail is derived data: one already there (a concurrent delivery's) is as good as ours.
   if (existing) return { entry: entryOf(existing), written: false };
-  // sharp (about 20 MB of native code) loads only when an image needs a thumbnail.
-  const { default: sharp } = await import("sharp");
+  const sharp = await loadSharp();
   const source = await storage.get(sourceKey);
   const transformer = sharp({ limitInputPixels: THUMBNAIL_MAX_INPUT_PIXELS })
     .rotate()

@@ -1,4 +1,5 @@
 import type { StorageConfig } from "../config.ts";
+import { loadS3Storage } from "../lazy.ts";
 import { createLocalStorage } from "./local.ts";
 import type { Storage } from "./types.ts";
 
@@ -8,6 +9,6 @@ import type { Storage } from "./types.ts";
  */
 export async function createStorage(config: StorageConfig): Promise<Storage> {
   if (config.provider === "local") return createLocalStorage(config.root);
-  const { createS3Storage } = await import("./s3.ts");
+  const { createS3Storage } = await loadS3Storage();
   return createS3Storage(config);
 }

@@ -1,4 +1,5 @@
 import { Chalk, type ChalkInstance } from "chalk";
+import { loadOra } from "../lazy.ts";
 
 // All chatter goes to stderr; stdout carries only data (a table for people, one JSON
 // document with --json). Colour follows NO_COLOR / FORCE_COLOR / --no-color and the TTY.
@@ -79,7 +80,7 @@ export class Output {
     if (!this.interactive || !hasUsableWidth(this.err)) {
       return { update: () => {}, done: (text) => text && this.info(text), fail: (text) => text && this.info(text) };
     }
-    const { default: ora } = await import("ora");
+    const ora = await loadOra();
     const spinner = ora({ text: initial, stream: this.err, color: "cyan" }).start();
     return {
       update: (text) => {

@@ -1,10 +1,10 @@
 import { isFailedState } from "../core/recover-plan.ts";
 import { ExitCode, Interrupted, PartialFailure, UserError } from "../errors.ts";
 import type { RetryEvent } from "../replicate/client.ts";
-import type { Output, Progress } from "../ui/output.ts";
-import { formatDuration } from "../ui/output.ts";
-import { renderTable } from "../ui/table.ts";
-import type { RecoverEvent, RecoverItem, RecoverResult } from "./run.ts";
+import type { Output, Progress } from "./output.ts";
+import { formatDuration } from "./output.ts";
+import { renderTable } from "./table.ts";
+import type { RecoverEvent, RecoverItem, RecoverResult } from "../jobs/recover.ts";
 
 // How `genstore recover` shows its work: a progress line and one line per failure on stderr
 // while it runs, then a table and the summary on stdout (or one JSON document), and the

@@ -8,9 +8,9 @@ import { ensureMigrated } from "../db/migrations.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import { createStorage } from "../storage/index.ts";
 import type { Storage } from "../storage/types.ts";
-import { createIngestProcessor, type IngestFunction } from "./process.ts";
+import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
 import { createDeliveryQueue, searchParamsFrom, type DeliveryQueue } from "./queue.ts";
-import { MAX_BODY_BYTES, receiveDelivery } from "./receive.ts";
+import { MAX_BODY_BYTES, acceptDelivery } from "./accept-delivery.ts";
 
 export interface Genstore {
   db: Database;
@@ -86,7 +86,7 @@ export async function handleReplicateWebhook(
     return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
 
   const queue = queueFor(options.db);
-  const received = await receiveDelivery({
+  const received = await acceptDelivery({
     body,
     headers: request.headers,
     query: new URL(request.url).searchParams,

@@ -3,10 +3,10 @@
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import type { Storage } from "../storage/types.ts";
-import { createIngestProcessor, type IngestFunction } from "./process.ts";
+import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
 import { createDeliveryQueue, DEFAULT_RETRY_POLICY, type RetryPolicy } from "./queue.ts";
-import { WEBHOOK_PATH } from "./receive.ts";
-import { createWebhookServer, type ServerLogLevel } from "./server.ts";
+import { WEBHOOK_PATH } from "./accept-delivery.ts";
+import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
 
 export interface ServeWebhookInput {

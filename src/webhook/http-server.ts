@@ -1,10 +1,10 @@
 // The HTTP side of `serve-webhook`: POST /api/webhooks/replicate and GET /healthz on
-// node:http. It reads the body with a limit, hands it to receiveDelivery (verify, parse,
+// node:http. It reads the body with a limit, hands it to acceptDelivery (verify, parse,
 // enqueue durably) and answers; the worker does the slow part after the 2xx.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DeliveryQueue } from "./queue.ts";
-import { MAX_BODY_BYTES, receiveDelivery, WEBHOOK_PATH, type ReceiveResult } from "./receive.ts";
+import { MAX_BODY_BYTES, acceptDelivery, WEBHOOK_PATH, type AcceptResult } from "./accept-delivery.ts";
 
 export type ServerLogLevel = "debug" | "info" | "warn" | "error";
 
@@ -15,7 +15,7 @@ export interface WebhookServerOptions {
   insecureNoVerify?: boolean;
   maxBodyBytes?: number;
   /** Called after a delivery is durable (wakes the worker). */
-  onAccepted?: (accepted: NonNullable<ReceiveResult["accepted"]>) => void;
+  onAccepted?: (accepted: NonNullable<AcceptResult["accepted"]>) => void;
   /** One line per request refused (warn), duplicate (info) or accepted (debug: the worker logs the outcome). */
   log?: (line: string, level: ServerLogLevel) => void;
   now?: () => Date;
@@ -76,7 +76,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
     }
     if (body === "aborted") return;
 
-    const result = await receiveDelivery({
+    const result = await acceptDelivery({
       body: body.text,
       headers: req.headers,
       query: url.searchParams,

@@ -10,7 +10,7 @@ export const WEBHOOK_PATH = "/api/webhooks/replicate";
 /** Replicate's bodies can be large (logs, inputs): a small limit loses deliveries. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
-export interface ReceiveInput {
+export interface AcceptInput {
   body: string;
   headers: WebhookHeaders;
   /** The request URL's query string (userId, generationId): unsigned hints for orphans. */
@@ -22,7 +22,7 @@ export interface ReceiveInput {
   now?: Date;
 }
 
-export interface ReceiveResult {
+export interface AcceptResult {
   status: 200 | 400 | 401 | 503;
   body: Record<string, unknown>;
   /** The delivery's log line ("401 bad signature: …"). */
@@ -30,7 +30,7 @@ export interface ReceiveResult {
   accepted?: { webhookId: string; prediction: Prediction; duplicate: boolean };
 }
 
-export async function receiveDelivery(input: ReceiveInput): Promise<ReceiveResult> {
+export async function acceptDelivery(input: AcceptInput): Promise<AcceptResult> {
   let webhookId: string;
   if (input.insecureNoVerify) {
     // Unsigned deliveries still need a stable id to deduplicate by.
