@@ -14,7 +14,7 @@ export default tseslint.config(
       "node_modules/",
       "dist/",
       "dist.*/",
-      "src/generated/",
+
       "coverage/",
       ".genstore/",
       "examples/**/.next/",

@@ -1,11 +1,9 @@
 // backfill of N rows (default 1,000,000) on PostgreSQL, next to one hand-written set-based
-// UPDATE of the same rows, and a per-row ORM loop over a sample, in the same run.
+// UPDATE of the same rows, in the same run.
 import { runBackfill } from "../src/jobs/backfill.ts";
-import { detectOperation } from "../src/core/operation.ts";
 import { withBenchDatabase } from "./support.ts";
 
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
-const sample = Number(process.env.BENCH_ORM_SAMPLE ?? 5_000);
 const seconds = async (fn: () => Promise<unknown>) => {
   const start = performance.now();
   await fn();
@@ -34,32 +32,10 @@ await withBenchDatabase("backfill", async (db) => {
       metadata = COALESCE(metadata, '{}'::jsonb) || '{"detectedBy":"prompt-prefix"}', "updatedAt" = now()
       WHERE "operationType" IS NULL`),
   );
-  await reset();
-  const sampleRows = await db.prisma.generation.findMany({
-    take: sample,
-    orderBy: { id: "asc" },
-    select: { id: true, prompt: true },
-  });
-  const orm = await seconds(async () => {
-    for (const row of sampleRows) {
-      const rule = detectOperation(row.prompt);
-      await db.prisma.generation.update({
-        where: { id: row.id },
-        data: {
-          operationType: rule.operationType,
-          storageContext: rule.storageContext,
-          metadata: { detectedBy: "prompt-prefix" },
-        },
-      });
-    }
-  });
   const rate = (n: number, s: number) => Math.round(n / s).toLocaleString("en-US");
   console.log(`backfill of ${rows.toLocaleString("en-US")} rows on PostgreSQL:`);
   console.log(`  genstore backfill (batches of 10,000)   ${ours.toFixed(2)} s  ${rate(rows, ours)} rows/s`);
   console.log(
     `  one hand-written UPDATE (reference)     ${reference.toFixed(2)} s  ${rate(rows, reference)} rows/s   ratio ${(ours / reference).toFixed(2)}x (target ≤ 1.5x)`,
-  );
-  console.log(
-    `  per-row ORM loop, ${sample.toLocaleString("en-US")} rows            ${orm.toFixed(2)} s  ${rate(sample, orm)} rows/s   genstore is ${(rows / ours / (sample / orm)).toFixed(0)}x faster`,
   );
 });

@@ -35,7 +35,7 @@ await withBenchDatabase("list", async (db, schema) => {
   const raw = new pg.Pool({ connectionString: url, options: `-c search_path="${schema}"` });
   for (const [name, filters] of cases) {
     const ours = await median(() => runList(filters, { db }));
-    const { sql, params } = buildListQuery(filters);
+    const { sql, params } = buildListQuery(await db.generations(), filters);
     const reference = await median(() => raw.query(sql, params));
     console.log(
       `  ${name.padEnd(40)} genstore ${ours.toFixed(1)} ms   raw SQL ${reference.toFixed(1)} ms   (target < 100 ms)`,

@@ -17,6 +17,7 @@ export interface GlobalOptions {
   home?: string;
   databaseUrl?: string;
   storage?: string;
+  config?: string;
   color?: boolean;
 }
 
@@ -37,6 +38,7 @@ export class Context {
         home: this.globals.home,
         databaseUrl: this.globals.databaseUrl,
         storage: this.globals.storage,
+        config: this.globals.config,
       });
     }
     return this.configValue;
@@ -66,7 +68,8 @@ export class Context {
 
   /** The database, migrated (embedded) or checked (PostgreSQL); closed when the command ends. */
   async database(options: { migrate?: boolean } = {}): Promise<Database> {
-    const db = await openDatabase(this.config().database);
+    const config = this.config();
+    const db = await openDatabase(config.database, { generations: config.generations });
     this.defer(() => db.close());
     if (options.migrate !== false) await ensureMigrated(db);
     return db;

@@ -66,6 +66,7 @@ export function buildProgram(
       "where the embedded database and local storage live (env GENSTORE_HOME, default ./.genstore)",
     )
     .option("--database-url <url>", "a PostgreSQL server instead of the embedded database (env DATABASE_URL)")
+    .option("--config <file>", "genstore.config.json to read (env GENSTORE_CONFIG, default ./genstore.config.json)")
     .addOption(new Option("--storage <provider>", "storage provider (env GENSTORE_STORAGE)").choices(["local", "aws"]))
     .option("--no-color", "no colours (also NO_COLOR=1)")
     .showHelpAfterError("(run with --help for usage)")
@@ -155,7 +156,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
 }
 
 /** Global options that take a value: their value is not the command's name. */
-const VALUE_OPTIONS = new Set(["--home", "--database-url", "--storage"]);
+const VALUE_OPTIONS = new Set(["--home", "--database-url", "--storage", "--config"]);
 
 /** The command argv names (`genstore [globals] <command>` or `genstore help <command>`), if any. */
 export function commandNameIn(argv: string[]): string | undefined {

@@ -1,12 +1,25 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { GENERATION_FIELDS } from "./core/generation-table.ts";
+import { STATUSES } from "./core/status.ts";
 import { ConfigError } from "./errors.ts";
 
-// The one place where environment variables and flags become a typed Config. Flags win
-// over the environment; `.env` in the working directory fills in what is not set.
+// The one place where environment variables, genstore.config.json and flags become a typed
+// Config. Flags win over the environment, the environment over the file; `.env` in the
+// working directory fills in variables that are not set.
 
-export type DatabaseConfig = { kind: "embedded"; dir: string } | { kind: "postgres"; url: string; schema?: string };
+export type DatabaseConfig = (
+  | { kind: "embedded"; dir: string }
+  /** schema: the connection's schema (Prisma's `?schema=`), where an app's table is looked for. */
+  | { kind: "postgres"; url: string; schema?: string }
+) & {
+  /** The schema of genstore's own tables and migration history (default genstore). */
+  genstoreSchema?: string;
+};
+
+/** genstore.config.json's `generations`: the app's table, when its names differ from the seed's. */
+export type GenerationsConfig = z.output<typeof generationsSchema>;
 
 export type StorageConfig =
   | { provider: "local"; root: string }
@@ -22,6 +35,9 @@ export type StorageConfig =
 
 export interface Config {
   home: string;
+  /** The configuration file that was read, if any. */
+  configFile?: string;
+  generations?: GenerationsConfig;
   database: DatabaseConfig;
   storage: StorageConfig;
   replicate: { token?: string; baseUrl: string };
@@ -36,6 +52,8 @@ export interface ConfigFlags {
   home?: string;
   databaseUrl?: string;
   storage?: string;
+  /** --config: genstore.config.json's path. */
+  config?: string;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -46,8 +64,44 @@ const boolish = z
   .enum(["1", "0", "true", "false", "yes", "no"], { message: "must be true or false" })
   .transform((v) => v === "1" || v === "true" || v === "yes");
 
+/** A PostgreSQL identifier genstore puts in a search_path or a lock name: plain, 63 bytes at most. */
+const identifier = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { message: "must be a plain identifier (letters, digits, _)" });
+
+/** A name the app's schema uses (quoted in every statement, so any name PostgreSQL accepts). */
+const sqlName = z
+  .string()
+  .min(1, { message: "must not be empty" })
+  .max(63, { message: "must be at most 63 characters" });
+
+const generationsSchema = z.strictObject({
+  /** `schema.table` or `table` (in the connection's schema), as the app's @@map names it. */
+  table: z
+    .string()
+    .regex(/^([^."]{1,63}\.)?[^."]{1,63}$/, { message: 'must be "table" or "schema.table"' })
+    .optional(),
+  /** The app's column for each field genstore uses, where the names differ (@map). */
+  columns: z.partialRecord(z.enum(GENERATION_FIELDS), sqlName).optional(),
+  /** The app's value for each of Replicate's statuses, where the vocabulary differs (a Prisma enum). */
+  status: z.partialRecord(z.enum(STATUSES), sqlName).optional(),
+  /** Values for the app's NOT NULL columns that have no default, when genstore creates a row. */
+  defaults: z.record(sqlName, z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
+});
+
+const fileSchema = z.strictObject({
+  $schema: z.string().optional(),
+  /** genstore's own schema (GENSTORE_SCHEMA wins). */
+  schema: identifier.optional(),
+  generations: generationsSchema.optional(),
+});
+
+export const CONFIG_FILE_NAME = "genstore.config.json";
+
 const envSchema = z.object({
   GENSTORE_HOME: z.string().min(1).default(".genstore"),
+  GENSTORE_CONFIG: z.string().min(1).optional(),
+  GENSTORE_SCHEMA: identifier.optional(),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, { message: "must be a postgresql:// URL" })
@@ -86,6 +140,43 @@ export function loadDotEnv(cwd = process.cwd()): void {
   }
 }
 
+/** genstore.config.json: from --config, GENSTORE_CONFIG, or the working directory; validated, every error naming its key. */
+export function loadConfigFile(
+  explicit: string | undefined,
+  cwd = process.cwd(),
+): { file?: string; value: z.output<typeof fileSchema> } {
+  const file = explicit !== undefined ? path.resolve(cwd, explicit) : path.join(cwd, CONFIG_FILE_NAME);
+  if (!existsSync(file)) {
+    if (explicit !== undefined)
+      throw new ConfigError(`Configuration file ${file} does not exist.`, "Check --config or GENSTORE_CONFIG.");
+    return { value: {} };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot read ${file}: ${(error as Error).message.split("\n")[0]}.`,
+      "It must be one JSON object.",
+    );
+  }
+  const parsed = fileSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      if (issue.code === "unrecognized_keys")
+        return issue.keys.map((key) => `${[...issue.path, key].join(".")} is not a setting genstore knows`).join("; ");
+      const key = issue.path.join(".");
+      if (issue.code === "invalid_key") return `${key} is not a name genstore knows`;
+      return `${key || "the document"} ${issue.message}`;
+    });
+    throw new ConfigError(
+      `Invalid configuration in ${file}: ${problems.join("; ")}.`,
+      `See the README's section "Use genstore on your app's database".`,
+    );
+  }
+  return { file, value: parsed.data };
+}
+
 export function loadConfig(env: Env = process.env, flags: ConfigFlags = {}): Config {
   const merged: Env = { ...env };
   if (flags.home !== undefined) merged.GENSTORE_HOME = flags.home;
@@ -104,6 +195,8 @@ export function loadConfig(env: Env = process.env, flags: ConfigFlags = {}): Con
   }
   const e = parsed.data;
   const home = path.resolve(e.GENSTORE_HOME);
+  const file = loadConfigFile(flags.config ?? e.GENSTORE_CONFIG);
+  const genstoreSchema = e.GENSTORE_SCHEMA ?? file.value.schema;
 
   const missing: string[] = [];
   let storage: StorageConfig;
@@ -131,9 +224,15 @@ export function loadConfig(env: Env = process.env, flags: ConfigFlags = {}): Con
     );
   }
 
+  const database: DatabaseConfig = e.DATABASE_URL
+    ? postgresConfig(e.DATABASE_URL)
+    : { kind: "embedded", dir: path.join(home, "db") };
+  if (genstoreSchema !== undefined) database.genstoreSchema = genstoreSchema;
   return {
     home,
-    database: e.DATABASE_URL ? postgresConfig(e.DATABASE_URL) : { kind: "embedded", dir: path.join(home, "db") },
+    configFile: file.file,
+    generations: file.value.generations,
+    database,
     storage,
     replicate: { token: e.REPLICATE_API_TOKEN, baseUrl: e.REPLICATE_API_BASE_URL.replace(/\/+$/, "") },
     webhookSecret: e.REPLICATE_WEBHOOK_SECRET,

@@ -52,8 +52,21 @@ export class ConfigError extends UserError {
 
 export class DatabaseError extends UserError {
   override name = "DatabaseError";
-  constructor(message: string, hint?: string, cause?: unknown) {
+  constructor(
+    message: string,
+    hint?: string,
+    cause?: unknown,
+    readonly details: { code?: string; retryable?: boolean } = {},
+  ) {
     super(message, { hint, exitCode: ExitCode.database, cause });
+  }
+  /** The SQLSTATE (or network error code) when the driver gave one. */
+  get code(): string | undefined {
+    return this.details.code;
+  }
+  /** Whether a later attempt can succeed (a connection lost) or not (a value the column cannot hold). */
+  get retryable(): boolean {
+    return this.details.retryable ?? true;
   }
 }
 

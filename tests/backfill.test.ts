@@ -3,6 +3,7 @@ import { backfillCursorName, runBackfill, summaryLine, type BackfillProgress } f
 import type { Database } from "../src/db/client.ts";
 import { Interrupted } from "../src/errors.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
+import { countGenerations, generations, insertGenerations, jobCursors } from "./support/generations.ts";
 
 describe.each(databaseKinds)("backfill on %s", (kind) => {
   const base = Date.parse("2026-11-01T00:00:00Z");
@@ -33,14 +34,15 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       },
       { id: "g08", userId: "alice", prompt: "[VIDEO] a video", operationType: "video", storageContext: "videos" },
     ];
-    await db.prisma.generation.createMany({
-      data: rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
-    });
+    await insertGenerations(
+      db,
+      rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
+    );
     return db;
   }
 
   async function snapshot(db: Database) {
-    return db.prisma.generation.findMany({ orderBy: { id: "asc" } });
+    return generations(db, { orderBy: "id" });
   }
 
   async function byId(db: Database) {
@@ -71,7 +73,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     expect(rows.g07).toEqual(before.g07);
     expect(rows.g08).toEqual(before.g08);
     // Complete: no cursor left behind; a second run has nothing to do.
-    expect(await db.prisma.jobCursor.count()).toBe(0);
+    expect((await jobCursors(db)).length).toBe(0);
     const again = await runBackfill({}, { db });
     expect(again).toMatchObject({ updated: 0, batches: 0, total: 0 });
   });
@@ -83,7 +85,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     expect(result).toMatchObject({ dryRun: true, updated: 6, batches: 0 });
     expect(result.byOperation).toEqual({ generation: 2, edit: 2, upscale: 1, video: 1 });
     expect(await snapshot(db)).toEqual(before);
-    expect(await db.prisma.jobCursor.count()).toBe(0);
+    expect((await jobCursors(db)).length).toBe(0);
   });
 
   it("--force reports disagreements and rewrites every row in scope from the prompt", async () => {
@@ -122,14 +124,15 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
 
   async function tenRows() {
     const { db } = await createTestDatabase(kind);
-    await db.prisma.generation.createMany({
-      data: Array.from({ length: 10 }, (_, i) => ({
+    await insertGenerations(
+      db,
+      Array.from({ length: 10 }, (_, i) => ({
         id: `r${String(i).padStart(2, "0")}`,
         userId: "u",
         prompt: i % 2 === 0 ? `[EDITED] ${i}` : `plain ${i}`,
         createdAt: new Date(base + i * 1000),
       })),
-    });
+    );
     return db;
   }
 
@@ -144,7 +147,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       [3, 9, "r08"],
       [4, 10, "r09"],
     ]);
-    expect(await db.prisma.generation.count({ where: { operationType: null } })).toBe(0);
+    expect(await countGenerations(db, { operationType: null })).toBe(0);
   });
 
   it("stops cleanly between batches when interrupted, and a rerun continues from the saved cursor", async () => {
@@ -156,27 +159,28 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     );
     await expect(first).rejects.toBeInstanceOf(Interrupted);
     await expect(first).rejects.toMatchObject({ exitCode: 130 });
-    expect(await db.prisma.generation.count({ where: { operationType: null } })).toBe(7);
-    const saved = await db.prisma.jobCursor.findUnique({ where: { name: backfillCursorName({}) } });
+    expect(await countGenerations(db, { operationType: null })).toBe(7);
+    const [saved] = await jobCursors(db, backfillCursorName({}));
     expect(saved?.cursor).toBe("r02");
 
     const second = await runBackfill({ batchSize: 3 }, { db });
     expect(second).toMatchObject({ resumedFrom: "r02", total: 7, updated: 7, batches: 3 });
-    expect(await db.prisma.generation.count({ where: { operationType: null } })).toBe(0);
-    expect(await db.prisma.jobCursor.count()).toBe(0);
+    expect(await countGenerations(db, { operationType: null })).toBe(0);
+    expect((await jobCursors(db)).length).toBe(0);
   });
 
   it("resumes a relative --since (52m) under the same cursor, with the time the first run resolved", async () => {
     const { db } = await createTestDatabase(kind);
     const now = Date.now();
-    await db.prisma.generation.createMany({
-      data: Array.from({ length: 10 }, (_, i) => ({
+    await insertGenerations(
+      db,
+      Array.from({ length: 10 }, (_, i) => ({
         id: `r${String(i).padStart(2, "0")}`,
         userId: "u",
         prompt: `p ${i}`,
         createdAt: new Date(now - (60 - i * 5) * 60_000),
       })),
-    });
+    );
     const { parseDateInput } = await import("../src/core/dates.ts");
     const firstSince = parseDateInput("52m", new Date(now))!;
     const controller = new AbortController();
@@ -187,7 +191,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
     await expect(first).rejects.toBeInstanceOf(Interrupted);
     const name = backfillCursorName({ sinceText: "52m" });
     expect(name).toBe(backfillCursorName({ sinceText: "52m", since: new Date(0) }));
-    expect(await db.prisma.jobCursor.findUnique({ where: { name } })).toMatchObject({
+    expect(await jobCursors(db, name).then((c) => c[0] ?? null)).toMatchObject({
       cursor: "r04",
       data: { since: firstSince.toISOString() },
     });
@@ -201,13 +205,9 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       updated: 5,
       filters: { since: firstSince.toISOString() },
     });
-    const missing = await db.prisma.generation.findMany({
-      where: { operationType: null },
-      select: { id: true },
-      orderBy: { id: "asc" },
-    });
+    const missing = await generations(db, { where: { operationType: null }, orderBy: "id" });
     expect(missing.map((r) => r.id)).toEqual(["r00", "r01"]);
-    expect(await db.prisma.jobCursor.count()).toBe(0);
+    expect((await jobCursors(db)).length).toBe(0);
   });
 
   it("resumes a --force run after its cursor instead of rewriting from the start", async () => {
@@ -222,7 +222,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       runBackfill({ batchSize: 3, force: true }, { db, signal: controller.signal, onProgress }),
     ).rejects.toBeInstanceOf(Interrupted);
     // A plain run keeps its own cursor: the force run's cursor is not used by it.
-    const saved = await db.prisma.jobCursor.findMany();
+    const saved = await jobCursors(db);
     expect(saved.map((c) => [c.name, c.cursor])).toEqual([[backfillCursorName({ force: true }), "r05"]]);
     // Mark the rewritten rows, to see the rerun leave them alone.
     await db.query(`UPDATE "Generation" SET "metadata" = '{"mark":1}'::jsonb WHERE "id" <= 'r05'`);
@@ -232,7 +232,7 @@ describe.each(databaseKinds)("backfill on %s", (kind) => {
       `SELECT "id" FROM "Generation" WHERE "metadata" = '{"mark":1}'::jsonb ORDER BY "id"`,
     );
     expect(marked.map((r) => r.id)).toEqual(["r00", "r01", "r02", "r03", "r04", "r05"]);
-    expect(await db.prisma.jobCursor.count()).toBe(0);
+    expect((await jobCursors(db)).length).toBe(0);
   });
 
   it("refuses a bad batch size", async () => {

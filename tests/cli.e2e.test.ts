@@ -15,10 +15,10 @@ async function home(rows: { id: string; prompt: string }[] = []) {
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
   const pglite = await PGlite.create({ dataDir: path.join(dir, "db"), loadDataDir: await pgliteTemplate() });
   for (const row of rows) {
-    await pglite.query(`INSERT INTO "Generation" (id, "userId", prompt, "updatedAt") VALUES ($1, 'u1', $2, now())`, [
-      row.id,
-      row.prompt,
-    ]);
+    await pglite.query(
+      `INSERT INTO genstore."Generation" (id, "userId", prompt, "updatedAt") VALUES ($1, 'u1', $2, now())`,
+      [row.id, row.prompt],
+    );
   }
   await pglite.close();
   return dir;
@@ -113,10 +113,11 @@ describe("genstore (the binary)", () => {
     await admin.query(`CREATE SCHEMA "${schema}"`);
     onTestFinished(async () => {
       await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}_gs" CASCADE`);
       await admin.end();
     });
     url.searchParams.set("schema", schema);
-    const env = { DATABASE_URL: url.toString() };
+    const env = { DATABASE_URL: url.toString(), GENSTORE_SCHEMA: `${schema}_gs` };
 
     const refused = await genstore(["list"], env);
     expect(refused.code).toBe(4);

@@ -1,11 +1,12 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import * as library from "../src/index.ts";
 import { handleReplicateWebhook, openGenstore } from "../src/index.ts";
-import { createTestDatabase, databaseKinds, databaseUrlFor } from "./support/db.ts";
+import { createTestDatabase, databaseKinds, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { tempDir, testStorage } from "./support/pipeline-fixtures.ts";
 import { newSecret, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
 import { storedKeys } from "./support/webhook-receiver.ts";
+import { countGenerations, generation } from "./support/generations.ts";
 
 // The package's exports, used the way a Next.js route handler uses them: a web Request in,
 // a Response out.
@@ -68,7 +69,7 @@ describe("the library", () => {
     const body = await response.json();
     expect(body).toMatchObject({ ok: true, webhookId: delivery.id, predictionId: prediction.id, duplicate: false });
     expect(body.processed).toMatch(/stored 2 objects/);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id as string } });
+    const row = await generation(db, { replicateId: prediction.id as string });
     expect(row).toMatchObject({ userId: "user_3", storageContext: "upscaled", status: "succeeded" });
     expect(await storedKeys(storage, "upscaled/")).toEqual([`upscaled/user_3/${row.id}_0.png`]);
 
@@ -94,7 +95,7 @@ describe("the library", () => {
     expect((await response.json()).processed).toBeUndefined();
     expect(pending).toHaveLength(1);
     await Promise.all(pending);
-    expect(await db.prisma.generation.count({ where: { replicateId: prediction.id as string } })).toBe(1);
+    expect(await countGenerations(db, { replicateId: prediction.id as string })).toBe(1);
     const [delivery] = await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery"`);
     expect(delivery!.state).toBe("done");
   });
@@ -152,7 +153,7 @@ describe("the library", () => {
       GENSTORE_OUTPUT_HOSTS: "127.0.0.1:9",
       REPLICATE_WEBHOOK_SECRET: secret,
     };
-    if (kind === "postgres") env.DATABASE_URL = databaseUrlFor((await createTestDatabase("postgres")).config)!;
+    if (kind === "postgres") Object.assign(env, databaseEnv((await createTestDatabase("postgres")).config));
     const genstore = await openGenstore(env);
     try {
       expect(genstore.db.kind).toBe(kind);

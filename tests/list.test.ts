@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runList } from "../src/jobs/list.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
+import { insertGenerations } from "./support/generations.ts";
 
 describe.each(databaseKinds)("list on %s", (kind) => {
   async function seeded() {
@@ -16,9 +17,10 @@ describe.each(databaseKinds)("list on %s", (kind) => {
       { id: "g06", userId: "carol", prompt: "[EDITED] but really an upscale", operationType: "upscale" },
       { id: "g07", userId: "carol", prompt: "[UPSCALED] old row", operationType: null, status: "failed" },
     ];
-    await db.prisma.generation.createMany({
-      data: rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
-    });
+    await insertGenerations(
+      db,
+      rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
+    );
     return db;
   }
 

@@ -9,8 +9,9 @@ import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
-import { createTestDatabase, databaseUrlFor, pgliteTemplate } from "./support/db.ts";
+import { createTestDatabase, databaseEnv, pgliteTemplate } from "./support/db.ts";
 import { bucketContents, insertRows, putObjects, type Row } from "./support/migrate-keys-fixtures.ts";
+import { generations, keyMoves } from "./support/generations.ts";
 
 // genstore migrate-keys through the real binary, as an operator runs it.
 
@@ -129,7 +130,7 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
     const storage = createS3Storage(s3, client);
     await putObjects(storage, objects);
     const env = {
-      DATABASE_URL: databaseUrlFor(config)!,
+      ...databaseEnv(config),
       GENSTORE_STORAGE: "aws",
       S3_BUCKET: s3.bucket,
       AWS_ENDPOINT_URL_S3: s3.endpoint!,
@@ -165,10 +166,10 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
           storageKeys: [key(i)],
         })),
       );
-      const settings = { DATABASE_URL: databaseUrlFor(config)!, GENSTORE_HOME: dir };
+      const settings = { ...databaseEnv(config), GENSTORE_HOME: dir };
       // Done marks are written per listing page; recorded moves show progress object by object.
-      const doneCount = async () => await db.prisma.keyMove.count({ where: { step: "done" } });
-      const progressed = async () => await db.prisma.keyMove.count({ where: { step: { in: ["recorded", "done"] } } });
+      const doneCount = async () => (await keyMoves(db, { step: ["done"] })).length;
+      const progressed = async () => (await keyMoves(db, { step: ["recorded", "done"] })).length;
 
       for (const signal of ["SIGKILL", "SIGINT"] as const) {
         const before = await progressed();
@@ -188,7 +189,7 @@ describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
       expect(rerun.code).toBe(0);
       expect(JSON.parse(rerun.stdout)).toMatchObject({ failed: 0 });
       const bucket = await bucketContents(storage);
-      const rows = await db.prisma.generation.findMany();
+      const rows = await generations(db);
       expect(Object.keys(bucket)).toHaveLength(n);
       for (const row of rows) {
         const [entry] = row.storageKeys as { key: string }[];

@@ -24,6 +24,7 @@ import {
   storageKinds,
   testStorage,
 } from "./support/pipeline-fixtures.ts";
+import { countGenerations, generation, generations, insertGeneration } from "./support/generations.ts";
 
 afterAll(dropSharedDatabases);
 
@@ -79,7 +80,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       const thumb = await sharp(await buffer(await storage.get(keys[3]!))).metadata();
       expect({ format: thumb.format, width: thumb.width }).toEqual({ format: "webp", width: 512 });
 
-      const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+      const row = await generation(db, { replicateId: prediction.id });
       expect(row).toMatchObject({
         id,
         userId: "alice",
@@ -131,7 +132,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
         /broke off after|connection closed after|instead of the 6000000 announced/,
       );
       expect(await keysIn(storage)).toEqual([]);
-      const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+      const row = await generation(db, { replicateId: prediction.id });
       expect(row).toMatchObject({ status: "processing", storageKeys: [] });
     });
   });
@@ -154,7 +155,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(error).toBeInstanceOf(IngestRefusedError);
     expect((error as IngestRefusedError).exitCode).toBe(ExitCode.refused);
     expect((error as Error).message).toMatch(/has no row and no usable userId/);
-    expect(await db.prisma.generation.count()).toBe(0);
+    expect(await countGenerations(db)).toBe(0);
     expect(await keysIn(storage)).toEqual([]);
     expect(server.requests).toEqual([]);
   });
@@ -172,7 +173,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       `Output 1 of ${prediction.id} has expired (${gone}): the row is kept and marked.`,
     );
     expect(result.status).toBe("succeeded");
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row.status).toBe("succeeded");
     expect(row.error).toBe("output 1 expired before it was stored (the file is gone)");
     expect(row.metadata).toMatchObject({
@@ -195,7 +196,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const prediction = makePrediction({ output: server.url("/status/404/out.png") });
     const result = await ingest(deps, { prediction, user: "carol", via: "recover" });
     expect(result).toMatchObject({ outcome: "created", status: "succeeded", stored: [], expired: [{ index: 0 }] });
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row).toMatchObject({
       userId: "carol",
       status: "succeeded",
@@ -222,7 +223,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const error = await ingest(quick, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect((error as OutputUnavailableError).retryable).toBe(true);
-    let row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    let row = await generation(db, { replicateId: prediction.id });
     expect(row.status).toBe("processing");
     expect(row.error).toMatch(/answered 503 2 times.*will be retried/);
     expect(row.storageKeys).toHaveLength(2);
@@ -237,7 +238,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       `generated/alice/${row.id}_0.png`,
       `thumbnails/generated/alice/${row.id}_0.webp`,
     ]);
-    row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    row = await generation(db, { replicateId: prediction.id });
     expect(row).toMatchObject({ status: "succeeded", error: null });
     expect(row.storageKeys).toHaveLength(4);
     expect((await keysIn(storage)).length).toBe(4);
@@ -266,7 +267,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(error).toBeInstanceOf(type);
     expect((error as OutputError).retryable).toBe(false);
     expect(await keysIn(storage)).toEqual([]);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row.status).toBe("succeeded");
     expect(row.error).toMatch(message);
     expect(row.metadata).toMatchObject({ failedOutputs: [{ index: 0, problem: expect.any(String) }] });
@@ -292,7 +293,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const error = await ingest(deps, { prediction, ...request }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IngestRefusedError);
     expect((error as Error).message).toMatch(message);
-    expect(await db.prisma.generation.count()).toBe(0);
+    expect(await countGenerations(db)).toBe(0);
     expect(await keysIn(storage)).toEqual([]);
   });
 
@@ -315,23 +316,25 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     });
     expect(first.generationId).toBe("gen_app_1");
 
-    await db.prisma.generation.create({
-      data: { id: "gen_app_2", userId: "bob", prompt: "[UPSCALED] a fox", status: "starting" },
-    });
+    await insertGeneration(db, { id: "gen_app_2", userId: "bob", prompt: "[UPSCALED] a fox", status: "starting" });
     const prediction = makePrediction({ output: [server.url("/png/b.png")], input: { prompt: "[UPSCALED] a fox" } });
     const adopted = await ingest(deps, { prediction, query: { userId: "mallory", generationId: "gen_app_2" } });
     expect(adopted).toMatchObject({ generationId: "gen_app_2", userId: "bob", outcome: "updated" });
     expect(adopted.stored[0]!.key).toBe("upscaled/bob/gen_app_2_0.png");
-    expect(await db.prisma.generation.count()).toBe(2);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_app_2" } });
+    expect(await countGenerations(db)).toBe(2);
+    const row = await generation(db, { id: "gen_app_2" });
     expect(row.replicateId).toBe(prediction.id);
     expect(row.metadata).toMatchObject({ userIdSource: "existing-row", generationIdSource: "webhook-query" });
   });
 
   it("does not reuse a query generationId that belongs to another prediction's row", async () => {
     const { db, deps, server } = await setup(kind);
-    await db.prisma.generation.create({
-      data: { id: "gen_taken", userId: "bob", prompt: "x", status: "succeeded", replicateId: "p_other" },
+    await insertGeneration(db, {
+      id: "gen_taken",
+      userId: "bob",
+      prompt: "x",
+      status: "succeeded",
+      replicateId: "p_other",
     });
     const prediction = makePrediction({ output: [server.url("/png/a.png")] });
     const result = await ingest(deps, { prediction, query: { userId: "alice", generationId: "gen_taken" } });
@@ -340,7 +343,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(result.warnings).toContain(
       "Ignored the webhook query's generationId gen_taken: that row belongs to another prediction.",
     );
-    expect(await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_taken" } })).toMatchObject({
+    expect(await generation(db, { id: "gen_taken" })).toMatchObject({
       userId: "bob",
       replicateId: "p_other",
     });
@@ -349,25 +352,21 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
   it("never moves a row that has its prediction: the query's userId and generationId are ignored", async () => {
     const { db, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png")], input: { prompt: "[EDITED] a fox" } });
-    await db.prisma.generation.create({
-      data: {
-        id: "gen_row",
-        userId: "alice",
-        prompt: "a fox",
-        status: "processing",
-        replicateId: prediction.id,
-        operationType: "video",
-      },
+    await insertGeneration(db, {
+      id: "gen_row",
+      userId: "alice",
+      prompt: "a fox",
+      status: "processing",
+      replicateId: prediction.id,
+      operationType: "video",
     });
-    await db.prisma.generation.create({
-      data: { id: "gen_other", userId: "mallory", prompt: "x", status: "starting" },
-    });
+    await insertGeneration(db, { id: "gen_other", userId: "mallory", prompt: "x", status: "starting" });
     const result = await ingest(deps, { prediction, query: { userId: "mallory", generationId: "gen_other" } });
     expect(result).toMatchObject({ generationId: "gen_row", userId: "alice" });
     // The row's operationType column wins over the prompt.
     expect(result.stored[0]!.key).toBe("videos/alice/gen_row.png");
     expect(result.warnings).toContain("Ignored webhook-query userId: the row already belongs to alice.");
-    expect((await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_other" } })).replicateId).toBeNull();
+    expect((await generation(db, { id: "gen_other" })).replicateId).toBeNull();
   });
 
   it("stores nothing for a failed prediction and records its error", async () => {
@@ -381,7 +380,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(result).toMatchObject({ status: "failed", outcome: "created", stored: [] });
     expect(server.requests).toEqual([]);
     expect(await keysIn(storage)).toEqual([]);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row).toMatchObject({
       status: "failed",
       error: "CUDA out of memory",
@@ -395,7 +394,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const prediction = makePrediction({ status, output: null, completed_at: null });
     const result = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(result.status).toBe(status);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row).toMatchObject({ status, error: `prediction ${status}` });
     expect(row.completedAt).toBeInstanceOf(Date);
   });
@@ -404,7 +403,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const { db, storage, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png"), server.url("/mp4/b.mp4")] });
     const first = await ingest(deps, { prediction, query: { userId: "alice" } });
-    const rowBefore = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const rowBefore = await generation(db, { replicateId: prediction.id });
     const second = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(second).toMatchObject({ generationId: first.generationId, outcome: "unchanged", stored: [] });
     expect(second.alreadyStored.sort()).toEqual([
@@ -412,7 +411,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       `generated/alice/${first.generationId}_1.mp4`,
       `thumbnails/generated/alice/${first.generationId}_0.webp`,
     ]);
-    expect(await db.prisma.generation.findMany()).toEqual([rowBefore]);
+    expect(await generations(db)).toEqual([rowBefore]);
     expect((await keysIn(storage)).length).toBe(3);
     expect(server.requests).toHaveLength(2);
   });
@@ -421,7 +420,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const { db, deps, server } = await setup(kind);
     const prediction = makePrediction({ output: [server.url("/png/a.png")] });
     await ingest(deps, { prediction, query: { userId: "alice" } });
-    const before = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } });
+    const before = await generation(db, { replicateId: prediction.id });
     for (const status of ["processing", "starting"] as const) {
       const late = await ingest(deps, {
         prediction: { ...prediction, status, output: null, completed_at: null, metrics: null },
@@ -434,7 +433,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       query: { userId: "alice" },
     });
     expect(failedLate).toMatchObject({ outcome: "unchanged", status: "succeeded" });
-    expect(await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id } })).toEqual(before);
+    expect(await generation(db, { replicateId: prediction.id })).toEqual(before);
   });
 
   it("moves starting → processing → succeeded in order, and ignores starting after processing", async () => {
@@ -451,7 +450,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     });
     const result = await ingest(deps, { prediction: done, query: { userId: "alice" } });
     expect(result).toMatchObject({ outcome: "updated", status: "succeeded" });
-    expect(await db.prisma.generation.count()).toBe(1);
+    expect(await countGenerations(db)).toBe(1);
   });
 
   it("gives one row and one object per output for concurrent deliveries", async () => {
@@ -471,7 +470,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       `thumbnails/generated/alice/${id}_0.webp`,
       `thumbnails/generated/alice/${id}_1.webp`,
     ]);
-    const rows = await db.prisma.generation.findMany();
+    const rows = await generations(db);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.storageKeys).toHaveLength(4);
     expect(rows[0]!.status).toBe("succeeded");
@@ -490,7 +489,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       /A different object \(19 bytes\) already exists at generated\/alice\/gen_x_0\.png/,
     );
     expect((await buffer(await storage.get("generated/alice/gen_x_0.png"))).toString()).toBe("someone else's file");
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { id: "gen_x" } });
+    const row = await generation(db, { id: "gen_x" });
     const keys = row.storageKeys.map((e) => (e as { key: string }).key).sort();
     expect(keys).toEqual(["generated/alice/gen_x_1.jpg", "thumbnails/generated/alice/gen_x_1.webp"]);
     expect(row.error).toMatch(/output 0 not stored: A different object/);
@@ -515,7 +514,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       { index: 0, key: "generated/alice/gen_dry_0.png", kind: "output", url: server.url("/png/a.png") },
       { index: 0, key: "thumbnails/generated/alice/gen_dry_0.webp", kind: "thumbnail", url: server.url("/png/a.png") },
     ]);
-    expect(await db.prisma.generation.count()).toBe(0);
+    expect(await countGenerations(db)).toBe(0);
     expect(await keysIn(storage)).toEqual([]);
     expect(server.requests).toEqual([]);
   });
@@ -551,8 +550,8 @@ describe.runIf(databaseKinds.includes("postgres"))(
         ),
       );
       expect(new Set(results.map((r) => r.generationId)).size).toBe(1);
-      expect(await db.prisma.generation.count()).toBe(1);
-      const row = await db.prisma.generation.findFirstOrThrow();
+      expect(await countGenerations(db)).toBe(1);
+      const row = await generation(db, {});
       expect(row.status).toBe("succeeded");
       expect(row.storageKeys).toHaveLength(3);
       expect((await keysIn(storage)).length).toBe(3);

@@ -11,10 +11,11 @@ import { runRecover, type RecoverInput } from "../src/jobs/recover.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
-import { createTestDatabase, databaseKinds, databaseUrlFor, pgliteTemplate, type DatabaseKind } from "./support/db.ts";
+import { createTestDatabase, databaseKinds, databaseEnv, pgliteTemplate, type DatabaseKind } from "./support/db.ts";
 import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
 import { pipelineDeps } from "./support/pipeline-fixtures.ts";
+import { countGenerations, generation, generations, insertGeneration } from "./support/generations.ts";
 
 // recover end to end: the fake Replicate API, the output-file server, the real ingestion
 // pipeline, local storage, on each database kind; then the real binary.
@@ -98,7 +99,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     expect(result.exitCode).toBe(7);
     expect(result.summary).toBe("4 predictions: 2 stored, 1 expired, 1 unknown.");
 
-    const rows = await db.prisma.generation.findMany({ orderBy: { replicateId: "asc" } });
+    const rows = await generations(db, { orderBy: "replicateId" });
     expect(rows.map((r) => [r.replicateId, r.status, r.storageContext, r.userId])).toEqual([
       ["edit1", "succeeded", "edited", "u1"],
       ["gone1", "succeeded", "generated", "u1"],
@@ -132,10 +133,14 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
 
   it("--pending --watch polls a running row until Replicate finishes it, then stores its output", async () => {
     const { api, out, db, root, run } = await setup();
-    await db.prisma.generation.create({
-      data: { id: "g_run", userId: "u2", prompt: "[UPSCALED] a fox", status: "processing", replicateId: "run1" },
+    await insertGeneration(db, {
+      id: "g_run",
+      userId: "u2",
+      prompt: "[UPSCALED] a fox",
+      status: "processing",
+      replicateId: "run1",
     });
-    await db.prisma.generation.create({ data: { id: "g_old", userId: "u2", prompt: "a fox", status: "starting" } });
+    await insertGeneration(db, { id: "g_old", userId: "u2", prompt: "a fox", status: "starting" });
     api.add(fakePrediction({ id: "run1", status: "processing", input: { prompt: "[UPSCALED] a fox" }, output: null }));
     api.progress("run1", {
       afterPolls: 2,
@@ -145,7 +150,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     expect(result.items).toMatchObject([{ predictionId: "run1", state: "stored", via: "poll", fetches: 3 }]);
     expect(result.withoutReplicateId).toBe(1);
     expect(result.exitCode).toBe(0);
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { id: "g_run" } });
+    const row = await generation(db, { id: "g_run" });
     expect(row.status).toBe("succeeded");
     expect(await files(root)).toContain("upscaled/u2/g_run_0.png");
   });
@@ -170,8 +175,12 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
       fakePrediction({ id: "have1", created_at: recent(15), output: [out.url("/png/c.png")] }),
       fakePrediction({ id: "old1", created_at: recent(60 * 48), output: [out.url("/png/d.png")] }),
     );
-    await db.prisma.generation.create({
-      data: { id: "g_have", userId: "u1", prompt: "a fox", status: "succeeded", replicateId: "have1" },
+    await insertGeneration(db, {
+      id: "g_have",
+      userId: "u1",
+      prompt: "a fox",
+      status: "succeeded",
+      replicateId: "have1",
     });
     const since = new Date(Date.now() - 24 * 3_600_000);
 
@@ -185,7 +194,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
       expect.stringMatching(/^thumbnails\/edited\/u9\//),
     ]);
     expect(await files(root)).toEqual([]);
-    expect(await db.prisma.generation.count()).toBe(1);
+    expect(await countGenerations(db)).toBe(1);
 
     const first = await run({ since });
     expect(Object.fromEntries(first.items.map((i) => [i.predictionId, i.state]))).toEqual({
@@ -198,10 +207,9 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
     const second = await run({ since, user: "u9" });
     expect(second.items.map((i) => [i.predictionId, i.state, i.userId])).toEqual([["orph2", "stored", "u9"]]);
     expect(second.exitCode).toBe(0);
-    const rows = await db.prisma.generation.findMany({
-      where: { replicateId: { in: ["orph1", "orph2"] } },
-      orderBy: { replicateId: "asc" },
-    });
+    const rows = (await generations(db, { orderBy: "replicateId" })).filter((r) =>
+      ["orph1", "orph2"].includes(r.replicateId ?? ""),
+    );
     expect(rows.map((r) => [r.replicateId, r.userId, r.storageContext])).toEqual([
       ["orph1", "u3", "generated"],
       ["orph2", "u9", "edited"],
@@ -297,7 +305,7 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const dir = await home();
     const pglite = await PGlite.create({ dataDir: path.join(dir, "db") });
     await pglite.query(
-      `INSERT INTO "Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`,
+      `INSERT INTO genstore."Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`,
     );
     await pglite.close();
     const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "30s"], {
@@ -328,7 +336,7 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const { db, config } = await createTestDatabase("postgres");
     const env = {
       GENSTORE_HOME: await tempDir("genstore-home-"),
-      DATABASE_URL: databaseUrlFor(config)!,
+      ...databaseEnv(config),
       REPLICATE_API_TOKEN: api.token,
       REPLICATE_API_BASE_URL: api.url,
       GENSTORE_OUTPUT_HOSTS: out.hostEntry,
@@ -336,6 +344,6 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     const result = await genstore(["recover", "edit1", "gone1"], env);
     expect(result.code).toBe(7);
     expect(result.stdout).toContain("2 predictions: 1 stored, 1 expired.");
-    expect(await db.prisma.generation.count()).toBe(2);
+    expect(await countGenerations(db)).toBe(2);
   });
 });

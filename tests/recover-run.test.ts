@@ -5,6 +5,7 @@ import { createReplicateClient } from "../src/replicate/client.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { fakePrediction, startFakeReplicate } from "./support/fake-replicate.ts";
+import { insertGeneration } from "./support/generations.ts";
 
 // runRecover's own decisions, with a stand-in for the ingestion pipeline that records what
 // it was asked (recover-e2e.test.ts runs the real pipeline).
@@ -68,7 +69,7 @@ function resultFor(request: IngestRequest, overrides: Partial<IngestResult> = {}
 }
 
 function addRow(db: Awaited<ReturnType<typeof setup>>["db"], id: string, replicateId: string | null, status: string) {
-  return db.prisma.generation.create({ data: { id, userId: "u1", prompt: "a fox", status, replicateId } });
+  return insertGeneration(db, { id, userId: "u1", prompt: "a fox", status, replicateId });
 }
 
 describe("runRecover with prediction ids", () => {

@@ -10,6 +10,7 @@ import { startOutputServer } from "./support/output-server.ts";
 import { testStorage } from "./support/pipeline-fixtures.ts";
 import { newSecret } from "./support/webhook-deliveries.ts";
 import { startReceiver, storedKeys } from "./support/webhook-receiver.ts";
+import { generation } from "./support/generations.ts";
 
 const secret = newSecret();
 
@@ -93,7 +94,7 @@ describe("genstore trigger", () => {
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ ok: true, predictionId: prediction.id, duplicate: false });
     await receiver.settled();
-    const row = await db.prisma.generation.findUniqueOrThrow({ where: { replicateId: prediction.id as string } });
+    const row = await generation(db, { replicateId: prediction.id as string });
     expect(row).toMatchObject({
       userId: "user_9",
       status: "succeeded",

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { bin, cleanEnv } from "./support/cli.ts";
-import { createTestDatabase, databaseUrlFor } from "./support/db.ts";
+import { createTestDatabase, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { newSecret, post, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
 
@@ -69,7 +69,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
       onTestFinished(() => rm(home, { recursive: true, force: true }));
       const secret = newSecret();
       const env = {
-        DATABASE_URL: databaseUrlFor(config)!,
+        ...databaseEnv(config),
         GENSTORE_HOME: home,
         REPLICATE_WEBHOOK_SECRET: secret,
         GENSTORE_OUTPUT_HOSTS: outputs.hostEntry,

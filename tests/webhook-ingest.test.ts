@@ -4,6 +4,7 @@ import { testStorage, type StorageKind } from "./support/pipeline-fixtures.ts";
 import { createTestDatabase, databaseKinds, type DatabaseKind } from "./support/db.ts";
 import { newSecret, post, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
 import { startReceiver, storedKeys } from "./support/webhook-receiver.ts";
+import { generations } from "./support/generations.ts";
 
 // The receiver with the real ingestion pipeline: what Replicate's duplicate, concurrent and
 // out-of-order deliveries leave in the database and the storage.
@@ -58,7 +59,7 @@ describe.each(combos)("webhook deliveries through the pipeline (%s database, %s 
     expect(deliveryRows).toHaveLength(6);
     expect(deliveryRows.every((row) => row.state === "done")).toBe(true);
 
-    const rows = await db.prisma.generation.findMany();
+    const rows = await generations(db);
     expect(rows).toHaveLength(1);
     const row = rows[0]!;
     expect(row).toMatchObject({

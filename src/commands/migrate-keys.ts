@@ -57,7 +57,6 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
   );
   const output = context.output({ json: input.json });
   context.throwIfInterrupted();
-  const config = context.config();
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const progress = await output.progress(input.dryRun ? "Planning…" : "Listing…");
   // A dry run's plan can be a million lines: with --json it is streamed inside the one document.
@@ -69,7 +68,6 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       {
         db,
         storage,
-        databaseConfig: config.database,
         signal: context.signal,
         onEvent: (event) => {
           if (input.json && input.dryRun && event.type === "plan")

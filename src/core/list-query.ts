@@ -1,8 +1,11 @@
+import type { GenerationTable } from "./generation-table.ts";
 import { hybridOperationConditionSql, operationForContext, type StorageContext } from "./operation.ts";
 import type { Status } from "./status.ts";
 
 // `list` as one keyset-paginated SQL query: newest first by (createdAt, id), so a page
-// costs the same at row 1,000,000 as at row 1 and the indexes on (…, createdAt, id) serve it.
+// costs the same at row 1,000,000 as at row 1 and the indexes on (…, createdAt, id) serve
+// it (`genstore db check` prints them for an app's table). The same filters count the rows
+// per context (the gallery's tabs).
 
 export interface ListFilters {
   userId?: string;
@@ -15,27 +18,47 @@ export interface ListFilters {
   limit: number;
 }
 
-export function buildListQuery(filters: ListFilters): { sql: string; params: unknown[] } {
-  const params: unknown[] = [];
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+interface Built {
+  sql: string;
+  params: unknown[];
+}
+
+/** The WHERE conditions of the filters (the context aside), in the table's names and vocabulary. */
+function filterConditions(
+  t: GenerationTable,
+  filters: Omit<ListFilters, "limit" | "after" | "context">,
+  param: (value: unknown) => string,
+): string[] {
   const where: string[] = [];
-  if (filters.userId !== undefined) where.push(`"userId" = ${param(filters.userId)}`);
-  if (filters.context !== undefined) where.push(hybridOperationConditionSql(operationForContext(filters.context)));
-  if (filters.statuses?.length) where.push(`"status" = ANY(${param(filters.statuses)}::text[])`);
-  if (filters.since) where.push(`"createdAt" >= ${param(filters.since.toISOString())}::timestamp`);
-  if (filters.until) where.push(`"createdAt" < ${param(filters.until.toISOString())}::timestamp`);
+  if (filters.userId !== undefined) where.push(`${t.col("userId")} = ${param(filters.userId)}`);
+  if (filters.statuses?.length) where.push(t.statusInSql(filters.statuses));
+  if (filters.since) where.push(`${t.col("createdAt")} >= ${t.timestampParam("createdAt", filters.since, param)}`);
+  if (filters.until) where.push(`${t.col("createdAt")} < ${t.timestampParam("createdAt", filters.until, param)}`);
+  return where;
+}
+
+/** The hybrid rule on the table's columns: operationType where set, else the prompt's prefix. */
+export function contextConditionSql(t: GenerationTable, context: StorageContext): string {
+  return hybridOperationConditionSql(operationForContext(context), {
+    operationType: t.col("operationType"),
+    prompt: t.col("prompt"),
+  });
+}
+
+export function buildListQuery(t: GenerationTable, filters: ListFilters): Built {
+  const params: unknown[] = [];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  const where = filterConditions(t, filters, param);
+  if (filters.context !== undefined) where.push(contextConditionSql(t, filters.context));
   if (filters.after !== undefined) {
     where.push(
-      `("createdAt", "id") < (SELECT "createdAt", "id" FROM "Generation" WHERE "id" = ${param(filters.after)})`,
+      `(${t.col("createdAt")}, ${t.col("id")}) < (SELECT ${t.col("createdAt")}, ${t.col("id")} FROM ${t.name} WHERE ${t.col("id")}::text = ${param(filters.after)})`,
     );
   }
   const sql = [
-    `SELECT "id" FROM "Generation"`,
+    `SELECT ${t.selectList()} FROM ${t.name}`,
     where.length > 0 ? `WHERE ${where.join(" AND ")}` : "",
-    `ORDER BY "createdAt" DESC, "id" DESC`,
+    `ORDER BY ${t.col("createdAt")} DESC, ${t.col("id")} DESC`,
     // One more than asked, to know whether there is a next page.
     `LIMIT ${param(filters.limit + 1)}`,
   ]

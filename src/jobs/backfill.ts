@@ -102,16 +102,14 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
       : input.since;
 
   // The scope: the filters, and (without --force) only rows that lack operationType.
-  const scope = (params: unknown[], alias = "") => {
-    const col = (name: string) => `${alias}"${name}"`;
-    const param = (value: unknown) => {
-      params.push(value);
-      return `$${params.length}`;
-    };
+  const t = await db.generations();
+  const id = t.col("id");
+  const scope = (params: unknown[]) => {
+    const param = (value: unknown) => `$${params.push(value)}`;
     const where: string[] = [];
-    if (!force) where.push(`${col("operationType")} IS NULL`);
-    if (input.userId !== undefined) where.push(`${col("userId")} = ${param(input.userId)}`);
-    if (since !== undefined) where.push(`${col("createdAt")} >= ${param(since.toISOString())}::timestamp`);
+    if (!force) where.push(`${t.col("operationType")} IS NULL`);
+    if (input.userId !== undefined) where.push(`${t.col("userId")} = ${param(input.userId)}`);
+    if (since !== undefined) where.push(`${t.col("createdAt")} >= ${t.timestampParam("createdAt", since, param)}`);
     return { where, param };
   };
   const whereSql = (where: string[]) => (where.length > 0 ? `WHERE ${where.join(" AND ")}` : "");
@@ -121,11 +119,11 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
     const params: unknown[] = [];
     const { where } = scope(params);
     where.push(
-      `"operationType" IS NOT NULL`,
-      `"operationType" IS DISTINCT FROM (${operationFromPromptSql(`"prompt"`)})`,
+      `${t.col("operationType")} IS NOT NULL`,
+      `${t.col("operationType")} IS DISTINCT FROM (${operationFromPromptSql(t.col("prompt"))})`,
     );
     const [row] = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`,
+      `SELECT count(*)::int AS n FROM ${t.name} ${whereSql(where)}`,
       ...params,
     );
     disagreements = row?.n ?? 0;
@@ -150,9 +148,9 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   if (dryRun) {
     const params: unknown[] = [];
     const { where, param } = scope(params);
-    if (resumedFrom !== undefined) where.push(`"id" > ${param(resumedFrom)}`);
+    if (resumedFrom !== undefined) where.push(`${id} > ${param(resumedFrom)}`);
     const rows = await db.query<{ op: string; n: number }>(
-      `SELECT ${operationFromPromptSql(`"prompt"`)} AS op, count(*)::int AS n FROM "Generation" ${whereSql(where)} GROUP BY 1`,
+      `SELECT ${operationFromPromptSql(t.col("prompt"))} AS op, count(*)::int AS n FROM ${t.name} ${whereSql(where)} GROUP BY 1`,
       ...params,
     );
     let total = 0;
@@ -167,16 +165,16 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
   const total = await (async () => {
     const params: unknown[] = [];
     const { where, param } = scope(params);
-    if (resumedFrom !== undefined) where.push(`"id" > ${param(resumedFrom)}`);
+    if (resumedFrom !== undefined) where.push(`${id} > ${param(resumedFrom)}`);
     const [row] = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM "Generation" ${whereSql(where)}`,
+      `SELECT count(*)::int AS n FROM ${t.name} ${whereSql(where)}`,
       ...params,
     );
     return Number(row?.n ?? 0);
   })();
   deps.onStart?.({ total, resumedFrom, disagreements });
 
-  const operationSql = operationFromPromptSql(`g."prompt"`);
+  const operationSql = operationFromPromptSql(t.col("prompt", "g"));
   let cursor = resumedFrom;
   let updated = 0;
   let batches = 0;
@@ -192,31 +190,33 @@ export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Pro
     }
     const params: unknown[] = [];
     const { where, param } = scope(params);
-    if (cursor !== undefined) where.push(`"id" > ${param(cursor)}`);
+    if (cursor !== undefined) where.push(`${id} > ${param(cursor)}`);
     const limit = param(batchSize);
     const name = param(cursorName);
     const data = param(JSON.stringify(since !== undefined ? { since: since.toISOString() } : {}));
     // Without --force the UPDATE re-checks "operationType" IS NULL, so a row written
     // concurrently by the app between the SELECT and the UPDATE is left alone.
-    const recheck = force ? "" : ` AND g."operationType" IS NULL`;
+    const recheck = force ? "" : ` AND ${t.col("operationType", "g")} IS NULL`;
+    // The batch's last id, as text (max() has no uuid form; ORDER BY works for every key type).
+    const lastId = `(SELECT "id"::text FROM batch ORDER BY "id" DESC LIMIT 1)`;
     const sql = `
       WITH batch AS (
-        SELECT "id" FROM "Generation" ${whereSql(where)} ORDER BY "id" LIMIT ${limit}
+        SELECT ${id} AS "id" FROM ${t.name} ${whereSql(where)} ORDER BY ${id} LIMIT ${limit}
       ), updated AS (
-        UPDATE "Generation" AS g
-        SET "operationType" = ${operationSql},
-            "storageContext" = ${contextFromOperationSql(operationSql)},
-            "metadata" = COALESCE(g."metadata", '{}'::jsonb) || jsonb_build_object('detectedBy', 'prompt-prefix'),
-            "updatedAt" = CURRENT_TIMESTAMP
-        FROM batch WHERE g."id" = batch."id"${recheck}
-        RETURNING g."operationType"
+        UPDATE ${t.name} AS g
+        SET ${t.col("operationType")} = ${operationSql},
+            ${t.col("storageContext")} = ${contextFromOperationSql(operationSql)},
+            ${t.col("metadata")} = COALESCE(${t.col("metadata", "g")}, '{}'::jsonb) || jsonb_build_object('detectedBy', 'prompt-prefix'),
+            ${t.col("updatedAt")} = ${t.nowSql("updatedAt")}
+        FROM batch WHERE ${t.col("id", "g")} = batch."id"${recheck}
+        RETURNING ${t.col("operationType", "g")} AS "operationType"
       ), saved AS (
         INSERT INTO "JobCursor" ("name", "cursor", "data", "updatedAt")
-        SELECT ${name}::text, max("id"), ${data}::jsonb, CURRENT_TIMESTAMP FROM batch HAVING count(*) > 0
+        SELECT ${name}::text, ${lastId}, ${data}::jsonb, CURRENT_TIMESTAMP FROM batch HAVING count(*) > 0
         ON CONFLICT ("name") DO UPDATE SET "cursor" = EXCLUDED."cursor", "updatedAt" = EXCLUDED."updatedAt"
         RETURNING 1
       )
-      SELECT (SELECT max("id") FROM batch) AS "lastId",
+      SELECT ${lastId} AS "lastId",
              (SELECT count(*)::int FROM batch) AS "scanned",
              (SELECT COALESCE(jsonb_object_agg(op, n), '{}'::jsonb)
                 FROM (SELECT "operationType" AS op, count(*)::int AS n FROM updated GROUP BY 1) AS counts) AS "byOperation",

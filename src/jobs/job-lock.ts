@@ -1,11 +1,10 @@
-import type { DatabaseConfig } from "../config.ts";
 import type { Database } from "../db/client.ts";
 
 // One run of a job at a time per database. On PostgreSQL: a session-level advisory lock
 // held on a dedicated connection for the whole run. The server releases it when that
 // connection ends, so a crashed or killed run never leaves a stale lock behind, and
-// nothing is written to any table. The lock key is the job's name and the schema, so
-// genstore installs in different schemas of one database do not block each other.
+// nothing is written to any table. The lock key is the job's name and genstore's schema,
+// so genstore installs in different schemas of one database do not block each other.
 //
 // The embedded database (PGlite) lives in one process: the lock is held in memory, per
 // open database.
@@ -26,36 +25,31 @@ export class JobLockBusy extends Error {
 }
 
 /** Takes the job's lock or throws JobLockBusy when another run holds it. */
-export async function acquireJobLock(job: string, db: Database, config: DatabaseConfig): Promise<JobLock> {
-  if (config.kind === "embedded" || db.kind === "embedded") return acquireEmbedded(job, db);
-  const { default: pg } = await import("pg");
-  const client = new pg.Client({ connectionString: config.url, connectionTimeoutMillis: 10_000 });
-  const lost = new AbortController();
-  client.on("error", (error) => lost.abort(error));
-  client.on("end", () => lost.abort(new Error("the lock's database connection ended")));
-  await client.connect();
-  const key = `genstore:${job}:${config.schema ?? "public"}`;
+export async function acquireJobLock(job: string, db: Database): Promise<JobLock> {
+  if (db.kind === "embedded") return acquireEmbedded(job, db);
+  const session = await db.session();
+  const key = `genstore:${job}:${db.schema}`;
   let held = false;
   try {
-    const { rows } = await client.query<{ locked: boolean }>(
+    const [row] = await session.query<{ locked: boolean }>(
       `SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS locked`,
-      [LOCK_NAMESPACE, key],
+      LOCK_NAMESPACE,
+      key,
     );
-    held = rows[0]?.locked === true;
+    held = row?.locked === true;
   } finally {
-    if (!held) await client.end().catch(() => {});
+    if (!held) await session.release();
   }
   if (!held) throw new JobLockBusy(key);
   let released = false;
   return {
-    lost: lost.signal,
+    lost: session.lost,
     release: async () => {
       if (released) return;
       released = true;
-      client.removeAllListeners("end");
       // Ending the session releases the lock too; the explicit unlock just says so sooner.
-      await client.query(`SELECT pg_advisory_unlock($1::int, hashtext($2))`, [LOCK_NAMESPACE, key]).catch(() => {});
-      await client.end().catch(() => {});
+      await session.query(`SELECT pg_advisory_unlock($1::int, hashtext($2))`, LOCK_NAMESPACE, key).catch(() => {});
+      await session.release();
     },
   };
 }

@@ -1,10 +1,10 @@
 import type { KeyMoveRow, KeyMoveStep } from "../core/key-moves.ts";
 import type { Database } from "../db/client.ts";
-import { DatabaseError, UserError } from "../errors.ts";
 
-// migrate-keys' SQL: which rows reference a batch of keys, the KeyMove journal, and the
-// one statement that updates a row's storageKeys together with the journal. Plain SQL
-// that PGlite and PostgreSQL both run; every statement is its own short transaction.
+// migrate-keys' SQL: which rows reference a batch of keys, the KeyMove journal (in
+// genstore's schema), and the one statement that updates a row's storageKeys (in the
+// generations table, genstore's or the app's) together with the journal. Plain SQL that
+// PGlite and PostgreSQL both run; every statement is its own short transaction.
 
 export interface JournalEntry {
   sourceKey: string;
@@ -36,14 +36,16 @@ export async function findReferencingRows(
   where: { provider: string; bucket: string },
 ): Promise<ReferencingRow[]> {
   if (keys.length === 0) return [];
-  const rows = await query<ReferencingRow>(
-    db,
-    `SELECT DISTINCT w."key", g."id", g."userId", g."prompt", g."operationType", to_jsonb(g."storageKeys") AS "storageKeys"
-       FROM "Generation" g
-       CROSS JOIN LATERAL unnest(g."storageKeys") AS s(entry)
+  const t = await db.generations();
+  const rows = await db.query<ReferencingRow>(
+    `SELECT DISTINCT w."key", ${t.col("id", "g")}::text AS "id", ${t.col("userId", "g")} AS "userId",
+            ${t.col("prompt", "g")} AS "prompt", ${t.col("operationType", "g")} AS "operationType",
+            to_jsonb(${t.col("storageKeys", "g")}) AS "storageKeys"
+       FROM ${t.name} g
+       CROSS JOIN LATERAL unnest(${t.col("storageKeys", "g")}) AS s(entry)
        JOIN unnest($1::text[]) AS w("key") ON w."key" = ${ENTRY_KEY_SQL}
-      WHERE (g."storageProvider" IS NULL OR g."storageProvider" = $2)
-        AND (g."storageBucket" IS NULL OR g."storageBucket" = $3)`,
+      WHERE (${t.col("storageProvider", "g")} IS NULL OR ${t.col("storageProvider", "g")} = $2)
+        AND (${t.col("storageBucket", "g")} IS NULL OR ${t.col("storageBucket", "g")} = $3)`,
     keys,
     where.provider,
     where.bucket,
@@ -54,8 +56,7 @@ export async function findReferencingRows(
 /** Journal entries whose source or target is one of keys. */
 export async function readJournal(db: Database, keys: string[]): Promise<JournalEntry[]> {
   if (keys.length === 0) return [];
-  const rows = await query<JournalEntry>(
-    db,
+  const rows = await db.query<JournalEntry>(
     `SELECT "sourceKey", "targetKey", "generationId", "step", "size"::float8 AS "size", "etag", "error"
        FROM "KeyMove" WHERE "sourceKey" = ANY($1::text[]) OR "targetKey" = ANY($1::text[])`,
     keys,
@@ -68,8 +69,7 @@ export async function readStaleJournal(
   db: Database,
   options: { before: string; prefix?: string; after?: string; limit: number },
 ): Promise<JournalEntry[]> {
-  const rows = await query<JournalEntry>(
-    db,
+  const rows = await db.query<JournalEntry>(
     `SELECT "sourceKey", "targetKey", "generationId", "step", "size"::float8 AS "size", "etag", "error"
        FROM "KeyMove"
       WHERE "step" IN ('planned', 'copied', 'recorded') AND "updatedAt" < $1::timestamp
@@ -89,7 +89,7 @@ export async function readStaleJournal(
  * text so no time zone conversion happens on the way out and back in).
  */
 export async function databaseNow(db: Database): Promise<string> {
-  const [row] = await query<{ now: string }>(db, `SELECT CURRENT_TIMESTAMP::timestamp(3)::text AS "now"`);
+  const [row] = await db.query<{ now: string }>(`SELECT CURRENT_TIMESTAMP::timestamp(3)::text AS "now"`);
   return row!.now;
 }
 
@@ -102,8 +102,7 @@ export async function insertPlanned(
   moves: { sourceKey: string; targetKey: string; generationId: string | null }[],
 ): Promise<Set<string>> {
   if (moves.length === 0) return new Set();
-  const rows = await query<{ sourceKey: string }>(
-    db,
+  const rows = await db.query<{ sourceKey: string }>(
     `INSERT INTO "KeyMove" ("sourceKey", "targetKey", "generationId", "step", "updatedAt")
      SELECT s, t, g, 'planned', CURRENT_TIMESTAMP FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, t, g)
      ON CONFLICT DO NOTHING
@@ -117,9 +116,9 @@ export async function insertPlanned(
 
 /** The row's storageKeys now, or undefined when the row no longer exists. */
 export async function readStorageKeys(db: Database, generationId: string): Promise<unknown[] | undefined> {
-  const [row] = await query<{ storageKeys: unknown }>(
-    db,
-    `SELECT to_jsonb("storageKeys") AS "storageKeys" FROM "Generation" WHERE "id" = $1`,
+  const t = await db.generations();
+  const [row] = await db.query<{ storageKeys: unknown }>(
+    `SELECT to_jsonb(${t.col("storageKeys")}) AS "storageKeys" FROM ${t.name} WHERE ${t.col("id")}::text = $1`,
     generationId,
   );
   return row === undefined ? undefined : asArray(row.storageKeys);
@@ -138,8 +137,7 @@ export async function recordMove(
   row?: { generationId: string; expected: unknown[]; next: unknown[] },
 ): Promise<boolean> {
   if (row === undefined) {
-    await query(
-      db,
+    await db.query(
       `UPDATE "KeyMove" SET "step" = 'recorded', "size" = $2, "etag" = $3, "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`,
       move.sourceKey,
       move.size,
@@ -147,13 +145,13 @@ export async function recordMove(
     );
     return true;
   }
-  const [result] = await query<{ updated: number }>(
-    db,
+  const t = await db.generations();
+  const [result] = await db.query<{ updated: number }>(
     `WITH g AS (
-       UPDATE "Generation"
-          SET "storageKeys" = ARRAY(SELECT e FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, i) ORDER BY i),
-              "updatedAt" = CURRENT_TIMESTAMP
-        WHERE "id" = $1 AND to_jsonb("storageKeys") = $3::jsonb
+       UPDATE ${t.name}
+          SET ${t.col("storageKeys")} = ARRAY(SELECT e FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, i) ORDER BY i),
+              ${t.col("updatedAt")} = ${t.nowSql("updatedAt")}
+        WHERE ${t.col("id")}::text = $1 AND to_jsonb(${t.col("storageKeys")}) = $3::jsonb
         RETURNING 1
      ), j AS (
        UPDATE "KeyMove" SET "step" = 'recorded', "size" = $5, "etag" = $6, "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP
@@ -173,16 +171,14 @@ export async function recordMove(
 
 export async function markDone(db: Database, sourceKeys: string[]): Promise<void> {
   if (sourceKeys.length === 0) return;
-  await query(
-    db,
+  await db.query(
     `UPDATE "KeyMove" SET "step" = 'done', "error" = NULL, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = ANY($1::text[]) AND "step" <> 'done'`,
     sourceKeys,
   );
 }
 
 export async function markFailed(db: Database, sourceKey: string, error: string): Promise<void> {
-  await query(
-    db,
+  await db.query(
     `UPDATE "KeyMove" SET "error" = $2, "updatedAt" = CURRENT_TIMESTAMP WHERE "sourceKey" = $1`,
     sourceKey,
     error,
@@ -196,19 +192,4 @@ function normalizeEntry(row: JournalEntry): JournalEntry {
 function asArray(value: unknown): unknown[] {
   if (typeof value === "string") return JSON.parse(value) as unknown[];
   return Array.isArray(value) ? value : [];
-}
-
-/** Runs one statement; a failure of the database is a DatabaseError (exit code 4), never a "bug". */
-async function query<T>(db: Database, sql: string, ...params: unknown[]): Promise<T[]> {
-  try {
-    return await db.query<T>(sql, ...params);
-  } catch (error) {
-    if (error instanceof UserError) throw error;
-    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0]!.replace(/\.$/, "");
-    throw new DatabaseError(
-      `The database failed during migrate-keys (${db.describe}): ${message}.`,
-      "Check the database, then run the same command again: it continues from the journal.",
-      error,
-    );
-  }
 }

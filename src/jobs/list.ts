@@ -1,29 +1,28 @@
+import type { GenerationRecord } from "../core/generation-table.ts";
 import { buildListQuery, type ListFilters } from "../core/list-query.ts";
 import type { Database } from "../db/client.ts";
 import { UserError } from "../errors.ts";
-import type { Generation } from "../generated/prisma/client.ts";
 
-// `list`: one page of generations, newest first, with the hybrid context filter in SQL.
+// `list`: one page of generations, newest first, with the hybrid context filter in SQL, on
+// whichever generations table is in use (genstore's own or the app's).
 
 export interface ListResult {
-  rows: Generation[];
+  rows: GenerationRecord[];
   /** Pass as --after to get the next page; undefined on the last page. */
   next?: string;
 }
 
 export async function runList(filters: ListFilters, deps: { db: Database }): Promise<ListResult> {
+  const t = await deps.db.generations();
   if (filters.after !== undefined) {
-    const exists = await deps.db.prisma.generation.findUnique({ where: { id: filters.after }, select: { id: true } });
-    if (!exists)
+    const exists = await deps.db.query(`SELECT 1 FROM ${t.name} WHERE ${t.col("id")}::text = $1`, filters.after);
+    if (exists.length === 0)
       throw new UserError(`Unknown cursor: no generation has id ${filters.after}.`, {
         hint: "Pass the id of the last row of the previous page.",
       });
   }
-  const { sql, params } = buildListQuery(filters);
-  const ids = (await deps.db.query<{ id: string }>(sql, ...params)).map((r) => r.id);
-  const page = ids.slice(0, filters.limit);
-  const found = await deps.db.prisma.generation.findMany({ where: { id: { in: page } } });
-  const byId = new Map(found.map((row) => [row.id, row]));
-  const rows = page.map((id) => byId.get(id)).filter((row): row is Generation => row !== undefined);
-  return { rows, next: ids.length > filters.limit ? page.at(-1) : undefined };
+  const { sql, params } = buildListQuery(t, filters);
+  const found = (await deps.db.query(sql, ...params)).map((raw) => t.decode(raw));
+  const rows = found.slice(0, filters.limit);
+  return { rows, next: found.length > filters.limit ? rows.at(-1)?.id : undefined };
 }

@@ -1,5 +1,4 @@
 import pLimit from "p-limit";
-import type { DatabaseConfig } from "../config.ts";
 import {
   contextOfTargetKey,
   countKeyMovePlan,
@@ -75,8 +74,6 @@ export interface MigrateKeysProgress {
 export interface MigrateKeysDeps {
   db: Database;
   storage: Storage;
-  /** How to reach the same database for the run's lock (a dry run takes none). */
-  databaseConfig: DatabaseConfig;
   signal?: AbortSignal;
   onStart?: (info: { total?: number; dryRun: boolean }) => void;
   onProgress?: (progress: MigrateKeysProgress) => void;
@@ -140,7 +137,7 @@ export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysD
   let lock: JobLock | undefined;
   if (input.dryRun !== true) {
     try {
-      lock = await acquireJobLock("migrate-keys", deps.db, deps.databaseConfig);
+      lock = await acquireJobLock("migrate-keys", deps.db);
     } catch (error) {
       if (!(error instanceof JobLockBusy)) throw error;
       throw new UserError(

@@ -14,6 +14,7 @@ import { describeError, ExitCode, UserError } from "../errors.ts";
 import type { Arrival, IngestRequest, IngestResult, PipelineDeps } from "../pipeline/types.ts";
 import { abortableSleep, type ReplicateApi } from "../replicate/client.ts";
 import { ReplicateError } from "../replicate/errors.ts";
+import { knownPredictions, runningPredictions } from "../db/generations.ts";
 
 // `genstore recover`: fetch predictions from Replicate and put each through the one
 // ingestion pipeline. Three ways to choose them: ids given by the operator, every row still
@@ -192,13 +193,9 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     emit({ type: "start", mode, total: ids.length });
     await runAll(ids.map((id) => ({ id, via: "recover" as const })));
   } else if (mode === "pending") {
-    const rows = await deps.pipeline.db.prisma.generation.findMany({
-      where: { status: { in: ["starting", "processing"] } },
-      select: { replicateId: true },
-      orderBy: { createdAt: "asc" },
-    });
-    const ids = rows.map((r) => r.replicateId).filter((id): id is string => id !== null);
-    withoutReplicateId = rows.length - ids.length;
+    const running = await runningPredictions(deps.pipeline.db);
+    const ids = running.predictionIds;
+    withoutReplicateId = running.withoutPrediction;
     emit({ type: "start", mode, total: ids.length, withoutReplicateId });
     await runAll(ids.map((id) => ({ id, via: "poll" as const })));
   } else {
@@ -207,11 +204,11 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     present = 0;
     try {
       for await (const page of deps.replicate.listPredictionsSince(input.since!, { signal })) {
-        const known = await deps.pipeline.db.prisma.generation.findMany({
-          where: { replicateId: { in: page.map((p) => p.id) } },
-          select: { replicateId: true },
-        });
-        const split = splitOrphans(page, new Set(known.map((r) => r.replicateId!)));
+        const known = await knownPredictions(
+          deps.pipeline.db,
+          page.map((p) => p.id),
+        );
+        const split = splitOrphans(page, known);
         listed += page.length;
         present += split.present.length;
         emit({ type: "listed", listed, orphans: listed - present });

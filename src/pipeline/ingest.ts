@@ -16,7 +16,8 @@ import {
   OutputExpiredError,
   OutputUnavailableError,
 } from "./errors.ts";
-import { findRow, idTaken, writeRow, type GenerationRow } from "./rows.ts";
+import type { GenerationRecord } from "../core/generation-table.ts";
+import { findRow, idTaken, writeRow } from "../db/generations.ts";
 import { makeThumbnail } from "./thumbnail.ts";
 import type { IngestRequest, IngestResult, PipelineDeps, StoredObject } from "./types.ts";
 
@@ -101,7 +102,7 @@ async function locateRow(deps: PipelineDeps, request: IngestRequest) {
     warnings.push(`Ignored the webhook query's generationId ${JSON.stringify(idHint.value)}: it ${idHint.reason}.`);
   let queryId = idHint?.accepted ? idHint.generationId : null;
 
-  const { row } = await findRow(deps.db, prediction.id, queryId);
+  const { row } = await findRow(deps.db, await deps.db.generations(), prediction.id, queryId);
   if (queryId !== null && row === null && (await idTaken(deps.db, queryId))) {
     warnings.push(`Ignored the webhook query's generationId ${queryId}: that row belongs to another prediction.`);
     queryId = null;
@@ -182,7 +183,7 @@ function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
 }
 
 /** planIngest, or the refusal as an IngestRefusedError (exit code refused). */
-function mustPlan(request: IngestRequest, row: GenerationRow | null, newId: string): IngestPlan {
+function mustPlan(request: IngestRequest, row: GenerationRecord | null, newId: string): IngestPlan {
   const { prediction } = request;
   const plan = planIngest({
     prediction,

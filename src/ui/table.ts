@@ -1,6 +1,6 @@
 import Table from "cli-table3";
 import { resolveOperation } from "../core/operation.ts";
-import type { Generation } from "../generated/prisma/client.ts";
+import type { GenerationRecord } from "../core/generation-table.ts";
 import type { Output } from "./output.ts";
 
 export function renderTable(head: string[], rows: string[][], output: Output): string {
@@ -13,7 +13,7 @@ export function renderTable(head: string[], rows: string[][], output: Output): s
   return table.toString();
 }
 
-export function renderGenerationTable(rows: Generation[], output: Output): string {
+export function renderGenerationTable(rows: GenerationRecord[], output: Output): string {
   return renderTable(
     ["id", "created (UTC)", "user", "context", "status", "files", "prompt"],
     rows.map((row) => {

@@ -27,7 +27,7 @@ export interface Genstore {
  */
 export async function openGenstore(env: Env = process.env): Promise<Genstore> {
   const config = loadConfig(env);
-  const db = await openDatabase(config.database);
+  const db = await openDatabase(config.database, { generations: config.generations });
   try {
     await ensureMigrated(db);
     const storage = await createStorage(config.storage);

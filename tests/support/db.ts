@@ -4,11 +4,12 @@ import pg from "pg";
 import { inject, onTestFinished } from "vitest";
 import { databaseFromPGlite, openDatabase, type Database } from "../../src/db/client.ts";
 import { applyMigrations } from "../../src/db/migrations.ts";
-import type { DatabaseConfig } from "../../src/config.ts";
+import type { DatabaseConfig, GenerationsConfig } from "../../src/config.ts";
 
 // Database tests run on the embedded PGlite always, and on PostgreSQL too when
 // TEST_DATABASE_URL is set (.ci/run sets it). Each test gets its own database: a copy of
-// a migrated PGlite made once per run, or a fresh PostgreSQL schema dropped afterwards.
+// a migrated PGlite made once per run, or on PostgreSQL two fresh schemas dropped
+// afterwards: the connection's (where an app's tables would be) and genstore's own.
 
 export type DatabaseKind = "embedded" | "postgres";
 
@@ -31,12 +32,15 @@ export function pgliteTemplate(): Promise<Blob> {
 /** Opens a fresh, migrated database of the given kind; it is removed when the test ends. */
 export async function createTestDatabase(
   kind: DatabaseKind,
-  options: { dir?: string; cleanup?: "test" | "manual" } = {},
+  options: { dir?: string; cleanup?: "test" | "manual"; generations?: GenerationsConfig; migrate?: boolean } = {},
 ): Promise<TestDatabase & { drop(): Promise<void> }> {
   let result: TestDatabase & { drop(): Promise<void> };
   if (kind === "embedded") {
-    const pglite = await PGlite.create({ dataDir: options.dir, loadDataDir: await pgliteTemplate() });
-    const db = await databaseFromPGlite(pglite, "the embedded test database");
+    const pglite = await PGlite.create({
+      dataDir: options.dir,
+      ...(options.migrate === false ? {} : { loadDataDir: await pgliteTemplate() }),
+    });
+    const db = await databaseFromPGlite(pglite, "the embedded test database", { generations: options.generations });
     result = {
       db,
       config: { kind: "embedded", dir: options.dir ?? "(memory)" },
@@ -45,13 +49,14 @@ export async function createTestDatabase(
   } else {
     const url = process.env.TEST_DATABASE_URL!;
     const schema = `genstore_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+    const genstoreSchema = `${schema}_gs`;
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     await admin.query(`CREATE SCHEMA "${schema}"`);
     await admin.end();
-    const config: DatabaseConfig = { kind: "postgres", url, schema };
-    const db = await openDatabase(config);
-    await migrateWithRetry(db);
+    const config: DatabaseConfig = { kind: "postgres", url, schema, genstoreSchema };
+    const db = await openDatabase(config, { generations: options.generations });
+    if (options.migrate !== false) await migrateWithRetry(db);
     result = {
       db,
       config,
@@ -60,6 +65,7 @@ export async function createTestDatabase(
         const client = new pg.Client({ connectionString: url });
         await client.connect();
         await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.query(`DROP SCHEMA IF EXISTS "${genstoreSchema}" CASCADE`);
         await client.end();
       },
     };
@@ -85,10 +91,10 @@ async function migrateWithRetry(db: Database): Promise<void> {
   }
 }
 
-/** DATABASE_URL for a postgres test config (with Prisma's ?schema= convention). */
-export function databaseUrlFor(config: DatabaseConfig): string | undefined {
-  if (config.kind !== "postgres") return undefined;
+/** The environment that points the binary (or a second process) at a test database: DATABASE_URL (with Prisma's ?schema=) and GENSTORE_SCHEMA. */
+export function databaseEnv(config: DatabaseConfig): Record<string, string> {
+  if (config.kind !== "postgres") return {};
   const url = new URL(config.url);
   if (config.schema) url.searchParams.set("schema", config.schema);
-  return url.toString();
+  return { DATABASE_URL: url.toString(), ...(config.genstoreSchema ? { GENSTORE_SCHEMA: config.genstoreSchema } : {}) };
 }

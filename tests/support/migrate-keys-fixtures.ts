@@ -5,6 +5,7 @@ import { runMigrateKeys, type MigrateKeysDeps, type MigrateKeysInput } from "../
 import type { Storage } from "../../src/storage/types.ts";
 import { createTestDatabase, type DatabaseKind } from "./db.ts";
 import { testStorage } from "./pipeline-fixtures.ts";
+import { generations, insertGeneration, jobCursors, keyMoves } from "./generations.ts";
 
 // A database and a storage (local folder or a fresh bucket on the test S3 server) for
 // migrate-keys tests, with helpers to seed legacy objects and rows and to snapshot both.
@@ -57,7 +58,7 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
     close: () => storage.close(),
   };
   const run = (input: MigrateKeysInput = {}, extra: Partial<MigrateKeysDeps> = {}) =>
-    runMigrateKeys(input, { db, storage: counted, databaseConfig: config, ...extra });
+    runMigrateKeys(input, { db, storage: counted, ...extra });
   return { db, config, storage, copies, refusedDeletes, run };
 }
 
@@ -67,8 +68,11 @@ export async function putObjects(storage: Storage, keys: string[]): Promise<void
 
 export async function insertRows(db: Database, rows: Row[]): Promise<void> {
   for (const row of rows) {
-    await db.prisma.generation.create({
-      data: { status: "succeeded", operationType: null, ...row, storageKeys: row.storageKeys as never },
+    await insertGeneration(db, {
+      status: "succeeded",
+      operationType: null,
+      ...row,
+      storageKeys: row.storageKeys,
     });
   }
 }
@@ -83,12 +87,13 @@ export async function bucketContents(storage: Storage): Promise<Record<string, s
 
 /** Every row's storageKeys by id, and the journal. */
 export async function databaseContents(db: Database) {
-  const rows = await db.prisma.generation.findMany({
-    orderBy: { id: "asc" },
-    select: { id: true, storageKeys: true, updatedAt: true },
-  });
-  const journal = await db.prisma.keyMove.findMany({ orderBy: { sourceKey: "asc" } });
-  const cursors = await db.prisma.jobCursor.findMany();
+  const rows = (await generations(db, { orderBy: "id" })).map(({ id, storageKeys, updatedAt }) => ({
+    id,
+    storageKeys,
+    updatedAt,
+  }));
+  const journal = await keyMoves(db);
+  const cursors = await jobCursors(db);
   return { rows, journal, cursors };
 }
 

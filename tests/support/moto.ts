@@ -21,7 +21,7 @@ export interface MotoServer {
 }
 
 /** Starts moto_server and waits until it answers; rejects, with its stderr, when it does not within timeoutMs. */
-export async function startMotoServer(timeoutMs = 30_000): Promise<MotoServer> {
+export async function startMotoServer(timeoutMs = 180_000): Promise<MotoServer> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });

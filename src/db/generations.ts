@@ -1,0 +1,330 @@
+import type { GenerationsConfig } from "../config.ts";
+import type { GenerationWrite } from "../core/generation-merge.ts";
+import {
+  defaultMapping,
+  GenerationTable,
+  missingRequiredFields,
+  quoteIdent,
+  type ColumnShape,
+  type GenerationMapping,
+  type GenerationRecord,
+  type TableMode,
+  type TableShape,
+} from "../core/generation-table.ts";
+import type { Status } from "../core/status.ts";
+import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
+import type { Database, Queryable } from "./client.ts";
+
+// The generations table: which one (genstore's own, or the app's, attached), what the
+// catalog says of it, and the reads and the one write path the pipeline uses. Every write
+// runs in a short transaction that first takes a per-prediction advisory lock (released at
+// commit), then re-reads the row and lets the caller decide from it: two deliveries of one
+// prediction, in one process or several, take turns here, and the second sees what the
+// first wrote. The lock, not a unique index, is what keeps one row per prediction, so it
+// holds on an app's table whose prediction column is not unique (db check warns).
+
+/**
+ * The table in use: the one genstore.config.json names; else a `Generation` table in the
+ * connection's schema (an app made with the seed's schema: attached with no configuration);
+ * else genstore's own, in its schema.
+ */
+export async function resolveGenerationTable(db: Database, config?: GenerationsConfig): Promise<GenerationTable> {
+  const { mode, mapping } = await locateGenerationTable(db, config);
+  const { schema, table } = mapping;
+  const shape = await readTableShape(db, schema, table);
+  if (shape.columns.size === 0) {
+    if (mode === "owned")
+      throw new DatabaseError(
+        `genstore's generations table ${schema}.Generation does not exist in ${db.describe}.`,
+        "Run `genstore db migrate`.",
+      );
+    throw new ConfigError(
+      `The generations table ${schema}.${table} does not exist in ${db.describe}.`,
+      "Check generations.table in genstore.config.json (schema.table, as the app's @@map names it).",
+    );
+  }
+  const statusColumn = shape.columns.get(mapping.columns.status);
+  const unknownValues = statusColumn?.enumValues
+    ? [...new Set(Object.values(mapping.status))].filter((v) => !statusColumn.enumValues!.includes(v))
+    : [];
+  if (unknownValues.length > 0) {
+    throw new UserError(
+      `The status column of ${schema}.${table} is the enum ${statusColumn!.udtName} (${statusColumn!.enumValues!.join(", ")}), which has no ${unknownValues.map((v) => JSON.stringify(v)).join(", ")}.`,
+      {
+        exitCode: ExitCode.config,
+        hint: 'Map each of Replicate\'s statuses to one of its values in genstore.config.json: "generations": { "status": { "succeeded": "COMPLETED", … } }.',
+      },
+    );
+  }
+  const missing = missingRequiredFields(mapping, shape);
+  if (missing.length > 0) {
+    const list = missing.map((f) => `${f} (column "${mapping.columns[f]}")`).join(", ");
+    throw new UserError(`The generations table ${schema}.${table} has no column for ${list}.`, {
+      exitCode: ExitCode.config,
+      hint: "Map the app's names in genstore.config.json (generations.columns), or add the columns: `genstore db check` prints the lines for the app's schema.prisma.",
+    });
+  }
+  return new GenerationTable(mode, mapping, shape);
+}
+
+/** Which table is in use (without reading its shape): see resolveGenerationTable. */
+export async function locateGenerationTable(
+  db: Database,
+  config?: GenerationsConfig,
+): Promise<{ mode: TableMode; mapping: GenerationMapping }> {
+  let schema = db.schema;
+  let table = "Generation";
+  if (config?.table !== undefined) {
+    const dot = config.table.indexOf(".");
+    [schema, table] =
+      dot >= 0 ? [config.table.slice(0, dot), config.table.slice(dot + 1)] : [db.appSchema, config.table];
+  } else if (db.appSchema !== db.schema && (await tableExists(db, db.appSchema, "Generation"))) {
+    schema = db.appSchema;
+  }
+  const mapping: GenerationMapping = { ...defaultMapping(schema, table), defaults: { ...config?.defaults } };
+  Object.assign(mapping.columns, config?.columns);
+  Object.assign(mapping.status, config?.status);
+  return { mode: schema === db.schema && table === "Generation" ? "owned" : "attached", mapping };
+}
+
+export async function tableExists(db: Queryable, schema: string, table: string): Promise<boolean> {
+  const [row] = await db.query<{ present: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AS present`,
+    `${quoteIdent(schema)}.${quoteIdent(table)}`,
+  );
+  return row?.present === true;
+}
+
+/** Reads the table's columns (types, nullability, defaults, enum labels), unique columns and indexes from the catalog. */
+export async function readTableShape(db: Queryable, schema: string, table: string): Promise<TableShape> {
+  const [columns, unique, indexes] = await Promise.all([
+    db.query<{
+      name: string;
+      udt: string;
+      udt_schema: string;
+      typtype: string;
+      elemtyptype: string | null;
+      nullable: boolean;
+      has_default: boolean;
+      enum_values: string[] | string | null;
+    }>(
+      `SELECT a.attname AS name, t.typname AS udt, tn.nspname AS udt_schema, t.typtype::text AS typtype,
+              et.typtype::text AS elemtyptype, NOT a.attnotnull AS nullable,
+              (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default,
+              CASE WHEN t.typtype = 'e'
+                   THEN (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+              END AS enum_values
+         FROM pg_attribute a
+         JOIN pg_class c ON c.oid = a.attrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_type t ON t.oid = a.atttypid
+         JOIN pg_namespace tn ON tn.oid = t.typnamespace
+         LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum`,
+      schema,
+      table,
+    ),
+    db.query<{ name: string }>(
+      `SELECT a.attname AS name
+         FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL`,
+      schema,
+      table,
+    ),
+    db.query<{ indexdef: string }>(
+      `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY indexname`,
+      schema,
+      table,
+    ),
+  ]);
+  return {
+    columns: new Map(
+      columns.map((c): [string, ColumnShape] => [
+        c.name,
+        {
+          dataType: dataTypeOf(c.udt, c.typtype),
+          udtName: c.udt,
+          udtSchema: c.udt_schema,
+          nullable: c.nullable,
+          hasDefault: c.has_default,
+          ...(c.enum_values ? { enumValues: pgArray(c.enum_values) } : {}),
+        },
+      ]),
+    ),
+    uniqueColumns: new Set(unique.map((u) => u.name)),
+    indexes: indexes.map((i) => i.indexdef),
+  };
+}
+
+/** information_schema's names for the types genstore cares about. */
+function dataTypeOf(udt: string, typtype: string): string {
+  if (typtype === "e") return "USER-DEFINED";
+  if (udt.startsWith("_")) return "ARRAY";
+  const names: Record<string, string> = {
+    varchar: "character varying",
+    bpchar: "character",
+    timestamp: "timestamp without time zone",
+    timestamptz: "timestamp with time zone",
+    int4: "integer",
+    int8: "bigint",
+    int2: "smallint",
+    bool: "boolean",
+  };
+  return names[udt] ?? udt;
+}
+
+/** An array column as the driver returns it: an array, or its text form `{a,b}`. */
+function pgArray(value: string[] | string): string[] {
+  if (Array.isArray(value)) return value;
+  const inner = value.replace(/^\{|\}$/g, "");
+  return inner === "" ? [] : inner.split(",").map((v) => v.replace(/^"|"$/g, ""));
+}
+
+/** The predictions of rows still starting or processing, oldest first (what `recover --pending` polls). */
+export async function runningPredictions(
+  db: Database,
+): Promise<{ predictionIds: string[]; withoutPrediction: number }> {
+  const t = await db.generations();
+  const rows = await db.query<{ id: string | null }>(
+    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.statusInSql(["starting", "processing"])} ORDER BY ${t.col("createdAt")}`,
+  );
+  const predictionIds = rows.map((r) => r.id).filter((id): id is string => id !== null);
+  return { predictionIds, withoutPrediction: rows.length - predictionIds.length };
+}
+
+/** Which of these predictions have a row. */
+export async function knownPredictions(db: Database, predictionIds: string[]): Promise<Set<string>> {
+  if (predictionIds.length === 0) return new Set();
+  const t = await db.generations();
+  const rows = await db.query<{ id: string }>(
+    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.col("replicateId")} = ANY($1::text[])`,
+    predictionIds,
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+// --- The pipeline's reads and its one write path --------------------------------------------
+
+/** The row of a prediction, or, when it has none, the row `adoptId` names if that row has no prediction yet. */
+export async function findRow(
+  db: Queryable,
+  t: GenerationTable,
+  replicateId: string,
+  adoptId?: string | null,
+): Promise<{ row: GenerationRecord | null; adopted: boolean }> {
+  const [row] = await db.query(
+    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = $1 ORDER BY ${t.col("createdAt")}, ${t.col("id")} LIMIT 1`,
+    replicateId,
+  );
+  if (row) return { row: t.decode(row), adopted: false };
+  if (!adoptId) return { row: null, adopted: false };
+  const [orphan] = await db.query(
+    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("id")}::text = $1 AND ${t.col("replicateId")} IS NULL`,
+    adoptId,
+  );
+  return { row: orphan ? t.decode(orphan) : null, adopted: orphan !== undefined };
+}
+
+/** Whether a row with this id exists (a generationId taken by another prediction cannot be reused). */
+export async function idTaken(db: Database, id: string): Promise<boolean> {
+  const t = await db.generations();
+  const rows = await db.query(`SELECT 1 FROM ${t.name} WHERE ${t.col("id")}::text = $1`, id);
+  return rows.length > 0;
+}
+
+export interface RowWriteResult {
+  /** The row after the write (or as found, when nothing changed). */
+  row: GenerationRecord;
+  created: boolean;
+  changed: boolean;
+}
+
+/** An orphan's row cannot be created in this table as configured: no retry helps until the configuration changes. */
+export class RowRefusedError extends UserError {
+  override name = "RowRefusedError";
+  readonly retryable = false;
+  constructor(message: string, hint: string) {
+    super(message, { hint, exitCode: ExitCode.config });
+  }
+}
+
+/**
+ * Locks the prediction, reads its row (or the adoptable row), and writes what `decide`
+ * returns for it: nothing (null), an update, or, when there is no row, a new row with
+ * `newId`. decide may run twice if the row appears between the read and the insert (the
+ * app inserted it directly): it must be a pure function of the row.
+ */
+export async function writeRow(
+  db: Database,
+  input: { replicateId: string; adoptId?: string | null; newId: string },
+  decide: (current: GenerationRecord | null) => GenerationWrite | null,
+): Promise<RowWriteResult> {
+  const t = await db.generations();
+  return db.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, `genstore:prediction:${input.replicateId}`);
+    let { row: current } = await findRow(tx, t, input.replicateId, input.adoptId);
+    let created = false;
+    let write = decide(current);
+    if (current === null) {
+      if (write === null) throw new Error(`decide returned nothing for a new row of prediction ${input.replicateId}`);
+      created = await insertRow(tx, t, input.newId, input.replicateId, write);
+      current = (await findRow(tx, t, input.replicateId)).row;
+      if (current === null) {
+        throw new RowRefusedError(
+          `Cannot create the row of prediction ${input.replicateId}: generation id ${input.newId} belongs to another prediction.`,
+          "Register the webhook with the generationId of this prediction's row, or leave it out.",
+        );
+      }
+      // Someone else's row won the insert: decide again from it.
+      if (!created) write = decide(current);
+    }
+    if (write === null) return { row: current, created, changed: created };
+    const params: unknown[] = [current.id];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const sets = t.assignments(write, param, current.metadata);
+    const [updated] = await tx.query(
+      `UPDATE ${t.name} SET ${sets.join(", ")} WHERE ${t.col("id")}::text = $1 RETURNING ${t.selectList()}`,
+      ...params,
+    );
+    return { row: t.decode(updated!), created, changed: true };
+  });
+}
+
+/** A bare row (the rest is written by the update that follows); false when a row already holds the id or prediction. */
+async function insertRow(
+  tx: Queryable,
+  t: GenerationTable,
+  id: string,
+  replicateId: string,
+  write: GenerationWrite,
+): Promise<boolean> {
+  const params: unknown[] = [];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  const insert = t.insertColumns(
+    {
+      id,
+      userId: write.userId ?? "",
+      prompt: write.prompt ?? "",
+      status: (write.status as Status | undefined) ?? "starting",
+      replicateId,
+    },
+    param,
+  );
+  if (insert.blockers.length > 0) {
+    const names = insert.blockers.map((c) => `"${c}"`).join(", ");
+    throw new RowRefusedError(
+      `Cannot create the row of prediction ${replicateId} in ${t.mapping.schema}.${t.mapping.table}: ${names} ${insert.blockers.length === 1 ? "is" : "are"} NOT NULL without a default, and genstore has no value for ${insert.blockers.length === 1 ? "it" : "them"}.`,
+      `Give ${insert.blockers.length === 1 ? "it a value" : "them values"} in genstore.config.json: "generations": { "defaults": { ${insert.blockers.map((c) => `"${c}": …`).join(", ")} } }.`,
+    );
+  }
+  const rows = await tx.query(
+    `INSERT INTO ${t.name} (${insert.columns.join(", ")}) VALUES (${insert.values.join(", ")}) ON CONFLICT DO NOTHING RETURNING 1`,
+    ...params,
+  );
+  return rows.length === 1;
+}
