@@ -19,14 +19,23 @@ export interface TestDatabase {
   db: Database;
   /** A config that reaches the same database (for the CLI binary or a second process). */
   config: DatabaseConfig;
+  /** The embedded database's PGlite (one connection: a second view of it shares its search path). */
+  pglite?: PGlite;
 }
 
 let template: Promise<Blob> | undefined;
+let blankTemplate: Promise<Blob> | undefined;
 
 /** A migrated PGlite data folder, as a tarball (initdb takes seconds; loading this, under one). */
 export function pgliteTemplate(): Promise<Blob> {
   template ??= readFile(inject("pgliteTemplate")).then((bytes) => new Blob([bytes]));
   return template;
+}
+
+/** A PGlite data folder straight after initdb. */
+function pgliteBlankTemplate(): Promise<Blob> {
+  blankTemplate ??= readFile(inject("pgliteBlankTemplate")).then((bytes) => new Blob([bytes]));
+  return blankTemplate;
 }
 
 /** Opens a fresh, migrated database of the given kind; it is removed when the test ends. */
@@ -38,11 +47,12 @@ export async function createTestDatabase(
   if (kind === "embedded") {
     const pglite = await PGlite.create({
       dataDir: options.dir,
-      ...(options.migrate === false ? {} : { loadDataDir: await pgliteTemplate() }),
+      loadDataDir: options.migrate === false ? await pgliteBlankTemplate() : await pgliteTemplate(),
     });
     const db = await databaseFromPGlite(pglite, "the embedded test database", { generations: options.generations });
     result = {
       db,
+      pglite,
       config: { kind: "embedded", dir: options.dir ?? "(memory)" },
       drop: () => db.close().catch(() => {}),
     };

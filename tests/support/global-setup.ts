@@ -13,6 +13,8 @@ declare module "vitest" {
     s3Endpoint: string;
     /** A migrated PGlite data folder as a tarball (see tests/support/db.ts). */
     pgliteTemplate: string;
+    /** A PGlite data folder straight after initdb, nothing of genstore's in it. */
+    pgliteBlankTemplate: string;
   }
 }
 
@@ -21,8 +23,9 @@ let tempDir: string | undefined;
 
 export async function setup(project: TestProject) {
   tempDir = await mkdtemp(path.join(os.tmpdir(), "genstore-tests-"));
-  const [template] = await Promise.all([makePgliteTemplate(tempDir), startMoto(project), buildCli()]);
-  project.provide("pgliteTemplate", template);
+  const [templates] = await Promise.all([makePgliteTemplates(tempDir), startMoto(project), buildCli()]);
+  project.provide("pgliteTemplate", templates.migrated);
+  project.provide("pgliteBlankTemplate", templates.blank);
 }
 
 /** Rebuilds dist/ so tests that spawn bin/genstore run the current sources, not an old bundle. */
@@ -40,17 +43,23 @@ function buildCli(): Promise<void> {
   });
 }
 
-async function makePgliteTemplate(dir: string): Promise<string> {
+/** initdb takes seconds: each test starts from a copy of one of these instead. */
+async function makePgliteTemplates(dir: string): Promise<{ migrated: string; blank: string }> {
   const { PGlite } = await import("@electric-sql/pglite");
   const { databaseFromPGlite } = await import("../../src/db/client.ts");
   const { applyMigrations } = await import("../../src/db/migrations.ts");
   const pglite = await PGlite.create();
+  const dump = async (name: string) => {
+    const file = path.join(dir, name);
+    await writeFile(file, Buffer.from(await (await pglite.dumpDataDir("none")).arrayBuffer()));
+    return file;
+  };
+  const blank = await dump("pglite-blank.tar");
   const db = await databaseFromPGlite(pglite, "the template database");
   await applyMigrations(db);
-  const file = path.join(dir, "pglite-template.tar");
-  await writeFile(file, Buffer.from(await (await pglite.dumpDataDir("none")).arrayBuffer()));
+  const migrated = await dump("pglite-template.tar");
   await db.close();
-  return file;
+  return { migrated, blank };
 }
 
 async function startMoto(project: TestProject) {
