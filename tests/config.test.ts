@@ -47,3 +47,66 @@ describe("loadConfig", () => {
     expect(() => loadConfig(env)).toThrow(message);
   });
 });
+
+describe("genstore.config.json", () => {
+  async function withFile(content: unknown): Promise<string> {
+    const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const { onTestFinished } = await import("vitest");
+    const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-config-"));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, "genstore.config.json");
+    await writeFile(file, typeof content === "string" ? content : JSON.stringify(content));
+    return file;
+  }
+
+  it("reads the generations mapping and genstore's schema; GENSTORE_SCHEMA wins over the file", async () => {
+    const file = await withFile({
+      schema: "gs_from_file",
+      generations: {
+        table: "public.generations",
+        columns: { replicateId: "job_id", userId: "user_id" },
+        status: { succeeded: "COMPLETED" },
+        defaults: { title: "Untitled" },
+      },
+    });
+    const config = loadConfig({ DATABASE_URL: "postgresql://h/db" }, { config: file });
+    expect(config.configFile).toBe(file);
+    expect(config.generations).toEqual({
+      table: "public.generations",
+      columns: { replicateId: "job_id", userId: "user_id" },
+      status: { succeeded: "COMPLETED" },
+      defaults: { title: "Untitled" },
+    });
+    expect(config.database.genstoreSchema).toBe("gs_from_file");
+    expect(loadConfig({ GENSTORE_CONFIG: file, GENSTORE_SCHEMA: "gs_env" }).database.genstoreSchema).toBe("gs_env");
+  });
+
+  it.each([
+    [{ generations: { colums: {} } }, /generations\.colums is not a setting genstore knows/],
+    [{ generations: { columns: { replicateID: "job_id" } } }, /generations\.columns\.replicateID/],
+    [{ generations: { status: { done: "COMPLETED" } } }, /generations\.status\.done/],
+    [{ generations: { table: "a.b.c" } }, /generations\.table must be "table" or "schema\.table"/],
+    [{ schema: "not-an-identifier" }, /schema must be a plain identifier/],
+    ["{ not json", /Cannot read .*genstore\.config\.json/],
+  ])("refuses %j, naming the bad key", async (content, message) => {
+    const file = await withFile(content);
+    expect(() => loadConfig({}, { config: file })).toThrow(message);
+    expect(() => loadConfig({}, { config: file })).toThrow(ConfigError);
+  });
+
+  it("says so when --config names a file that does not exist", () => {
+    expect(() => loadConfig({}, { config: "/nonexistent/genstore.config.json" })).toThrow(
+      /Configuration file \/nonexistent\/genstore\.config\.json does not exist/,
+    );
+  });
+});
+
+describe("the embedded schema", () => {
+  it("src/db/schema-files.ts carries prisma/ exactly (npm run db:embed after a change there)", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    await expect(promisify(execFile)(process.execPath, ["scripts/embed-schema.mjs", "--check"])).resolves.toBeDefined();
+  });
+});

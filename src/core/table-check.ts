@@ -143,7 +143,9 @@ export function checkTable(mode: TableMode, mapping: GenerationMapping, shape: T
     i.columns.every((f) => shape.columns.has(mapping.columns[f])),
   ).map((i) => {
     const columns = i.columns.map((f) => mapping.columns[f]);
-    const present = indexed.some((cols) => columns.every((c, n) => cols[n] === c));
+    // The id only breaks ties of createdAt: an index without it serves as well.
+    const needed = columns.slice(0, -1);
+    const present = indexed.some((cols) => needed.every((c, n) => cols[n] === c));
     const name = `${mapping.table}_${columns.join("_")}_idx`.slice(0, 63);
     const list = i.columns.map((f, n) => `${quoteIdent(columns[n]!)}${f === "createdAt" || f === "id" ? " DESC" : ""}`);
     return {
@@ -212,9 +214,16 @@ export function checkTable(mode: TableMode, mapping: GenerationMapping, shape: T
 
 /** The columns of an index definition, in order (`… USING btree ("a" DESC, b)` → ["a", "b"]). */
 export function indexColumns(indexdef: string): string[] {
-  const match = /USING \w+ \((.*)\)(?: INCLUDE| WHERE|$)/.exec(indexdef);
-  if (!match) return [];
-  return match[1]!.split(",").map((part) => {
+  const start = /USING \w+ \(/.exec(indexdef);
+  if (!start) return [];
+  // The key list ends at the parenthesis that closes it (expressions may hold their own).
+  let depth = 1;
+  let end = start.index + start[0].length;
+  for (; end < indexdef.length && depth > 0; end++) {
+    if (indexdef[end] === "(") depth++;
+    else if (indexdef[end] === ")") depth--;
+  }
+  return indexdef.slice(start.index + start[0].length, end - 1).split(",").map((part) => {
     const name = part.trim().replace(/\s+(ASC|DESC)(\s+NULLS\s+(FIRST|LAST))?$/i, "");
     return name.startsWith('"') ? name.slice(1, -1).replace(/""/g, '"') : name;
   });

@@ -53,6 +53,8 @@ export function databaseError(error: unknown, describe: string): DatabaseError |
 function hintFor(sqlState: string): string {
   if (sqlState === "42P01" || sqlState === "3F000")
     return "A table genstore needs is missing: run `genstore db status`, then `genstore db migrate`.";
+  if (sqlState === "42501")
+    return "The database role lacks a privilege genstore needs on that table or schema: grant it, then run again.";
   if (sqlState === "42703" || sqlState.startsWith("42"))
     return "The table does not have the shape genstore expects: run `genstore db check`.";
   if (sqlState.startsWith("23")) return "The row breaks a constraint of the table: see the message.";

@@ -97,8 +97,8 @@ export async function buildAppSchema(
 }
 
 /** A database holding app `app`'s tables in its connection schema, genstore's schema not yet migrated. */
-export async function createAppDatabase(kind: DatabaseKind, app: AppName) {
-  const test = await createTestDatabase(kind, { migrate: false, generations: APP_CONFIG[app] });
+export async function createAppDatabase(kind: DatabaseKind, app: AppName, generations = APP_CONFIG[app]) {
+  const test = await createTestDatabase(kind, { migrate: false, generations });
   const appSchema = test.db.appSchema;
   await buildAppSchema(test.db, appSchema, app);
   return { ...test, appSchema, table: `"${appSchema}"."${APP_TABLE[app].table}"` };
