@@ -5,7 +5,7 @@ import { applyMigrations, ensureMigrated, migrationState } from "../src/db/migra
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { buildAppSchema } from "./support/app-database.ts";
 import { genstore } from "./support/cli.ts";
-import { createTestDatabase, databaseEnv, databaseKinds, type DatabaseKind } from "./support/db.ts";
+import { createTestDatabase, databaseEnv, databaseKinds } from "./support/db.ts";
 import { generations, jobCursors, keyMoves } from "./support/generations.ts";
 
 // A database made by genstore 0.1 kept genstore's tables and its migration history in the
