@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import v8 from "node:v8";
 import { Command, CommanderError, Option } from "commander";
 import { describeError } from "./errors.ts";
 import { packageRoot } from "./paths.ts";
@@ -123,6 +124,12 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   process.on("SIGTERM", onSignal);
 
   const name = commandNameIn(argv);
+  // The embedded database is PostgreSQL compiled to WebAssembly. A command that runs a few
+  // queries and exits spends more CPU and memory on V8's optimizing compiler (TurboFan) than
+  // on the queries: baseline code (Liftoff) halves a `list` on the embedded database (1.6 →
+  // 0.7 s CPU, 198 → 135 MB). Commands that run until stopped keep optimizing. The flag must
+  // be set before any WebAssembly is compiled, so here, first.
+  if (name === undefined || !LONG_RUNNING.has(name)) v8.setFlagsFromString("--liftoff-only");
   const entry = name === undefined ? undefined : COMMANDS[name];
   const program = buildProgram(
     controller.signal,
@@ -154,6 +161,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     process.off("SIGTERM", onSignal);
   }
 }
+
+/** Commands that run until stopped (their WebAssembly is worth optimizing). */
+const LONG_RUNNING = new Set(["serve-webhook", "gallery", "worker"]);
 
 /** Global options that take a value: their value is not the command's name. */
 const VALUE_OPTIONS = new Set(["--home", "--database-url", "--storage", "--config"]);

@@ -64,6 +64,15 @@ export async function openDatabase(config: DatabaseConfig, options: OpenOptions 
   return config.kind === "embedded" ? openEmbedded(config, options) : openPostgres(config, options);
 }
 
+/**
+ * PostgreSQL's defaults for the embedded database, with 16 MB of shared buffers instead of
+ * 128 MB: PGlite touches all of them at start, which was most of a short command's memory
+ * (genstore list: 329 → 190 MB peak RSS). genstore's tables are small on a laptop.
+ */
+export function embeddedStartParams(defaults: readonly string[]): string[] {
+  return [...defaults, "-c", "shared_buffers=16MB"];
+}
+
 /** Prisma keeps UTC in `timestamp without time zone`: read it back as UTC, whatever the process's zone. */
 function parseUtcTimestamp(text: string): Date {
   return new Date(`${text.replace(" ", "T")}Z`);
@@ -77,7 +86,11 @@ async function openEmbedded(config: Extract<DatabaseConfig, { kind: "embedded" }
   try {
     // PGlite does not create parent folders.
     await mkdir(config.dir, { recursive: true });
-    pglite = await PGliteClass.create({ dataDir: config.dir, parsers: { [TIMESTAMP_OID]: parseUtcTimestamp } });
+    pglite = await PGliteClass.create({
+      dataDir: config.dir,
+      startParams: embeddedStartParams(PGliteClass.defaultStartParams),
+      parsers: { [TIMESTAMP_OID]: parseUtcTimestamp },
+    });
   } catch (error) {
     throw new DatabaseError(
       `Cannot open the embedded database in ${config.dir}: ${firstLine(error)}.`,

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { inject, onTestFinished } from "vitest";
-import { databaseFromPGlite, openDatabase, type Database } from "../../src/db/client.ts";
+import { databaseFromPGlite, embeddedStartParams, openDatabase, type Database } from "../../src/db/client.ts";
 import { applyMigrations } from "../../src/db/migrations.ts";
 import type { DatabaseConfig, GenerationsConfig } from "../../src/config.ts";
 
@@ -47,6 +47,7 @@ export async function createTestDatabase(
   if (kind === "embedded") {
     const pglite = await PGlite.create({
       dataDir: options.dir,
+      startParams: embeddedStartParams(PGlite.defaultStartParams),
       loadDataDir: options.migrate === false ? await pgliteBlankTemplate() : await pgliteTemplate(),
     });
     const db = await databaseFromPGlite(pglite, "the embedded test database", { generations: options.generations });
