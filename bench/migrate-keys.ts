@@ -17,7 +17,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { cleanEnv } from "../tests/support/cli.ts";
 import { startMotoServer } from "../tests/support/moto.ts";
-import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";
+import { withBenchDatabase } from "./support.ts";
 
 const objects = Number(process.env.BENCH_OBJECTS ?? 10_000);
 const rssObjects = Number(process.env.BENCH_RSS_OBJECTS ?? 100_000);
@@ -119,7 +119,7 @@ async function migrate(
   n: number,
 ): Promise<{ seconds: number; moved: number; rssMiB: number; cpu: number }> {
   let outcome = { seconds: 0, moved: 0, rssMiB: 0, cpu: 0 };
-  await withBenchDatabase(`migrate_keys_${name}`, async (db, schema) => {
+  await withBenchDatabase(`migrate_keys_${name}`, async ({ db, env: databaseEnv }) => {
     const seedStart = performance.now();
     const home = typeof where === "string" ? undefined : await mkdtemp(path.join(os.tmpdir(), "genstore-bench-"));
     await Promise.all([
@@ -137,10 +137,8 @@ async function migrate(
     console.log(
       `  (${name}: seeded ${n.toLocaleString("en-US")} objects and rows in ${seconds(seedStart).toFixed(0)} s)`,
     );
-    const url = new URL(benchDatabaseUrl);
-    url.searchParams.set("schema", schema);
     const env = cleanEnv({
-      DATABASE_URL: url.toString(),
+      ...databaseEnv,
       ...(home !== undefined
         ? { GENSTORE_STORAGE: "local", GENSTORE_HOME: home }
         : {

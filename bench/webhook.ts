@@ -131,7 +131,7 @@ async function measure(url: string, items: Signed[]): Promise<Run & { cpuMs: num
   return { ...run, cpuMs: (used.user + used.system) / 1000 };
 }
 
-await withBenchDatabase("webhook", async (db) => {
+await withBenchDatabase("webhook", async ({ db }) => {
   const [server] = await db.query<{ server_version: string }>("SHOW server_version");
   console.log(
     `webhook: ${deliveries.toLocaleString("en-US")} signed deliveries, ${concurrency} in flight, keep-alive; worker off (ack path only)`,
