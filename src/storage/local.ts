@@ -4,7 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { contentTypeFor } from "../core/keys.ts";
+import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
 import type { DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
@@ -30,26 +30,16 @@ interface Sidecar {
   contentType?: string;
 }
 
-// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Leaves room under the usual 255-byte name limit for the sidecar and temp-file names. */
-const MAX_SEGMENT_BYTES = 200;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
-/** Why key cannot be a local key (it could escape root or clash with our own files), or undefined. */
+/**
+ * Why key cannot be a local key (it could escape root or clash with our own files), or
+ * undefined: the one rule every storage key obeys (src/core/keys.ts), which keeps each
+ * segment well under the usual 255-byte name limit, with room for the sidecar and temp names.
+ */
 export function localKeyProblem(key: string): string | undefined {
-  if (key === "") return "is empty";
-  if (CONTROL.test(key)) return "contains a control character";
-  if (key.includes("\\")) return "contains a backslash";
-  if (key.startsWith("/")) return "is an absolute path";
-  for (const segment of key.split("/")) {
-    if (segment === "") return "has an empty segment (a leading, trailing or doubled /)";
-    if (segment === "." || segment === "..") return `has a "${segment}" segment`;
-    if (segment.startsWith(".")) return "has a segment starting with a dot (reserved for genstore's own files)";
-    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
-  }
-  return undefined;
+  return storageKeyProblem(key);
 }
 
 export function createLocalStorage(root: string): Storage {
