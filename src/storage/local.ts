@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream, type Stats } from "node:fs";
+import { constants, createReadStream, type Dir, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -30,6 +30,8 @@ interface Sidecar {
   contentType?: string;
 }
 
+/** A temp file untouched this long belongs to no write in flight (they fail after minutes without progress). */
+export const STALE_TEMP_MS = 60 * 60_000;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
@@ -196,6 +198,45 @@ class LocalStorage implements Storage {
         error,
       );
     }
+  }
+
+  /**
+   * Removes the hidden `.partial` temp files that writes killed mid-way (SIGKILL, a crash)
+   * left behind, and only those older than STALE_TEMP_MS: a write in flight, here or in
+   * another process sharing the folder, touches its temp file as its bytes arrive, and fails
+   * long before an hour without progress. Walks the tree one folder at a time.
+   */
+  async removeStaleTemps(now: Date = new Date()): Promise<number> {
+    const cutoff = now.getTime() - STALE_TEMP_MS;
+    let removed = 0;
+    const folders = [this.bucket];
+    while (folders.length > 0) {
+      const folder = folders.pop()!;
+      let dir: Dir;
+      try {
+        dir = await fs.opendir(folder);
+      } catch (error) {
+        if (isMissing(error)) continue;
+        throw this.fsError("list", path.relative(this.bucket, folder) || "/", error);
+      }
+      for await (const entry of dir) {
+        const file = path.join(folder, entry.name);
+        if (entry.isDirectory()) folders.push(file);
+        else if (entry.isFile() && entry.name.startsWith(".") && entry.name.endsWith(".partial")) {
+          const stat = await fs.stat(file).catch(() => undefined);
+          if (
+            stat &&
+            stat.mtimeMs < cutoff &&
+            (await fs.rm(file, { force: true }).then(
+              () => true,
+              () => false,
+            ))
+          )
+            removed += 1;
+        }
+      }
+    }
+    return removed;
   }
 
   async close(): Promise<void> {}
