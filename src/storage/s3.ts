@@ -78,7 +78,7 @@ export interface S3Deadlines {
   idleMs: number;
 }
 
-export const S3_DEADLINES: S3Deadlines = { connectMs: 10_000, firstByteMs: 120_000, idleMs: 60_000 };
+export const S3_DEADLINES: S3Deadlines = { connectMs: 10_000, firstByteMs: 60_000, idleMs: 20_000 };
 
 /**
  * An S3Client for config. The SDK warns once per process, on Node 20, that its releases
