@@ -3,6 +3,7 @@ import { describeUnknownBytes, sniffMediaType } from "../src/core/media-type.ts"
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { OutputNotMediaError } from "../src/pipeline/errors.ts";
 import { createTestDatabase } from "./support/db.ts";
+import { generation } from "./support/generations.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { makePrediction, pipelineDeps, storageKinds, testStorage } from "./support/pipeline-fixtures.ts";
 
@@ -73,7 +74,7 @@ describe.each(storageKinds)("ingestPrediction sniffs every output (%s storage)",
     const keys: string[] = [];
     for await (const info of storage.list("")) keys.push(info.key);
     expect(keys).toEqual([]);
-    const row = await db.prisma.generation.findFirstOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row.error).toMatch(/not an image or a video/);
     expect(row.storageKeys).toEqual([]);
   });
@@ -87,7 +88,7 @@ describe.each(storageKinds)("ingestPrediction sniffs every output (%s storage)",
     const prediction = makePrediction({ output: [server.url("/mislabelled/out-0.png")] });
     const result = await ingestPrediction(deps, { prediction, via: "webhook", query: { userId: "alice" } });
     expect(result.stored.find((s) => s.kind === "output")).toMatchObject({ contentType: "image/jpeg" });
-    const row = await db.prisma.generation.findFirstOrThrow({ where: { replicateId: prediction.id } });
+    const row = await generation(db, { replicateId: prediction.id });
     expect(row.storageKeys).toContainEqual(expect.objectContaining({ kind: "output", contentType: "image/jpeg" }));
   });
 
