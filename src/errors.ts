@@ -92,41 +92,8 @@ export class Interrupted extends UserError {
   }
 }
 
-/** What a file-system error code means for the folder genstore was told to use. */
-const FOLDER_PROBLEMS: Record<string, string> = {
-  ENOTDIR: "a part of that path is a file, not a folder",
-  EEXIST: "a file is in the way",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EROFS: "the file system is read-only",
-  ENOSPC: "the disk is full",
-  EDQUOT: "the disk quota is used up",
-  ENOENT: "a folder on that path is missing and cannot be created (a read-only mount?)",
-};
-
-/**
- * A file-system error on a folder the configuration named (GENSTORE_HOME under a file, on a
- * read-only mount, without permission) is the operator's to fix, not a bug in genstore:
- * it becomes a configuration error naming the path.
- */
-function folderError(error: unknown): UserError | undefined {
-  const e = error as NodeJS.ErrnoException | undefined;
-  if (!(error instanceof Error) || typeof e?.code !== "string" || typeof e.path !== "string") return undefined;
-  const problem = FOLDER_PROBLEMS[e.code];
-  if (problem === undefined || !["mkdir", "open", "access", "rmdir", "scandir", "stat"].includes(e.syscall ?? ""))
-    return undefined;
-  const verb = e.syscall === "mkdir" ? "create the folder" : "use";
-  return new UserError(`Cannot ${verb} ${e.path}: ${problem} (${e.code}).`, {
-    hint: "GENSTORE_HOME (or --home) must be a folder genstore can create and write to: check the path, the mount and its permissions.",
-    exitCode: ExitCode.config,
-    cause: error,
-  });
-}
-
 /** The one-line message for any thrown value. */
 export function describeError(error: unknown): { message: string; hint?: string; exitCode: ExitCode; isBug: boolean } {
-  const folder = folderError(error);
-  if (folder) return { message: folder.message, hint: folder.hint, exitCode: folder.exitCode, isBug: false };
   if (error instanceof UserError) {
     return { message: error.message, hint: error.hint, exitCode: error.exitCode, isBug: false };
   }

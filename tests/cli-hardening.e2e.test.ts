@@ -41,16 +41,16 @@ describe("clear errors, not exit 1 (the binary)", () => {
     expect(result.stderr).toMatch(/^error: Invalid option: --since must be an ISO date or a duration/);
   });
 
-  it("GENSTORE_HOME under a file is a configuration error (3) naming the path", async () => {
+  it("GENSTORE_HOME under a file is a database error (4) naming the folder", async () => {
     const home = await tempHome();
     await writeFile(path.join(home, "a-file"), "");
     const result = await genstore(["list"], { GENSTORE_HOME: path.join(home, "a-file", "home") });
-    expect(result.code).toBe(3);
-    expect(result.stderr).toMatch(/^error: Cannot create the folder .*a-file\/home\/db: a part of that path is a file/);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toMatch(/^error: Cannot open the embedded database in .*a-file\/home\/db: ENOTDIR/);
     expect(result.stderr).toMatch(/GENSTORE_HOME/);
   });
 
-  it("GENSTORE_HOME on a read-only mount is a configuration error (3)", async () => {
+  it("GENSTORE_HOME on a read-only mount is a database error (4) naming the folder", async () => {
     const home = await tempHome();
     // A private mount namespace: the read-only file system exists for this one command only.
     const result = spawnSync(
@@ -58,8 +58,9 @@ describe("clear errors, not exit 1 (the binary)", () => {
       ["-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$1" && exec "$2" "$3" list', "sh", home, process.execPath, bin],
       { env: cleanEnv({ GENSTORE_HOME: path.join(home, "genstore") }), encoding: "utf8", timeout: 60_000 },
     );
-    expect(result.status, result.stderr).toBe(3);
-    expect(result.stderr).toMatch(/^error: Cannot create the folder .*genstore: .*read-only/);
+    expect(result.status, result.stderr).toBe(4);
+    expect(result.stderr).toMatch(/^error: Cannot open the embedded database in .*genstore\/db: /);
+    expect(result.stderr).toMatch(/not writable/);
   });
 
   it("serve-webhook on a port in use is a configuration error (3)", async () => {
