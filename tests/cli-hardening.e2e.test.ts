@@ -34,7 +34,8 @@ async function serveWebhook(home: string, args: string[] = []) {
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
 
-describe("clear errors, not exit 1 (the binary)", () => {
+// Each test starts the binary on a fresh embedded database (initdb: seconds, more on a busy machine).
+describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
   it("list --since 99999999999d is a usage error (2)", async () => {
     const result = await genstore(["list", "--since", "99999999999d"], { GENSTORE_HOME: await tempHome() });
     expect(result.code).toBe(2);
@@ -96,7 +97,7 @@ describe("clear errors, not exit 1 (the binary)", () => {
   });
 });
 
-describe("serve-webhook starts only when it can store (the binary)", () => {
+describe("serve-webhook starts only when it can store (the binary)", { timeout: 120_000 }, () => {
   it("exits 5 with a clear error, before Ready, when storage is not writable", async () => {
     const home = await tempHome();
     await writeFile(path.join(home, "storage"), "a file where the storage folder should be");
@@ -120,7 +121,7 @@ describe("serve-webhook starts only when it can store (the binary)", () => {
     for (const file of [stale, staleSidecar, object]) await utimes(file, twoHoursAgo, twoHoursAgo);
 
     const receiver = await serveWebhook(home);
-    await waitFor(() => /Ready\./.test(receiver.stderr()), 30_000, "serve-webhook to be ready");
+    await waitFor(() => /Ready\./.test(receiver.stderr()), 100_000, "serve-webhook to be ready");
     await waitFor(() => !existsSync(stale) && !existsSync(staleSidecar), 30_000, "the stale temp files to go");
     expect(existsSync(fresh)).toBe(true);
     expect(existsSync(object)).toBe(true);

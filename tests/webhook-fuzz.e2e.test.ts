@@ -91,7 +91,7 @@ describe("the receiver under a fuzz of malformed deliveries (the binary)", () =>
   it(
     `answers ${COUNT} generated bodies without a 5xx, stays healthy, and gives its memory back`,
     {
-      timeout: 300_000,
+      timeout: 400_000,
     },
     async () => {
       const home = await mkdtemp(path.join(os.tmpdir(), "genstore-fuzz-"));
@@ -112,7 +112,7 @@ describe("the receiver under a fuzz of malformed deliveries (the binary)", () =>
         () =>
           /^(http:\/\/\S+)$/m.exec(stdout)?.[1] ??
           (child.exitCode !== null ? Promise.reject(new Error(stderr)) : undefined),
-        60_000,
+        150_000,
         "serve-webhook to listen",
       );
       const base = url.replace(/\/api\/webhooks\/replicate$/, "");
