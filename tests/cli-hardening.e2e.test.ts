@@ -19,10 +19,14 @@ async function tempHome(): Promise<string> {
 
 /** serve-webhook on the embedded database of home; resolves once it printed its URL (Ready). */
 async function serveWebhook(home: string, args: string[] = []) {
-  const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", ...args], {
-    env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: newSecret() }),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [bin, "serve-webhook", ...(args.includes("--port") ? [] : ["--port", "0"]), ...args],
+    {
+      env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: newSecret() }),
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -69,10 +73,8 @@ describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     onTestFinished(() => new Promise<void>((resolve) => taken.close(() => resolve())));
     const port = (taken.address() as net.AddressInfo).port;
-    const result = await genstore(["serve-webhook", "--port", String(port)], {
-      GENSTORE_HOME: await tempHome(),
-      REPLICATE_WEBHOOK_SECRET: newSecret(),
-    });
+    const receiver = await serveWebhook(await tempHome(), ["--port", String(port)]);
+    const result = { code: await receiver.exited, stderr: receiver.stderr() };
     expect(result.code).toBe(3);
     expect(result.stderr).toMatch(
       new RegExp(`^error: Cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use\\.`),
@@ -80,10 +82,8 @@ describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
   });
 
   it("serve-webhook --host nosuch.invalid is a configuration error (3)", async () => {
-    const result = await genstore(["serve-webhook", "--port", "0", "--host", "nosuch.invalid"], {
-      GENSTORE_HOME: await tempHome(),
-      REPLICATE_WEBHOOK_SECRET: newSecret(),
-    });
+    const receiver = await serveWebhook(await tempHome(), ["--host", "nosuch.invalid"]);
+    const result = { code: await receiver.exited, stderr: receiver.stderr() };
     expect(result.code).toBe(3);
     expect(result.stderr).toMatch(
       /^error: Cannot listen on nosuch\.invalid:0: the host nosuch\.invalid does not resolve/,
