@@ -521,7 +521,10 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
 
   it("stores an image whose thumbnail cannot be made, with a warning", async () => {
     const { storage, deps, server } = await setup(kind);
-    server.route("/broken.png", (_req, res) => res.end("not really a png"));
+    // A PNG signature, then nothing an image decoder can use.
+    server.route("/broken.png", (_req, res) =>
+      res.end(Buffer.concat([server.bytes.png.subarray(0, 16), Buffer.from("not really a png")])),
+    );
     const prediction = makePrediction({ output: [server.url("/broken.png")] });
     const result = await ingest(deps, { prediction, query: { userId: "alice" } });
     expect(result.stored.map((s) => s.kind)).toEqual(["output"]);

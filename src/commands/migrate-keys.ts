@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
 import { STORAGE_CONTEXTS } from "../core/operation.ts";
-import { PartialFailure } from "../errors.ts";
+import { storageKeyProblem } from "../core/keys.ts";
+import { ExitCode, PartialFailure, UserError } from "../errors.ts";
 import * as job from "../jobs/migrate-keys.ts";
 import { formatRate } from "../ui/output.ts";
 
@@ -55,6 +56,13 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       json: z.boolean().optional(),
     }),
   );
+  // A prefix no storage key can start with (../, a dot-folder) is refused, not listed.
+  const prefixProblem = input.prefix === undefined ? undefined : storageKeyProblem(`${input.prefix}x`);
+  if (prefixProblem !== undefined)
+    throw new UserError(`Refusing --prefix ${JSON.stringify(input.prefix)}: a key under it ${prefixProblem}.`, {
+      exitCode: ExitCode.refused,
+      hint: "Pass a prefix of keys as they are listed, such as generations/ or user_123/.",
+    });
   const output = context.output({ json: input.json });
   context.throwIfInterrupted();
   const [db, storage] = await Promise.all([context.database(), context.storage()]);

@@ -36,7 +36,7 @@ export interface GenerationState {
   error: string | null;
 }
 
-export type OutputProblemKind = "expired" | "refused" | "too-large" | "rejected" | "conflict";
+export type OutputProblemKind = "expired" | "refused" | "too-large" | "rejected" | "conflict" | "not-media";
 
 /** An output that cannot be stored, whatever the next attempt does. */
 export interface OutputProblem {

@@ -1,7 +1,7 @@
 // The ingestion decision, as plain data: which row, whose folder, which operation, which
 // status, and which objects still need storing. The pipeline executes the plan; nothing
 // here touches the network, storage or the database.
-import { unsafeSegmentReason } from "./ids.ts";
+import { unsafeIdReason, unsafeSegmentReason } from "./ids.ts";
 import { contentTypeFor, extensionFor, isImageExtension, storageKeyFor, thumbnailKeyFor } from "./keys.ts";
 import { resolveOperation, type Detection } from "./operation.ts";
 import { outputUrls, promptOf, type Prediction, type UserIdHint } from "./prediction.ts";
@@ -122,7 +122,7 @@ export function planIngest(input: PlanIngestInput): PlanResult {
   }
 
   const id = row ? row.id : input.newId;
-  const idReason = unsafeSegmentReason(id);
+  const idReason = unsafeIdReason(id);
   if (idReason !== undefined) return { ok: false, reason: `generation id ${JSON.stringify(id)} ${idReason}` };
 
   const prompt = row?.prompt ?? promptOf(prediction);

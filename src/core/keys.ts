@@ -1,4 +1,4 @@
-import { assertSafeSegment } from "./ids.ts";
+import { CONTROL, MAX_ID_BYTES, MAX_SEGMENT_BYTES, assertSafeSegment, utf8Length } from "./ids.ts";
 import { STORAGE_CONTEXTS, isStorageContext, type StorageContext } from "./operation.ts";
 
 // The storage layout, in one place:
@@ -10,18 +10,50 @@ export const THUMBNAIL_FOLDER = "thumbnails";
 export type ObjectKind = "output" | "thumbnail";
 
 const EXTENSION = /^[a-z0-9]{1,8}$/;
+/** S3's limit for a whole key. */
+export const MAX_KEY_BYTES = 1024;
+
+/**
+ * Why key cannot be a storage key, or undefined: the rule both providers' keys obey (the
+ * local provider refuses anything else, as it could escape its root or clash with its own
+ * dot-files). Every segment is non-empty, not "." or "..", does not start with "." and is at
+ * most MAX_SEGMENT_BYTES; the key has no control character or backslash and is at most
+ * MAX_KEY_BYTES, in UTF-8 bytes.
+ */
+export function storageKeyProblem(key: string): string | undefined {
+  if (key === "") return "is empty";
+  const bytes = utf8Length(key);
+  if (bytes > MAX_KEY_BYTES) return `is ${bytes} bytes long in UTF-8, over the limit of ${MAX_KEY_BYTES}`;
+  if (CONTROL.test(key)) return "contains a control character";
+  if (key.includes("\\")) return "contains a backslash";
+  if (key.startsWith("/")) return "is an absolute path";
+  for (const segment of key.split("/")) {
+    if (segment === "") return "has an empty segment (a leading, trailing or doubled /)";
+    if (segment === "." || segment === "..") return `has a "${segment}" segment`;
+    if (segment.startsWith(".")) return "has a segment starting with a dot (reserved for genstore's own files)";
+    if (utf8Length(segment) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
+  }
+  return undefined;
+}
 
 function checkParts(userId: string, id: string, index: number, ext: string): void {
   assertSafeSegment("userId", userId);
-  assertSafeSegment("id", id);
-  if (!Number.isInteger(index) || index < 0) throw new Error(`Output index must be a whole number ≥ 0, got ${index}.`);
+  assertSafeSegment("id", id, undefined, MAX_ID_BYTES);
+  if (!Number.isInteger(index) || index < 0 || index >= 1e10)
+    throw new Error(`Output index must be a whole number from 0 to 9999999999, got ${index}.`);
   if (!EXTENSION.test(ext)) throw new Error(`Refusing file extension ${JSON.stringify(ext)}.`);
+}
+
+function checkedKey(key: string): string {
+  const problem = storageKeyProblem(key);
+  if (problem !== undefined) throw new Error(`Refusing storage key ${JSON.stringify(key)}: it ${problem}.`);
+  return key;
 }
 
 export function storageKeyFor(context: StorageContext, userId: string, id: string, index: number, ext: string): string {
   checkParts(userId, id, index, ext);
   const name = context === "videos" && index === 0 ? id : `${id}_${index}`;
-  return `${context}/${userId}/${name}.${ext}`;
+  return checkedKey(`${context}/${userId}/${name}.${ext}`);
 }
 
 export function thumbnailKeyFor(
@@ -32,7 +64,7 @@ export function thumbnailKeyFor(
   ext = "webp",
 ): string {
   checkParts(userId, id, index, ext);
-  return `${THUMBNAIL_FOLDER}/${context}/${userId}/${id}_${index}.${ext}`;
+  return checkedKey(`${THUMBNAIL_FOLDER}/${context}/${userId}/${id}_${index}.${ext}`);
 }
 
 export interface ContextKey {

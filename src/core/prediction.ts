@@ -1,7 +1,8 @@
 // A Replicate prediction as genstore reads it (GET /v1/predictions/{id} and webhook bodies),
 // and the pure helpers the ingestion pipeline needs from it. No I/O here.
 import { z } from "zod";
-import { unsafeSegmentReason } from "./ids.ts";
+import { unsafeIdReason, unsafeSegmentReason } from "./ids.ts";
+import { idLengthProblem, jsonTextProblem, jsonValueProblem } from "./json-limits.ts";
 import { STATUSES } from "./status.ts";
 
 /**
@@ -10,7 +11,13 @@ import { STATUSES } from "./status.ts";
  * deployments and official models may omit or hide them; `output` is null until done.
  */
 export const PredictionSchema = z.looseObject({
-  id: z.string().min(1),
+  id: z
+    .string()
+    .min(1)
+    .check((ctx) => {
+      const problem = idLengthProblem(ctx.value);
+      if (problem !== undefined) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
+    }),
   model: z.string().optional(),
   version: z.string().nullable().optional(),
   input: z.record(z.string(), z.unknown()).optional(),
@@ -32,15 +39,24 @@ export type Prediction = z.output<typeof PredictionSchema>;
 
 export type ParsePredictionResult = { ok: true; prediction: Prediction } | { ok: false; reason: string };
 
-/** Parses a prediction from parsed JSON, or from a JSON string. Never throws. */
+/**
+ * Parses a prediction from parsed JSON, or from a JSON string. Never throws. A body that
+ * could never be stored (nested too deep, a number out of range: json-limits.ts) is refused
+ * like one that is not a prediction.
+ */
 export function parsePrediction(json: unknown): ParsePredictionResult {
   let value = json;
   if (typeof json === "string") {
+    const problem = jsonTextProblem(json);
+    if (problem !== undefined) return { ok: false, reason: `body cannot be stored: ${problem}` };
     try {
       value = JSON.parse(json);
     } catch {
       return { ok: false, reason: "malformed JSON: not a prediction" };
     }
+  } else {
+    const problem = jsonValueProblem(json);
+    if (problem !== undefined) return { ok: false, reason: `body cannot be stored: ${problem}` };
   }
   const result = PredictionSchema.safeParse(value);
   if (result.success) return { ok: true, prediction: result.data };
@@ -133,13 +149,13 @@ export function userIdHints(prediction: Pick<Prediction, "input">, query: Query)
 export type GenerationIdHint =
   { accepted: true; generationId: string } | { accepted: false; value: unknown; reason: string };
 
-/** The query string's `generationId`, checked like a userId; undefined when absent. */
+/** The query string's `generationId`, checked as the start of a file name (unsafeIdReason); undefined when absent. */
 export function generationIdHint(query: Query): GenerationIdHint | undefined {
   const found = queryValue(query, "generationId");
   if (!found) return undefined;
   if ("repeated" in found)
     return { accepted: false, value: found.repeated, reason: "is given more than once with different values" };
-  const reason = unsafeSegmentReason(found.value);
+  const reason = unsafeIdReason(found.value);
   return reason === undefined
     ? { accepted: true, generationId: found.value }
     : { accepted: false, value: found.value, reason };

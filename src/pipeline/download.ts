@@ -4,11 +4,13 @@ import https from "node:https";
 import net from "node:net";
 import { Transform, pipeline, type Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { describeUnknownBytes, SNIFF_BYTES, sniffMediaType, type SniffedType } from "../core/media-type.ts";
 import { addressAllowed, checkOutputUrl } from "../core/output-url.ts";
 import { answerKind, parseRetryAfter, retryDelay } from "../core/retry.ts";
 import {
   OutputError,
   OutputExpiredError,
+  OutputNotMediaError,
   OutputRefusedError,
   OutputRejectedError,
   OutputTooLargeError,
@@ -344,4 +346,55 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * The media type the download's first bytes show, read without consuming them (they are put
+ * back, so the body still streams whole and nothing else is buffered). A body that is no
+ * image or video is destroyed and refused with OutputNotMediaError.
+ */
+export async function sniffDownload(download: Download): Promise<SniffedType> {
+  const head = await peek(download.body, SNIFF_BYTES);
+  const type = sniffMediaType(head);
+  if (type === undefined) {
+    download.body.destroy();
+    throw new OutputNotMediaError(download.url, describeUnknownBytes(head), download.contentType);
+  }
+  return type;
+}
+
+/** The first bytes of body (fewer when it ends sooner), unshifted back into it. */
+async function peek(body: Readable, bytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  while (size < bytes) {
+    const chunk = body.read() as Buffer | null;
+    if (chunk !== null) {
+      chunks.push(chunk);
+      size += chunk.length;
+      continue;
+    }
+    if (body.errored) throw body.errored;
+    if (body.readableEnded || body.destroyed) break;
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        body.off("readable", done);
+        body.off("end", done);
+        body.off("close", done);
+        body.off("error", failed);
+        resolve();
+      };
+      const failed = (error: Error) => {
+        done();
+        reject(error);
+      };
+      body.once("readable", done);
+      body.once("end", done);
+      body.once("close", done);
+      body.once("error", failed);
+    });
+  }
+  const head = Buffer.concat(chunks, size);
+  if (head.length > 0) body.unshift(head);
+  return head.subarray(0, bytes);
 }

@@ -4,7 +4,7 @@ import { ExitCode, UserError } from "../errors.ts";
 // `retryable` says whether trying the same prediction again later can succeed (the webhook
 // worker retries those; the others are final answers about the file).
 
-export type OutputProblem = "refused" | "expired" | "too-large" | "unavailable" | "rejected" | "conflict";
+export type OutputProblem = "refused" | "expired" | "too-large" | "unavailable" | "rejected" | "conflict" | "not-media";
 
 export class OutputError extends UserError {
   override name = "OutputError";
@@ -85,6 +85,23 @@ export class OutputRejectedError extends OutputError {
       hint: "Check that the URL is a Replicate output URL; recover fetches fresh URLs from the API.",
       exitCode: ExitCode.replicate,
     });
+  }
+}
+
+/** The output's bytes are no image or video (an error page served as image/png): nothing was stored. */
+export class OutputNotMediaError extends OutputError {
+  override name = "OutputNotMediaError";
+  constructor(url: string, what: string, servedAs: string | null) {
+    super(
+      url,
+      "not-media",
+      false,
+      `Output ${url} is not an image or a video: ${what}${servedAs ? `, served as ${servedAs}` : ""}; nothing was stored.`,
+      {
+        hint: "Check what the output host serves at that URL; genstore stores PNG, JPEG, GIF, WebP, AVIF/HEIC, MP4/QuickTime and WebM.",
+        exitCode: ExitCode.refused,
+      },
+    );
   }
 }
 

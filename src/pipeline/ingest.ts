@@ -8,7 +8,7 @@ import { generationIdHint, userIdHints, type Prediction } from "../core/predicti
 import { isFinal, type Status } from "../core/status.ts";
 import { IncompleteBodyError, ObjectExistsError } from "../storage/errors.ts";
 import type { ObjectInfo } from "../storage/types.ts";
-import { openDownload, type Download, type DownloadPolicy } from "./download.ts";
+import { openDownload, sniffDownload, type Download, type DownloadPolicy } from "./download.ts";
 import {
   IngestRefusedError,
   OutputConflictError,
@@ -316,20 +316,16 @@ async function copyOutput(
     throw error;
   }
   if (existing) return { entry: await sameObjectOrConflict(item, existing, download), written: false };
+  // The bytes decide the type, not the server's Content-Type; bytes that are no media are refused.
+  const { contentType } = await sniffDownload(download);
   try {
     const info = await storage.put(item.key, download.body, {
       contentLength: download.contentLength ?? undefined,
-      contentType: contentTypeOf(download.contentType, item.contentType) ?? undefined,
+      contentType,
       ifNoneMatch: true,
       signal,
     });
-    return {
-      entry: outputEntry(
-        { ...info, contentType: contentTypeOf(download.contentType, item.contentType) ?? info.contentType },
-        item,
-      ),
-      written: true,
-    };
+    return { entry: outputEntry({ ...info, contentType }, item), written: true };
   } catch (error) {
     if (error instanceof IncompleteBodyError) {
       throw new OutputUnavailableError(
@@ -407,13 +403,6 @@ function storedObject(index: number, entry: StorageKeyEntry): StoredObject {
     etag: entry.etag,
     kind: entry.kind,
   };
-}
-
-/** The server's type when it is specific, else the one the extension implies. */
-function contentTypeOf(served: string | null, fromExtension: string | null): string | null {
-  const type = served?.split(";")[0]?.trim().toLowerCase();
-  if (type && type !== "application/octet-stream" && type !== "binary/octet-stream") return type;
-  return fromExtension ?? type ?? null;
 }
 
 // --- Dry run, helpers ---------------------------------------------------------------------

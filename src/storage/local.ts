@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream, type Stats } from "node:fs";
+import { constants, createReadStream, type Dir, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { contentTypeFor } from "../core/keys.ts";
+import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
 import type { DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
@@ -30,26 +30,18 @@ interface Sidecar {
   contentType?: string;
 }
 
-// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Leaves room under the usual 255-byte name limit for the sidecar and temp-file names. */
-const MAX_SEGMENT_BYTES = 200;
+/** A temp file untouched this long belongs to no write in flight (they fail after minutes without progress). */
+export const STALE_TEMP_MS = 60 * 60_000;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
-/** Why key cannot be a local key (it could escape root or clash with our own files), or undefined. */
+/**
+ * Why key cannot be a local key (it could escape root or clash with our own files), or
+ * undefined: the one rule every storage key obeys (src/core/keys.ts), which keeps each
+ * segment well under the usual 255-byte name limit, with room for the sidecar and temp names.
+ */
 export function localKeyProblem(key: string): string | undefined {
-  if (key === "") return "is empty";
-  if (CONTROL.test(key)) return "contains a control character";
-  if (key.includes("\\")) return "contains a backslash";
-  if (key.startsWith("/")) return "is an absolute path";
-  for (const segment of key.split("/")) {
-    if (segment === "") return "has an empty segment (a leading, trailing or doubled /)";
-    if (segment === "." || segment === "..") return `has a "${segment}" segment`;
-    if (segment.startsWith(".")) return "has a segment starting with a dot (reserved for genstore's own files)";
-    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `has a segment longer than ${MAX_SEGMENT_BYTES} bytes`;
-  }
-  return undefined;
+  return storageKeyProblem(key);
 }
 
 export function createLocalStorage(root: string): Storage {
@@ -206,6 +198,45 @@ class LocalStorage implements Storage {
         error,
       );
     }
+  }
+
+  /**
+   * Removes the hidden `.partial` temp files that writes killed mid-way (SIGKILL, a crash)
+   * left behind, and only those older than STALE_TEMP_MS: a write in flight, here or in
+   * another process sharing the folder, touches its temp file as its bytes arrive, and fails
+   * long before an hour without progress. Walks the tree one folder at a time.
+   */
+  async removeStaleTemps(now: Date = new Date()): Promise<number> {
+    const cutoff = now.getTime() - STALE_TEMP_MS;
+    let removed = 0;
+    const folders = [this.bucket];
+    while (folders.length > 0) {
+      const folder = folders.pop()!;
+      let dir: Dir;
+      try {
+        dir = await fs.opendir(folder);
+      } catch (error) {
+        if (isMissing(error)) continue;
+        throw this.fsError("list", path.relative(this.bucket, folder) || "/", error);
+      }
+      for await (const entry of dir) {
+        const file = path.join(folder, entry.name);
+        if (entry.isDirectory()) folders.push(file);
+        else if (entry.isFile() && entry.name.startsWith(".") && entry.name.endsWith(".partial")) {
+          const stat = await fs.stat(file).catch(() => undefined);
+          if (
+            stat &&
+            stat.mtimeMs < cutoff &&
+            (await fs.rm(file, { force: true }).then(
+              () => true,
+              () => false,
+            ))
+          )
+            removed += 1;
+        }
+      }
+    }
+    return removed;
   }
 
   async close(): Promise<void> {}

@@ -63,13 +63,35 @@ const PARALLEL_DELETES = 16;
 const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 /**
+ * Deadlines of every S3 request, so that a server that accepts connections and never
+ * answers (or stops mid-body) fails the call instead of holding a worker for good:
+ *   - connect: the TCP (and TLS) connection;
+ *   - firstByte: from sending the request (an 8 MiB part included) to the answer's headers;
+ *   - idle: no byte either way on the socket, for the whole request, a streamed GET's body
+ *     included.
+ * The SDK retries a timed-out request (3 attempts in all), so a call gives up after about
+ * three times these.
+ */
+export interface S3Deadlines {
+  connectMs: number;
+  firstByteMs: number;
+  idleMs: number;
+}
+
+export const S3_DEADLINES: S3Deadlines = { connectMs: 10_000, firstByteMs: 60_000, idleMs: 20_000 };
+
+/**
  * An S3Client for config. The SDK warns once per process, on Node 20, that its releases
  * from 2027 need Node 22; genstore supports Node 20, so users would see it on every
  * command. The SDK documents AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true for
  * this (aws/aws-sdk-js-v3#7983); it is read when a client is built, and a value the user
  * set is left alone.
  */
-export function createS3Client(config: S3StorageConfig, overrides: Partial<S3ClientConfig> = {}): S3Client {
+export function createS3Client(
+  config: S3StorageConfig,
+  overrides: Partial<S3ClientConfig> = {},
+  deadlines: S3Deadlines = S3_DEADLINES,
+): S3Client {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   return new S3Client({
     region: config.region,
@@ -77,9 +99,15 @@ export function createS3Client(config: S3StorageConfig, overrides: Partial<S3Cli
     forcePathStyle: config.forcePathStyle,
     requestChecksumCalculation: config.checksums,
     responseChecksumValidation: config.checksums,
-    // A black-holed endpoint should fail in seconds, not hang. The handler's logger
-    // defaults to console (socket-pool warnings); library code must not print.
-    requestHandler: { connectionTimeout: 10_000, logger: quietLogger },
+    // The handler's logger defaults to console (socket-pool warnings); library code must not
+    // print. Without throwOnRequestTimeout the SDK only logs a request over its requestTimeout.
+    requestHandler: {
+      connectionTimeout: deadlines.connectMs,
+      requestTimeout: deadlines.firstByteMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: deadlines.idleMs,
+      logger: quietLogger,
+    },
     logger: quietLogger,
     ...overrides,
   });
@@ -802,6 +830,7 @@ function isNotImplemented(error: unknown): boolean {
 }
 
 const NETWORK_CODES = new Set([
+  "ECONNABORTED",
   "ECONNREFUSED",
   "ENOTFOUND",
   "EAI_AGAIN",
@@ -814,9 +843,10 @@ const NETWORK_CODES = new Set([
 /** The network error code when the request never got an HTTP answer. */
 function networkFailure(error: unknown): string | undefined {
   const e = error as { code?: string; name?: string; errors?: { code?: string }[] } | undefined;
+  if (e?.name === "TimeoutError")
+    return `timed out: ${firstLine((error as Error).message).replace(/^@smithy\/node-http-handler - \[ERROR\] /, "")}`;
   const code = e?.code ?? e?.errors?.[0]?.code;
   if (code !== undefined && NETWORK_CODES.has(code)) return code;
-  if (e?.name === "TimeoutError") return "connection timed out";
   return undefined;
 }
 

@@ -69,5 +69,11 @@ export interface Storage {
   list(prefix?: string, options?: { pageSize?: number; startAfter?: string }): AsyncIterable<ObjectInfo>;
   /** Checks the storage is reachable and usable; throws StorageError with a clear message. */
   check(): Promise<void>;
+  /**
+   * Removes what interrupted writes left behind and no write in flight can still use (the
+   * local provider's temp files); returns how many. Providers without leftovers omit it
+   * (S3 drops incomplete multipart uploads with a lifecycle rule).
+   */
+  removeStaleTemps?(): Promise<number>;
   close(): Promise<void>;
 }

@@ -2,9 +2,10 @@
 // the web-standard handler alike: verify the signature, check it is a prediction, and make
 // it durable in the queue. Returns the HTTP answer; never throws for the sender's mistakes.
 import { createHash } from "node:crypto";
+import { idLengthProblem } from "../core/json-limits.ts";
 import { parsePrediction, type Prediction } from "../core/prediction.ts";
 import { storedQueryFrom, type DeliveryQueue } from "./queue.ts";
-import { verifyWebhook, type WebhookHeaders } from "./verify.ts";
+import { checkWebhookHeaders, verifyWebhook, type WebhookHeaders } from "./verify.ts";
 
 export const WEBHOOK_PATH = "/api/webhooks/replicate";
 /** Replicate's bodies can be large (logs, inputs): a small limit loses deliveries. */
@@ -23,11 +24,33 @@ export interface AcceptInput {
 }
 
 export interface AcceptResult {
-  status: 200 | 400 | 401 | 503;
+  status: 200 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
   /** The delivery's log line ("401 bad signature: …"). */
   line: string;
   accepted?: { webhookId: string; prediction: Prediction; duplicate: boolean };
+}
+
+/**
+ * The answer a request gets from its headers alone, before its body is read, or undefined
+ * when the body must be read: without the three webhook-* headers, or with a timestamp
+ * outside the tolerance, no body can pass, so a sender without the secret cannot make the
+ * receiver hold 10 MiB per request. A declared length over maxBodyBytes is a 413.
+ */
+export function precheckDelivery(
+  input: Pick<AcceptInput, "headers" | "secret" | "insecureNoVerify" | "now"> & {
+    contentLength: number | undefined;
+    maxBodyBytes: number;
+  },
+): AcceptResult | undefined {
+  if (input.contentLength !== undefined && input.contentLength > input.maxBodyBytes) {
+    const error = `body over ${formatBytes(input.maxBodyBytes)}`;
+    return { status: 413, body: { error }, line: `413 ${error}` };
+  }
+  if (input.insecureNoVerify) return undefined;
+  const checked = checkWebhookHeaders({ headers: input.headers, now: input.now });
+  if (!checked.ok) return { status: 401, body: { error: checked.reason }, line: `401 ${checked.reason}` };
+  return undefined;
 }
 
 export async function acceptDelivery(input: AcceptInput): Promise<AcceptResult> {
@@ -47,6 +70,12 @@ export async function acceptDelivery(input: AcceptInput): Promise<AcceptResult> 
     if (!verified.ok) return { status: 401, body: { error: verified.reason }, line: `401 ${verified.reason}` };
     webhookId = verified.webhookId;
   }
+  // The id is the queue's primary key: one longer than an index entry holds can never be stored.
+  const idProblem = idLengthProblem(webhookId);
+  if (idProblem !== undefined) {
+    const error = `webhook-id ${idProblem}`;
+    return { status: 400, body: { error }, line: `400 ${error}` };
+  }
 
   const parsed = parsePrediction(input.body);
   if (!parsed.ok) return { status: 400, body: { error: parsed.reason }, line: `400 ${webhookId} ${parsed.reason}` };
@@ -62,8 +91,14 @@ export async function acceptDelivery(input: AcceptInput): Promise<AcceptResult> 
     }));
   } catch (error) {
     const text = oneLine(error);
-    // PostgreSQL refuses some valid JSON in jsonb (\u0000): the sender's body, not our failure.
-    if (/unsupported Unicode escape|invalid input syntax for type json/i.test(text)) {
+    // PostgreSQL refuses some valid JSON in jsonb (\u0000), and what parsePrediction's limits
+    // let through must still never become a 503 the sender retries forever: the sender's body,
+    // not our failure.
+    if (
+      /unsupported Unicode escape|invalid input syntax for type json|value overflows numeric format|stack depth limit exceeded|index row (size \d+ )?(size |requires )?.*exceeds/i.test(
+        text,
+      )
+    ) {
       return {
         status: 400,
         body: { error: `body cannot be stored as JSON: ${text}` },
@@ -82,6 +117,11 @@ export async function acceptDelivery(input: AcceptInput): Promise<AcceptResult> 
     line: `200 ${webhookId} ${prediction.id} ${prediction.status} ${duplicate ? "duplicate, already received" : "queued"}`,
     accepted: { webhookId, prediction, duplicate },
   };
+}
+
+export function formatBytes(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return Number.isInteger(mib) ? `${mib} MiB` : `${bytes} bytes`;
 }
 
 function headerValue(headers: WebhookHeaders, name: string): string | undefined {

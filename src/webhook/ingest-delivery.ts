@@ -13,16 +13,31 @@ export function createIngestProcessor(
 ): DeliveryProcessor {
   return async (delivery) => {
     const parsed = parsePrediction(delivery.body);
-    // The receiver checked this before queueing; a row written by an older version might not pass.
-    if (!parsed.ok) throw new Error(`the stored body is ${parsed.reason}`);
-    const result = await ingest(deps, {
-      prediction: parsed.prediction,
-      via: "webhook",
-      query: delivery.params,
-      user: options.user,
-    });
+    // The receiver checked this before queueing; a row written by an older version might not
+    // pass. No later attempt can change the stored body: the delivery fails at once.
+    if (!parsed.ok) throw new PermanentDeliveryError(`the stored body is refused: ${parsed.reason}`);
+    let result: IngestResult;
+    try {
+      result = await ingest(deps, {
+        prediction: parsed.prediction,
+        via: "webhook",
+        query: delivery.params,
+        user: options.user,
+      });
+    } catch (error) {
+      // A body that exhausts a recursive serializer's stack does so on every attempt.
+      if (error instanceof RangeError && /call stack/i.test(error.message))
+        throw new PermanentDeliveryError(`the body cannot be written: ${error.message}`);
+      throw error;
+    }
     return `${parsed.prediction.status} ${describeIngestResult(result)}`;
   };
+}
+
+/** A delivery that no later attempt can process (the worker marks it failed at once). */
+export class PermanentDeliveryError extends Error {
+  override name = "PermanentDeliveryError";
+  readonly retryable = false;
 }
 
 /** "→ stored 2 objects (1 output, 1 thumbnail)", "→ unchanged (already stored)", … */

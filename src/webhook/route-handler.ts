@@ -10,7 +10,7 @@ import { createStorage } from "../storage/index.ts";
 import type { Storage } from "../storage/types.ts";
 import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
 import { createDeliveryQueue, searchParamsFrom, type DeliveryQueue } from "./queue.ts";
-import { MAX_BODY_BYTES, acceptDelivery } from "./accept-delivery.ts";
+import { MAX_BODY_BYTES, acceptDelivery, precheckDelivery } from "./accept-delivery.ts";
 
 export interface Genstore {
   db: Database;
@@ -81,6 +81,18 @@ export async function handleReplicateWebhook(
   const secret = options.secret ?? options.config.webhookSecret;
   if (!secret) return json(500, { error: "the receiver has no webhook secret (REPLICATE_WEBHOOK_SECRET)" });
   const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  // What the headers alone decide is answered before the body is read.
+  const declared = request.headers.get("content-length");
+  const early = precheckDelivery({
+    headers: request.headers,
+    contentLength: declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined,
+    maxBodyBytes,
+    secret,
+  });
+  if (early) {
+    await request.body?.cancel().catch(() => {});
+    return json(early.status, early.body, early.status === 413 ? { connection: "close" } : {});
+  }
   const body = await readBody(request, maxBodyBytes);
   if (body === undefined)
     return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
@@ -144,8 +156,6 @@ function queueFor(db: Database): DeliveryQueue {
 
 /** The body as text, or undefined once it passes the limit (the rest is not read). */
 async function readBody(request: Request, limit: number): Promise<string | undefined> {
-  const declared = Number(request.headers.get("content-length"));
-  if (Number.isFinite(declared) && declared > limit) return undefined;
   if (!request.body) return "";
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];

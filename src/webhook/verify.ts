@@ -35,28 +35,9 @@ export type VerifyWebhookResult =
  */
 export function verifyWebhook(input: VerifyWebhookInput): VerifyWebhookResult {
   const webhook = createWebhook(input.secret);
-
-  const values = {} as Record<HeaderName, string | undefined>;
-  for (const name of HEADER_NAMES) values[name] = readHeader(input.headers, name);
-  const missing = HEADER_NAMES.filter((name) => !values[name]);
-  if (missing.length > 0) return reject(`missing webhook headers: ${missing.join(", ")}`);
-  const id = values["webhook-id"] as string;
-  const rawTimestamp = (values["webhook-timestamp"] as string).trim();
-  const signature = values["webhook-signature"] as string;
-
-  if (!/^\d{1,15}$/.test(rawTimestamp)) {
-    return reject(`invalid webhook-timestamp header ${quote(rawTimestamp)}: expected Unix seconds`);
-  }
-  const seconds = Number(rawTimestamp);
-  const tolerance = input.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
-  const nowSeconds = Math.floor((input.now ?? new Date()).getTime() / 1000);
-  const skew = nowSeconds - seconds;
-  if (skew > tolerance) {
-    return reject(`stale timestamp: ${describeSeconds(skew)} in the past (tolerance ${tolerance}s)`);
-  }
-  if (-skew > tolerance) {
-    return reject(`stale timestamp: ${describeSeconds(-skew)} in the future (tolerance ${tolerance}s)`);
-  }
+  const checked = checkWebhookHeaders(input);
+  if (!checked.ok) return checked;
+  const { id, rawTimestamp, signature, seconds } = checked;
 
   // The timestamp was checked above against `now`/`tolerance`; the library's own check
   // uses the real clock and a fixed 5 minutes, so it is replaced on this instance with a
@@ -82,6 +63,42 @@ export function verifyWebhook(input: VerifyWebhookInput): VerifyWebhookResult {
     return reject(`bad signature: ${detail} (${oneLine(libraryMessage)})`);
   }
   return { ok: true, webhookId: id, timestamp: new Date(seconds * 1000) };
+}
+
+export type WebhookHeadersCheck =
+  | { ok: true; id: string; rawTimestamp: string; signature: string; seconds: number }
+  | { ok: false; status: 401; reason: string };
+
+/**
+ * The part of verifyWebhook that needs no body: the three headers are there and the
+ * timestamp is within the tolerance. The receiver answers 401 from this alone, before it
+ * reads (and holds) a body that could be 10 MiB.
+ */
+export function checkWebhookHeaders(
+  input: Pick<VerifyWebhookInput, "headers" | "now" | "toleranceSeconds">,
+): WebhookHeadersCheck {
+  const values = {} as Record<HeaderName, string | undefined>;
+  for (const name of HEADER_NAMES) values[name] = readHeader(input.headers, name);
+  const missing = HEADER_NAMES.filter((name) => !values[name]);
+  if (missing.length > 0) return reject(`missing webhook headers: ${missing.join(", ")}`);
+  const id = values["webhook-id"] as string;
+  const rawTimestamp = (values["webhook-timestamp"] as string).trim();
+  const signature = values["webhook-signature"] as string;
+
+  if (!/^\d{1,15}$/.test(rawTimestamp)) {
+    return reject(`invalid webhook-timestamp header ${quote(rawTimestamp)}: expected Unix seconds`);
+  }
+  const seconds = Number(rawTimestamp);
+  const tolerance = input.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
+  const nowSeconds = Math.floor((input.now ?? new Date()).getTime() / 1000);
+  const skew = nowSeconds - seconds;
+  if (skew > tolerance) {
+    return reject(`stale timestamp: ${describeSeconds(skew)} in the past (tolerance ${tolerance}s)`);
+  }
+  if (-skew > tolerance) {
+    return reject(`stale timestamp: ${describeSeconds(-skew)} in the future (tolerance ${tolerance}s)`);
+  }
+  return { ok: true, id, rawTimestamp, signature, seconds };
 }
 
 export interface SignWebhookInput {

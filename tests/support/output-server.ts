@@ -16,7 +16,8 @@
 //   /jpeg/<name>                 a 1024×768 JPEG (sharp)        server.bytes.jpeg
 //   /mp4/<name>                  a few bytes that start like an MP4 (not a playable video)
 //   /bytes/<n>/<name>            n bytes, generated while sending (never held in memory),
-//                                with Content-Length; byte i is (i * 31 + 7) & 0xff (see generatedBytes)
+//                                with Content-Length; an MP4 signature, then byte i is
+//                                (i * 31 + 7) & 0xff (see generatedBytes)
 //   /chunked/<n>/<name>          the same without Content-Length (chunked encoding)
 //   /status/<code>/<name>        that status, empty body
 //   /flaky/<k>/<code>/<name>     <code> for the first k requests of this path, then the PNG
@@ -54,15 +55,20 @@ export interface OutputServerOptions {
   lifetimeMs?: number;
 }
 
+/** The first bytes of every generated body: an MP4 `ftyp` box, so the pipeline's sniffing takes it for a video. */
+const SIGNATURE = Buffer.from("000000186674797069736f6d", "hex");
+
 /** Byte i of the generated bodies of /bytes and /chunked. */
 export function generatedByte(i: number): number {
-  return (i * 31 + 7) & 0xff;
+  return i < SIGNATURE.length ? SIGNATURE[i]! : (i * 31 + 7) & 0xff;
 }
 
 const CHUNK = 64 * 1024;
 
 /** One 64 KiB pattern block; a body is this block repeated (the pattern has period 256, CHUNK is a multiple). */
-const PATTERN = Buffer.from(Array.from({ length: CHUNK }, (_, i) => generatedByte(i)));
+const PATTERN = Buffer.from(Array.from({ length: CHUNK }, (_, i) => (i * 31 + 7) & 0xff));
+/** The first block: PATTERN with the signature in front. */
+const FIRST = Buffer.from(Array.from({ length: CHUNK }, (_, i) => generatedByte(i)));
 
 /** The first n bytes of a generated body (for small comparisons in tests). */
 export function generatedBytes(n: number): Buffer {
@@ -230,7 +236,8 @@ function streamGenerated(res: http.ServerResponse, total: number): void {
     while (sent < total) {
       const length = Math.min(CHUNK, total - sent);
       // PATTERN's period (256) divides CHUNK, so every block starts at pattern offset 0.
-      const ok = res.write(length === CHUNK ? PATTERN : PATTERN.subarray(0, length));
+      const block = sent === 0 ? FIRST : PATTERN;
+      const ok = res.write(length === CHUNK ? block : block.subarray(0, length));
       sent += length;
       if (!ok) return void res.once("drain", pump);
     }

@@ -1,0 +1,130 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { bin, cleanEnv, genstore } from "./support/cli.ts";
+import { newSecret, waitFor } from "./support/webhook-deliveries.ts";
+
+// Where the README promises a clear error and a documented exit code, the binary gives one
+// (exit 1 means "this is a bug"); serve-webhook says Ready only once it can store.
+
+async function tempHome(): Promise<string> {
+  const home = await mkdtemp(path.join(os.tmpdir(), "genstore-cli-hardening-"));
+  onTestFinished(() => rm(home, { recursive: true, force: true }));
+  return home;
+}
+
+/** serve-webhook on the embedded database of home; resolves once it printed its URL (Ready). */
+async function serveWebhook(home: string, args: string[] = []) {
+  const child = spawn(
+    process.execPath,
+    [bin, "serve-webhook", ...(args.includes("--port") ? [] : ["--port", "0"]), ...args],
+    {
+      env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: newSecret() }),
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => (stdout += chunk));
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+// Each test starts the binary on a fresh embedded database (initdb: seconds, more on a busy machine).
+describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
+  it("list --since 99999999999d is a usage error (2)", async () => {
+    const result = await genstore(["list", "--since", "99999999999d"], { GENSTORE_HOME: await tempHome() });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^error: Invalid option: --since must be an ISO date or a duration/);
+  });
+
+  it("GENSTORE_HOME under a file is a database error (4) naming the folder", async () => {
+    const home = await tempHome();
+    await writeFile(path.join(home, "a-file"), "");
+    const result = await genstore(["list"], { GENSTORE_HOME: path.join(home, "a-file", "home") });
+    expect(result.code).toBe(4);
+    expect(result.stderr).toMatch(/^error: Cannot open the embedded database in .*a-file\/home\/db: ENOTDIR/);
+    expect(result.stderr).toMatch(/GENSTORE_HOME/);
+  });
+
+  it("GENSTORE_HOME on a read-only mount is a database error (4) naming the folder", async () => {
+    const home = await tempHome();
+    // A private mount namespace: the read-only file system exists for this one command only.
+    const result = spawnSync(
+      "unshare",
+      ["-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$1" && exec "$2" "$3" list', "sh", home, process.execPath, bin],
+      { env: cleanEnv({ GENSTORE_HOME: path.join(home, "genstore") }), encoding: "utf8", timeout: 60_000 },
+    );
+    expect(result.status, result.stderr).toBe(4);
+    expect(result.stderr).toMatch(/^error: Cannot open the embedded database in .*genstore\/db: /);
+    expect(result.stderr).toMatch(/not writable/);
+  });
+
+  it("serve-webhook on a port in use is a configuration error (3)", async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    onTestFinished(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    const port = (taken.address() as net.AddressInfo).port;
+    const receiver = await serveWebhook(await tempHome(), ["--port", String(port)]);
+    const result = { code: await receiver.exited, stderr: receiver.stderr() };
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(
+      new RegExp(`^error: Cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use\\.`),
+    );
+  });
+
+  it("serve-webhook --host nosuch.invalid is a configuration error (3)", async () => {
+    const receiver = await serveWebhook(await tempHome(), ["--host", "nosuch.invalid"]);
+    const result = { code: await receiver.exited, stderr: receiver.stderr() };
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(
+      /^error: Cannot listen on nosuch\.invalid:0: the host nosuch\.invalid does not resolve/,
+    );
+  });
+
+  it("migrate-keys --prefix ../ is refused as unsafe (8), before storage is touched", async () => {
+    const result = await genstore(["migrate-keys", "--prefix", "../"], { GENSTORE_HOME: await tempHome() });
+    expect(result.code).toBe(8);
+    expect(result.stderr).toMatch(/^error: Refusing --prefix "\.\.\/": a key under it has a "\.\." segment/);
+  });
+});
+
+describe("serve-webhook starts only when it can store (the binary)", { timeout: 120_000 }, () => {
+  it("exits 5 with a clear error, before Ready, when storage is not writable", async () => {
+    const home = await tempHome();
+    await writeFile(path.join(home, "storage"), "a file where the storage folder should be");
+    const receiver = await serveWebhook(home);
+    expect(await receiver.exited).toBe(5);
+    expect(receiver.stdout()).toBe("");
+    expect(receiver.stderr()).not.toMatch(/Ready/);
+    expect(receiver.stderr()).toMatch(/error: Local storage folder .*storage is not a writable folder/);
+  });
+
+  it("removes temp files left by a killed write (older than any write in flight), and only those", async () => {
+    const home = await tempHome();
+    const folder = path.join(home, "storage", "generated", "user_1");
+    await mkdir(folder, { recursive: true });
+    const stale = path.join(folder, ".g1_0.png.0123456789abcdef.partial");
+    const staleSidecar = path.join(folder, ".g1_0.png.meta.json.0123456789abcdef.partial");
+    const fresh = path.join(folder, ".g2_0.png.fedcba9876543210.partial");
+    const object = path.join(folder, "g3_0.png");
+    for (const file of [stale, staleSidecar, fresh, object]) await writeFile(file, "bytes");
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const file of [stale, staleSidecar, object]) await utimes(file, twoHoursAgo, twoHoursAgo);
+
+    const receiver = await serveWebhook(home);
+    await waitFor(() => /Ready\./.test(receiver.stderr()), 100_000, "serve-webhook to be ready");
+    await waitFor(() => !existsSync(stale) && !existsSync(staleSidecar), 30_000, "the stale temp files to go");
+    expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(object)).toBe(true);
+    expect(receiver.stderr()).toMatch(/removed 2 temp files left by interrupted writes/);
+  });
+});
