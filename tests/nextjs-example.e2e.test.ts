@@ -54,14 +54,24 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-function deliver(server: NextServer, output: string, options: { prediction?: Record<string, unknown> } = {}) {
+async function deliver(server: NextServer, output: string, options: { prediction?: Record<string, unknown> } = {}) {
   const prediction = options.prediction ?? samplePrediction({ output: [outputs.url(output)] });
   const signed = svixSigned(JSON.stringify(prediction), secret);
-  return post(`${server.url}/api/webhooks/replicate?userId=user_1`, signed.body, signed.headers).then((reply) => ({
-    reply,
-    prediction,
-    webhookId: signed.id,
-  }));
+  // The first request opens the database (on the embedded one: creates and migrates it), so no tight timeout.
+  const response = await fetch(`${server.url}/api/webhooks/replicate?userId=user_1`, {
+    method: "POST",
+    headers: signed.headers,
+    body: signed.body,
+    signal: AbortSignal.timeout(3 * MINUTE),
+  });
+  const body = await response.text();
+  const reply = {
+    status: response.status,
+    body,
+    json: JSON.parse(body) as Record<string, any>,
+    headers: Object.fromEntries(response.headers),
+  };
+  return { reply, prediction, webhookId: signed.id };
 }
 
 function drain(server: NextServer) {
@@ -106,7 +116,7 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
         expect(await readdir(app)).not.toContain(".genstore");
         expect(await readdir(home)).toEqual([]);
 
-        const { reply, prediction } = await deliver(server, "/png/embedded.png");
+        const { reply, prediction } = await deliver(server, `/png/embedded-${bundler}.png`);
         expect(reply.status, reply.body).toBe(200);
         expect(reply.json).toMatchObject({ ok: true, predictionId: prediction.id, duplicate: false });
         const files = await waitFor(
@@ -201,13 +211,13 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
       "answers 503 until the database is reachable and migrated, then stores, without a restart",
       async () => {
         await proxy.stop();
-        const unreachable = await deliver(server, "/png/a.png");
+        const unreachable = await deliver(server, `/png/a-${bundler}.png`);
         expect(unreachable.reply.status, unreachable.reply.body).toBe(503);
         expect(unreachable.reply.headers["retry-after"]).toBe("10");
         expect(unreachable.reply.json.error).toMatch(/Cannot reach PostgreSQL/);
 
         await proxy.start();
-        const unmigrated = await deliver(server, "/png/a.png");
+        const unmigrated = await deliver(server, `/png/a-${bundler}.png`);
         expect(unmigrated.reply.status, unmigrated.reply.body).toBe(503);
         expect(unmigrated.reply.headers["retry-after"]).toBe("10");
         expect(unmigrated.reply.json).toMatchObject({ error: expect.stringMatching(/pending migration/) });
@@ -219,7 +229,7 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
         expect(migrate.stderr).toContain(`(schema ${schema})`);
         expect(migrate.stderr).toContain("settings from .env.local");
 
-        const { reply, prediction, webhookId } = await deliver(server, "/png/a.png");
+        const { reply, prediction, webhookId } = await deliver(server, `/png/a-${bundler}.png`);
         expect(reply.status, reply.body).toBe(200);
         const stored = await waitFor(
           async () => {
@@ -245,7 +255,7 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
         expect(again.json).toMatchObject({ duplicate: true });
         const forged = svixSigned(JSON.stringify(prediction), newSecret());
         expect((await post(`${server.url}/api/webhooks/replicate`, forged.body, forged.headers)).status).toBe(401);
-        expect(outputs.count("/png/a.png")).toBe(1);
+        expect(outputs.count(`/png/a-${bundler}.png`)).toBe(1);
       },
       5 * MINUTE,
     );
@@ -255,13 +265,13 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
       async () => {
         await appCli(app, ["db", "migrate"]);
         await proxy.stop();
-        const during = await deliver(server, "/png/outage.png");
+        const during = await deliver(server, `/png/outage-${bundler}.png`);
         expect(during.reply.status, during.reply.body).toBe(503);
         expect(during.reply.headers["retry-after"]).toBeDefined();
         expect(typeof during.reply.json.error).toBe("string");
 
         await proxy.start();
-        const after = await deliver(server, "/png/outage.png", { prediction: during.prediction });
+        const after = await deliver(server, `/png/outage-${bundler}.png`, { prediction: during.prediction });
         expect(after.reply.status, after.reply.body).toBe(200);
         await waitFor(async () => (await row(during.prediction.id))?.status === "succeeded", 2 * MINUTE, "the row");
       },
