@@ -1,15 +1,15 @@
-// `npm publish` runs this first (prepublishOnly): packs the package as npm would (which runs
-// `prepare`, the build) and checks that the tarball holds what an installed genstore runs
-// (the CLI and the library from dist/, their types, the schema engine) and nothing else.
+// `npm publish` runs this first (prepublishOnly, after a build): lists what `npm pack` would
+// put in the tarball and checks that it holds what an installed genstore runs (the CLI and
+// the library from dist/, their types, the schema engine) and nothing else.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 const [packed] = JSON.parse(
-  execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts=false"], {
+  execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
-  }).replace(/^[^[]*/s, ""),
+  }),
 );
 const files = new Set(packed.files.map((f) => f.path));
 const problems = [];

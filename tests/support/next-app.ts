@@ -22,14 +22,18 @@ export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...clean, ...env };
 }
 
-/** `npm pack` of this repository into dir; returns the tarball's path. */
+/**
+ * `npm pack` of this repository into dir; returns the tarball's path. The build that
+ * `prepare` would run is run here (with the type declarations), and pack itself runs no
+ * script, so that nothing rewrites what other test files are reading meanwhile.
+ */
 export async function packTarball(dir: string): Promise<string> {
-  const { stdout } = await run("npm", ["pack", "--pack-destination", dir], {
+  await run(process.execPath, ["scripts/build.mjs", "--types"], { cwd: root, env: childEnv() });
+  const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--pack-destination", dir], {
     cwd: root,
     env: childEnv(),
     maxBuffer: 64 * 1024 * 1024,
   });
-  // `prepare` prints too; npm's last line is the tarball's name.
   return path.join(dir, stdout.trim().split("\n").at(-1)!.trim());
 }
 
