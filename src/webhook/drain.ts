@@ -19,8 +19,8 @@ export interface DrainOptions {
   user?: string;
   /** Replaces the pipeline (tests). */
   ingest?: IngestFunction;
-  /** One line per delivery (default: none). */
-  log?: (line: string) => void;
+  /** One line per delivery (default: none); level "warn" or "error" for a failed attempt. */
+  log?: (line: string, level: "info" | "warn" | "error") => void;
 }
 
 export interface DrainResult {
@@ -51,7 +51,7 @@ export async function drainDeliveries(
   const worker = createDeliveryWorker({
     queue,
     concurrency: Math.min(options.concurrency ?? 2, max),
-    log: (line) => options.log?.(line),
+    log: (line, level) => options.log?.(line, level),
     process: async (delivery) => {
       started += 1;
       if (started >= max) reachedMax();

@@ -135,12 +135,22 @@ export async function handleReplicateWebhook(
     const drain = options.drain ?? 5;
     options.waitUntil(
       work
+        .then(async (response) => {
+          if (response.status !== 200)
+            console.error(`genstore: ${received.accepted!.webhookId} will be retried: ${await response.text()}`);
+        })
         .catch(() => {})
         .then(() =>
           drain > 0
             ? drainDeliveries(
                 { db: options.db, storage: options.storage, config: options.config },
-                { max: drain, user: options.user, ingest: options.ingest },
+                {
+                  max: drain,
+                  user: options.user,
+                  ingest: options.ingest,
+                  // Failed attempts go to the server's log; successes are the 200s already answered.
+                  log: (line, level) => level !== "info" && console.error(`genstore: ${line}`),
+                },
               )
             : undefined,
         )
