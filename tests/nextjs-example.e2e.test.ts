@@ -173,6 +173,8 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
         path.join(app, ".env.local"),
         [
           `DATABASE_URL=${url.toString()}`,
+          // genstore's own tables in the same schema, so the test reads them in one place.
+          `GENSTORE_SCHEMA=${schema}`,
           `GENSTORE_HOME=${home}`,
           `GENSTORE_OUTPUT_HOSTS=${outputs.hostEntry}`,
           `REPLICATE_WEBHOOK_SECRET=${secret}`,
