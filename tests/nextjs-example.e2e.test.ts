@@ -128,11 +128,16 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
           expect.stringMatching(/^generated\/user_1\/c[a-z0-9]+_0\.png$/),
           expect.stringMatching(/^thumbnails\/generated\/user_1\/c[a-z0-9]+_0\.webp$/),
         ]);
-        expect((await drain(server)).json).toEqual({
-          processed: 0,
-          failed: 0,
-          remaining: { pending: 0, processing: 0, failed: 0 },
-        });
+        // The files are written before the row and the delivery are marked done: wait for those too.
+        const idle = await waitFor(
+          async () => {
+            const answer = (await drain(server)).json as { remaining: Record<string, number> };
+            return Object.values(answer.remaining).every((n) => n === 0) ? answer : undefined;
+          },
+          2 * MINUTE,
+          "the queue to be empty",
+        );
+        expect(idle).toEqual({ processed: 0, failed: 0, remaining: { pending: 0, processing: 0, failed: 0 } });
       } finally {
         await server.stop();
       }
