@@ -4,7 +4,8 @@
 // With --types it also writes the library's type declarations (dist/types, about 5 s of tsc);
 // without, it keeps the ones already there.
 import { execFileSync } from "node:child_process";
-import { existsSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { build } from "esbuild";
 
 const dist = new URL("../dist", import.meta.url);
@@ -21,7 +22,13 @@ await build({
   packages: "external",
   sourcemap: true,
   logLevel: "warning",
+  plugins: [schemaEngineBesideBundle()],
 });
+// The schema engine's WebAssembly travels inside the package, beside the chunk that reads it.
+const wasm = createRequire(import.meta.url)
+  .resolve("@prisma/schema-engine-wasm/schema_engine_bg")
+  .replace(/\.js$/, ".wasm");
+copyFileSync(wasm, new URL("schema_engine_bg.wasm", `${next.href}/`));
 const types = new URL("types", `${dist.href}/`);
 if (process.argv.includes("--types")) {
   const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;
@@ -39,3 +46,25 @@ try {
 }
 renameSync(next, dist);
 rmSync(old, { recursive: true, force: true });
+
+/**
+ * src/db/schema-engine-wasm.ts finds the engine in node_modules (for the sources); the
+ * bundle reads the copy beside it instead, through a `new URL(…, import.meta.url)` that
+ * bundlers and output file tracing (Next.js standalone) follow. esbuild puts shared chunks
+ * in dist/ itself, so "./" is dist/.
+ */
+function schemaEngineBesideBundle() {
+  return {
+    name: "schema-engine-beside-bundle",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/]db[\\/]schema-engine-wasm\.ts$/ }, () => ({
+        loader: "ts",
+        contents: `import { readFile } from "node:fs/promises";
+export function readSchemaEngineWasm() {
+  return readFile(new URL("./schema_engine_bg.wasm", import.meta.url));
+}
+`,
+      }));
+    },
+  };
+}

@@ -1,9 +1,8 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import v8 from "node:v8";
 import { Command, CommanderError, Option } from "commander";
+// Inlined by the bundle: nothing is read from the package folder at run time.
+import packageJson from "../package.json" with { type: "json" };
 import { describeError } from "./errors.ts";
-import { packageRoot } from "./paths.ts";
 import { Output } from "./ui/output.ts";
 
 // The only module that parses arguments, the only place that turns an error into an exit
@@ -53,9 +52,7 @@ export function buildProgram(
   argv: string[],
   loaded?: { name: string; module: CommandModule },
 ): Command {
-  const { version } = JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as {
-    version: string;
-  };
+  const { version } = packageJson;
   const program = new Command("genstore")
     .description(
       "Make sure no Replicate generation is ever lost: copy outputs into context folders and keep their rows right.",

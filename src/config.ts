@@ -1,13 +1,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import nextEnv from "@next/env";
 import { z } from "zod";
 import { GENERATION_FIELDS } from "./core/generation-table.ts";
 import { STATUSES } from "./core/status.ts";
 import { ConfigError } from "./errors.ts";
 
 // The one place where environment variables, genstore.config.json and flags become a typed
-// Config. Flags win over the environment, the environment over the file; `.env` in the
-// working directory fills in variables that are not set.
+// Config. Flags win over the environment, the environment over the file; the `.env` files
+// of the working directory fill in variables that are not set.
 
 export type DatabaseConfig = (
   | { kind: "embedded"; dir: string }
@@ -107,6 +108,7 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, { message: "must be a postgresql:// URL" })
     .optional(),
   GENSTORE_STORAGE: z.enum(["local", "aws"], { message: "must be local or aws" }).default("local"),
+  GENSTORE_STORAGE_DIR: z.string().min(1).optional(),
   S3_BUCKET: z.string().min(1).optional(),
   AWS_REGION: z.string().min(1).optional(),
   AWS_ENDPOINT_URL_S3: z.url({ message: "must be a URL such as http://127.0.0.1:9000" }).optional(),
@@ -128,16 +130,33 @@ const envSchema = z.object({
     .default(2 * GiB),
 });
 
-/** Reads `.env` from the working directory into process.env without overriding what is set. */
-export function loadDotEnv(cwd = process.cwd()): void {
-  const file = path.join(cwd, ".env");
-  if (!existsSync(file)) return;
-  try {
-    // eslint-disable-next-line n/no-unsupported-features/node-builtins -- in Node since 20.12 (engines)
-    process.loadEnvFile(file);
-  } catch (error) {
-    throw new ConfigError(`Cannot read ${file}: ${(error as Error).message}`);
-  }
+let envFilesRead: string[] = [];
+
+/**
+ * Reads the working directory's `.env` files into process.env as Next.js does, so that the
+ * CLI run in an app's folder sees the app's settings: `.env.$NODE_ENV.local`, `.env.local`
+ * (not when NODE_ENV is test), `.env.$NODE_ENV`, `.env`; the first to set a variable wins,
+ * and variables already set win over every file. NODE_ENV defaults to development, as for
+ * `next dev`. Next's own loader (@next/env) does it, so values and `$VAR` expansion are
+ * read exactly as the app reads them. Returns the files read.
+ */
+export function loadDotEnv(cwd = process.cwd()): string[] {
+  const errors: string[] = [];
+  const log = { info: () => {}, error: (...args: unknown[]) => errors.push(args.map(String).join(" ")) };
+  const { loadedEnvFiles } = nextEnv.loadEnvConfig(cwd, process.env.NODE_ENV !== "production", log, true);
+  if (errors.length > 0) throw new ConfigError(`Cannot read the .env files in ${cwd}: ${errors[0]}`);
+  envFilesRead = loadedEnvFiles.map((file) => file.path);
+  return envFilesRead;
+}
+
+/** "the embedded database in …, local storage in …; settings from .env.local" (for the CLI's messages). */
+export function describeSettings(config: Config): string {
+  const storage =
+    config.storage.provider === "local"
+      ? `local storage in ${config.storage.root}`
+      : `S3 bucket ${config.storage.bucket}${config.storage.endpoint ? ` at ${config.storage.endpoint}` : ""}`;
+  const files = envFilesRead.length > 0 ? `settings from ${envFilesRead.join(", ")}` : "no .env file read";
+  return `${describeDatabase(config.database)}, ${storage}; ${files}`;
 }
 
 /** genstore.config.json: from --config, GENSTORE_CONFIG, or the working directory; validated, every error naming its key. */
@@ -215,7 +234,7 @@ export function loadConfig(env: Env = process.env, flags: ConfigFlags = {}): Con
           : "WHEN_SUPPORTED",
     };
   } else {
-    storage = { provider: "local", root: path.join(home, "storage") };
+    storage = { provider: "local", root: path.resolve(e.GENSTORE_STORAGE_DIR ?? path.join(home, "storage")) };
   }
   if (missing.length > 0) {
     throw new ConfigError(

@@ -6,7 +6,14 @@ export { ingestPrediction } from "./pipeline/ingest.ts";
 export type { IngestRequest, IngestResult, PipelineDeps, StoredObject, Arrival } from "./pipeline/types.ts";
 export { parsePrediction } from "./core/prediction.ts";
 export type { Prediction, ParsePredictionResult } from "./core/prediction.ts";
-export { handleReplicateWebhook, openGenstore } from "./webhook/route-handler.ts";
-export type { Genstore, HandleReplicateWebhookOptions } from "./webhook/route-handler.ts";
+export { createDrainRoute, createWebhookRoute, handleReplicateWebhook, openGenstore } from "./webhook/route-handler.ts";
+export type {
+  DrainRouteOptions,
+  Genstore,
+  HandleReplicateWebhookOptions,
+  WebhookRouteOptions,
+} from "./webhook/route-handler.ts";
+export { drainDeliveries } from "./webhook/drain.ts";
+export type { DrainOptions, DrainResult } from "./webhook/drain.ts";
 export { loadConfig } from "./config.ts";
 export type { Config } from "./config.ts";

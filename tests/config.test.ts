@@ -11,6 +11,14 @@ describe("loadConfig", () => {
     expect(config.maxOutputBytes).toBe(2 * 1024 ** 3);
   });
 
+  it("puts local storage in GENSTORE_STORAGE_DIR when set, else in GENSTORE_HOME/storage", () => {
+    expect(loadConfig({ GENSTORE_HOME: "/h" }).storage).toEqual({ provider: "local", root: "/h/storage" });
+    expect(loadConfig({ GENSTORE_HOME: "/h", GENSTORE_STORAGE_DIR: "/srv/outputs" }).storage).toEqual({
+      provider: "local",
+      root: "/srv/outputs",
+    });
+  });
+
   it("lets flags override the environment", () => {
     const config = loadConfig(
       { GENSTORE_HOME: "/env-home" },

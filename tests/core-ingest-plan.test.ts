@@ -110,9 +110,9 @@ describe("planIngest: whose folder", () => {
   });
 
   it.each([
-    ["nothing names a user", {}, /pass --user or register the webhook with \?userId=/],
+    ["nothing names a user", {}, /has no row and no usable userId$/],
     ["only an unsafe query userId", { query: "userId=.." }, /refused: webhook-query userId contains "\.\."/],
-    ["an unsafe --user", { fallbackUserId: "../root" }, /--user .* contains a slash/],
+    ["an unsafe fallback user", { fallbackUserId: "../root" }, /fallback user .* contains a slash/],
   ])("refuses when %s", (_, input, reason) => {
     const p = prediction();
     const q = "query" in input ? input.query : "";

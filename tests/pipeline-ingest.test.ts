@@ -474,6 +474,9 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     expect(rows).toHaveLength(1);
     expect(rows[0]!.storageKeys).toHaveLength(4);
     expect(rows[0]!.status).toBe("succeeded");
+    // One download per output, however many deliveries came at once.
+    expect(server.count("/png/a.png")).toBe(1);
+    expect(server.count("/jpeg/b.jpg")).toBe(1);
   });
 
   it("never overwrites a different object already at the key, and reuses an identical one", async () => {

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { describeSettings } from "../config.ts";
 import { ExitCode, UserError } from "../errors.ts";
 import { runDbCheck, runDbMigrate, runDbStatus } from "../jobs/db.ts";
 import { renderDbCheck, renderDbMigrate, renderDbStatus } from "../ui/db-render.ts";
@@ -47,6 +48,8 @@ missing indexes as CREATE INDEX statements, to apply with the app's own tooling.
 
 async function migrateAction(options: { json?: boolean }, context: Context): Promise<void> {
   const output = context.output({ json: options.json });
+  // Which database this is, before touching it: a migration must never go somewhere unexpected.
+  output.info(`Using ${describeSettings(context.config())}.`);
   const db = await context.database({ migrate: false });
   const progress = await output.progress("Applying migrations…");
   const result = await runDbMigrate({ db, generations: context.config().generations }).catch((error: unknown) => {
@@ -59,6 +62,7 @@ async function migrateAction(options: { json?: boolean }, context: Context): Pro
 
 async function statusAction(options: { json?: boolean }, context: Context): Promise<void> {
   const output = context.output({ json: options.json });
+  output.info(`Using ${describeSettings(context.config())}.`);
   const db = await context.database({ migrate: false });
   const status = await runDbStatus({ db, generations: context.config().generations });
   renderDbStatus(status, output);

@@ -106,7 +106,7 @@ export function planIngest(input: PlanIngestInput): PlanResult {
     } else if (input.fallbackUserId !== undefined && input.fallbackUserId !== null) {
       const reason = unsafeSegmentReason(input.fallbackUserId);
       if (reason !== undefined)
-        return { ok: false, reason: `--user ${JSON.stringify(input.fallbackUserId)} ${reason}` };
+        return { ok: false, reason: `the fallback user ${JSON.stringify(input.fallbackUserId)} ${reason}` };
       userId = input.fallbackUserId;
       userIdSource = "cli-flag";
     } else {
@@ -116,7 +116,8 @@ export function planIngest(input: PlanIngestInput): PlanResult {
       const why = refused.length > 0 ? ` (refused: ${refused.join("; ")})` : "";
       return {
         ok: false,
-        reason: `prediction ${prediction.id} has no row and no usable userId${why}: pass --user or register the webhook with ?userId=`,
+        // What to do about it is the caller's hint: --user for the CLI, `user` for the library.
+        reason: `prediction ${prediction.id} has no row and no usable userId${why}`,
       };
     }
   }

@@ -223,8 +223,11 @@ export function indexColumns(indexdef: string): string[] {
     if (indexdef[end] === "(") depth++;
     else if (indexdef[end] === ")") depth--;
   }
-  return indexdef.slice(start.index + start[0].length, end - 1).split(",").map((part) => {
-    const name = part.trim().replace(/\s+(ASC|DESC)(\s+NULLS\s+(FIRST|LAST))?$/i, "");
-    return name.startsWith('"') ? name.slice(1, -1).replace(/""/g, '"') : name;
-  });
+  return indexdef
+    .slice(start.index + start[0].length, end - 1)
+    .split(",")
+    .map((part) => {
+      const name = part.trim().replace(/\s+(ASC|DESC)(\s+NULLS\s+(FIRST|LAST))?$/i, "");
+      return name.startsWith('"') ? name.slice(1, -1).replace(/""/g, '"') : name;
+    });
 }

@@ -1,9 +1,8 @@
-import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import {
   bindMigrationAwareSqlAdapterFactory,
   type SqlMigrationAwareDriverAdapterFactory,
 } from "@prisma/driver-adapter-utils";
+import { readSchemaEngineWasm } from "./schema-engine-wasm.ts";
 
 // The Prisma CLI's migrate commands need a native schema-engine binary that cannot be
 // downloaded here; the same engine compiled to WebAssembly runs through the driver
@@ -28,9 +27,7 @@ let loaded: Promise<typeof import("@prisma/schema-engine-wasm/schema_engine_bg")
 
 function loadBindings() {
   loaded ??= (async () => {
-    const require = createRequire(import.meta.url);
     const bindings = await import("@prisma/schema-engine-wasm/schema_engine_bg");
-    const wasmPath = require.resolve("@prisma/schema-engine-wasm/schema_engine_bg").replace(/\.js$/, ".wasm");
     const imports: Record<string, unknown> = { ...bindings };
     for (const name of Object.keys(imports)) {
       // The engine arms timers it never clears; unref them so the process can exit.
@@ -43,7 +40,7 @@ function loadBindings() {
         };
       }
     }
-    const { instance } = await WebAssembly.instantiate(await readFile(wasmPath), {
+    const { instance } = await WebAssembly.instantiate(await readSchemaEngineWasm(), {
       "./schema_engine_bg.js": imports as WebAssembly.ModuleImports,
     });
     bindings.__wbg_set_wasm(instance.exports);

@@ -363,7 +363,8 @@ function classify(error: unknown): Verdict {
   const name = (error as { name?: string })?.name;
   if (name === "DatabaseError") return { stop: "database", message, hint };
   if (name === "StorageError") return { stop: "storage", message, hint };
-  if (name === "IngestRefusedError") return { state: "refused", message, hint };
+  if (name === "IngestRefusedError")
+    return { state: "refused", message, hint: "Pass --user <userId> for predictions that name no user." };
   if (name === "OutputExpiredError") return { state: "expired", message, hint };
   return { state: "failed", message, hint };
 }

@@ -136,7 +136,8 @@ export class IngestRefusedError extends UserError {
     reason: string,
   ) {
     super(`Refused prediction ${predictionId}: ${reason}.`, {
-      hint: "Pass --user <userId> to recover, or register the webhook as …/api/webhooks/replicate?userId=<id>.",
+      // The library's words; `recover` says --user instead (src/jobs/recover.ts).
+      hint: "Register the webhook as …/api/webhooks/replicate?userId=<id>, or pass `user` (the owner of predictions that name none) to the handler or ingestPrediction.",
       exitCode: ExitCode.refused,
     });
   }

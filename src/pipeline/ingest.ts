@@ -273,7 +273,7 @@ async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOut
   };
   try {
     if (!item.outputStored) {
-      const copied = await copyOutput(ctx, item, out);
+      const copied = await copyOutputOnce(ctx, item, out);
       out.entries.push(copied.entry);
       out.outputPresent = true;
       if (copied.written) out.written.push(storedObject(item.index, copied.entry));
@@ -293,6 +293,34 @@ async function storeOutput(ctx: Context, item: PlannedObject): Promise<OutputOut
     }
   }
   return out;
+}
+
+// Replicate sends several deliveries per prediction (and retries them), often at once: in
+// one process they share one download per output. The copy in progress (or finished in the
+// last minute) is reused when the object it wrote is still at its key with its size;
+// otherwise (another process, a deleted object) the output is copied and checked as usual.
+const REUSE_COPY_MS = 60_000;
+const recentCopies = new Map<string, Promise<{ entry: StorageKeyEntry; written: boolean }>>();
+
+async function copyOutputOnce(
+  ctx: Context,
+  item: PlannedObject,
+  out: OutputOutcome,
+): Promise<{ entry: StorageKeyEntry; written: boolean }> {
+  const id = [ctx.deps.storage.provider, ctx.deps.storage.bucket, item.key, item.url].join("\0");
+  const earlier = recentCopies.get(id);
+  if (earlier) {
+    const copied = await earlier.catch(() => undefined);
+    const present = copied && (await ctx.deps.storage.head(item.key));
+    if (copied && present && present.size === copied.entry.size) return { entry: copied.entry, written: false };
+  }
+  const copy = copyOutput(ctx, item, out);
+  recentCopies.set(id, copy);
+  copy.then(
+    () => setTimeout(() => recentCopies.get(id) === copy && recentCopies.delete(id), REUSE_COPY_MS).unref(),
+    () => recentCopies.get(id) === copy && recentCopies.delete(id),
+  );
+  return copy;
 }
 
 /** Downloads one output into its key; an object already there is kept, and compared by size. */

@@ -1,15 +1,20 @@
 // The library's web-standard webhook handler (a Next.js route handler, or anything that
 // speaks Request/Response): the same checks and durable queue as `serve-webhook`, then the
 // delivery is ingested right away, after the answer when the host can keep working
-// (Next.js `after`, Vercel `waitUntil`), else before it.
+// (Next.js `after`, Vercel `waitUntil`), else before it. The route factories below open
+// genstore on first use, retry a failed open on the next request, and answer 503 while the
+// database cannot be used.
+import { timingSafeEqual } from "node:crypto";
 import { loadConfig, type Config, type Env } from "../config.ts";
 import { openDatabase, type Database } from "../db/client.ts";
 import { ensureMigrated } from "../db/migrations.ts";
+import { ExitCode, describeError } from "../errors.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import { createStorage } from "../storage/index.ts";
 import type { Storage } from "../storage/types.ts";
+import { deliveryQueueFor, drainDeliveries, type DrainOptions } from "./drain.ts";
 import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
-import { createDeliveryQueue, searchParamsFrom, type DeliveryQueue } from "./queue.ts";
+import { searchParamsFrom } from "./queue.ts";
 import { MAX_BODY_BYTES, acceptDelivery, precheckDelivery } from "./accept-delivery.ts";
 
 export interface Genstore {
@@ -65,6 +70,12 @@ export interface HandleReplicateWebhookOptions {
   leaseMs?: number;
   /** Replaces the pipeline (tests). */
   ingest?: IngestFunction;
+  /**
+   * With waitUntil: after its own delivery, the same background work finishes up to this
+   * many other due deliveries (ones a failed download or a stopped server left behind), so
+   * nothing stays stranded where no `serve-webhook` runs. 0 turns it off (default 5).
+   */
+  drain?: number;
 }
 
 /**
@@ -97,7 +108,7 @@ export async function handleReplicateWebhook(
   if (body === undefined)
     return json(413, { error: `body over ${Math.round(maxBodyBytes / 1024 / 1024)} MiB` }, { connection: "close" });
 
-  const queue = queueFor(options.db);
+  const queue = deliveryQueueFor(options.db);
   const received = await acceptDelivery({
     body,
     headers: request.headers,
@@ -133,7 +144,30 @@ export async function handleReplicateWebhook(
   })();
 
   if (options.waitUntil) {
-    options.waitUntil(work.catch(() => {}));
+    const drain = options.drain ?? 5;
+    options.waitUntil(
+      work
+        .then(async (response) => {
+          if (response.status !== 200)
+            console.error(`genstore: ${received.accepted!.webhookId} will be retried: ${await response.text()}`);
+        })
+        .catch(() => {})
+        .then(() =>
+          drain > 0
+            ? drainDeliveries(
+                { db: options.db, storage: options.storage, config: options.config },
+                {
+                  max: drain,
+                  user: options.user,
+                  ingest: options.ingest,
+                  // Failed attempts go to the server's log; successes are the 200s already answered.
+                  log: (line, level) => level !== "info" && console.error(`genstore: ${line}`),
+                },
+              )
+            : undefined,
+        )
+        .catch(() => {}),
+    );
     return json(200, received.body);
   }
   return work.catch((error) =>
@@ -145,13 +179,131 @@ export async function handleReplicateWebhook(
   );
 }
 
-// One queue per database, so that concurrent requests share its group-committed enqueue
-// (a queue per request would commit every delivery on its own).
-const queues = new WeakMap<Database, DeliveryQueue>();
-function queueFor(db: Database): DeliveryQueue {
-  let queue = queues.get(db);
-  if (!queue) queues.set(db, (queue = createDeliveryQueue(db)));
-  return queue;
+// --- Routes that open genstore themselves --------------------------------------------
+
+export interface WebhookRouteOptions {
+  /**
+   * Next.js `after` (from next/server) or Vercel's `waitUntil`: the 200 goes out once the
+   * delivery is stored, and the ingestion (plus a few stranded deliveries) continues after it.
+   */
+  waitUntil?: (work: Promise<unknown>) => void;
+  /** The userId for an orphan prediction that names none. */
+  user?: string;
+  /** Stranded deliveries finished after each answer (default 5; 0 turns it off). */
+  drain?: number;
+  /** Where the configuration comes from (default process.env, read on the first request). */
+  env?: Env;
+  /** Replaces the pipeline (tests). */
+  ingest?: IngestFunction;
+}
+
+/**
+ * A ready-made route handler: `export const POST = createWebhookRoute({ waitUntil: after })`.
+ * Nothing is opened at import or at build; genstore opens on the first request. While the
+ * database is unreachable or not migrated, it answers 503 with Retry-After (Replicate
+ * retries), and the next request tries again: a bad start is never cached.
+ */
+export function createWebhookRoute(options: WebhookRouteOptions = {}): (request: Request) => Promise<Response> {
+  const open = openOnDemand(options.env);
+  return async (request) => {
+    if (request.method !== "POST") return json(405, { error: "use POST" }, { allow: "POST" });
+    const opened = await open();
+    if (opened instanceof Response) return opened;
+    const { db, storage, config } = opened;
+    return handleReplicateWebhook(request, {
+      db,
+      storage,
+      config,
+      waitUntil: options.waitUntil,
+      user: options.user,
+      drain: options.drain,
+      ingest: options.ingest,
+    });
+  };
+}
+
+export interface DrainRouteOptions extends Pick<DrainOptions, "max" | "timeMs" | "user" | "ingest"> {
+  /**
+   * The bearer token a caller must send (`Authorization: Bearer <secret>`, as Vercel Cron
+   * does); default the CRON_SECRET variable. Without one the route refuses to run.
+   */
+  secret?: string;
+  env?: Env;
+}
+
+/**
+ * A ready-made cron route: `export const GET = createDrainRoute()`. Each call finishes
+ * due deliveries (up to `max`, within `timeMs`) and answers 200 with what it did and what
+ * is left: `{"processed":1,"failed":0,"remaining":{"pending":0,"processing":0,"failed":0}}`.
+ */
+export function createDrainRoute(options: DrainRouteOptions = {}): (request: Request) => Promise<Response> {
+  const open = openOnDemand(options.env);
+  return async (request) => {
+    const secret = options.secret ?? (options.env ?? process.env).CRON_SECRET;
+    if (!secret) return json(500, { error: "the drain route has no secret (set CRON_SECRET)" });
+    if (!bearerMatches(request.headers.get("authorization"), secret))
+      return json(401, { error: "missing or wrong Authorization: Bearer <CRON_SECRET>" });
+    const opened = await open();
+    if (opened instanceof Response) return opened;
+    try {
+      const result = await drainDeliveries(opened, {
+        max: options.max,
+        timeMs: options.timeMs,
+        user: options.user,
+        ingest: options.ingest,
+      });
+      return json(200, result);
+    } catch (error) {
+      return unavailable(error);
+    }
+  };
+}
+
+/**
+ * Opens genstore on first use and keeps it for the process; concurrent first requests share
+ * one attempt. A failed attempt is forgotten, so the next request tries again, and is
+ * answered meanwhile (503 while the database cannot be used, 500 for a configuration error).
+ */
+function openOnDemand(env: Env | undefined): () => Promise<Genstore | Response> {
+  return async () => {
+    try {
+      return await sharedGenstore(env ?? process.env);
+    } catch (error) {
+      return unavailable(error);
+    }
+  };
+}
+
+// Every route of the process shares one database pool and storage client per configuration.
+const opened = new Map<string, Promise<Genstore>>();
+function sharedGenstore(env: Env): Promise<Genstore> {
+  const key = JSON.stringify(loadConfig(env));
+  let genstore = opened.get(key);
+  if (!genstore) {
+    genstore = openGenstore(env);
+    opened.set(key, genstore);
+    genstore.catch(() => opened.delete(key));
+  }
+  return genstore;
+}
+
+/** The answer while genstore cannot be used: 503 and Retry-After when waiting can help. */
+function unavailable(error: unknown): Response {
+  const { message, hint, exitCode, isBug } = describeError(error);
+  if (isBug) {
+    console.error("genstore: unexpected error while opening:", error);
+    return json(500, { error: message });
+  }
+  console.error(`genstore: ${message}${hint ? ` ${hint}` : ""}`);
+  const transient = exitCode === ExitCode.database || exitCode === ExitCode.storage;
+  if (transient) return json(503, { error: message, hint }, { "retry-after": "10" });
+  return json(500, { error: message, hint });
+}
+
+function bearerMatches(header: string | null, secret: string): boolean {
+  const given = Buffer.from(header?.replace(/^Bearer\s+/i, "") ?? "");
+  const expected = Buffer.from(secret);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** The body as text, or undefined once it passes the limit (the rest is not read). */

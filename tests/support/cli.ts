@@ -21,9 +21,14 @@ export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
 export async function genstore(
   args: string[],
   env: Record<string, string> = {},
+  options: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: cleanEnv(env), timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
+      env: cleanEnv(env),
+      timeout: 60_000,
+      cwd: options.cwd,
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

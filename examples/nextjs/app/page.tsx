@@ -1,0 +1,3 @@
+export default function Home() {
+  return <p>Replicate webhooks are received at /api/webhooks/replicate.</p>;
+}
