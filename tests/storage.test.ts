@@ -451,7 +451,7 @@ describe("aws storage", () => {
     const storage = await s3Storage("WHEN_SUPPORTED");
     const bytes = randomBytes(2000);
     await storage.put("generated/user 1/a+b.png", bytes);
-    const url = new URL(await storage.downloadUrl("generated/user 1/a+b.png", { expiresInSeconds: 300 }));
+    const url = new URL((await storage.downloadUrl("generated/user 1/a+b.png", { expiresInSeconds: 300 }))!);
     expect(url.origin).toBe(new URL(endpoint).origin);
     expect(url.searchParams.get("X-Amz-Expires")).toBe("300");
     expect(url.searchParams.get("X-Amz-Signature")).toMatch(/^[0-9a-f]{64}$/);
