@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 
 const only = process.argv.slice(2);
-for (const name of ["startup", "list", "backfill", "webhook", "recover-rss", "migrate-keys"]) {
+for (const name of ["startup", "list", "backfill", "webhook", "recover-rss", "migrate-keys", "gallery"]) {
   if (only.length > 0 && !only.includes(name)) continue;
   execFileSync(process.execPath, ["--import", "tsx", `bench/${name}.ts`], { stdio: "inherit" });
 }

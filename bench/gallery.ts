@@ -1,0 +1,114 @@
+// `gallery` at 1,000,000 rows on PostgreSQL: the first page of 60 items and its counts per
+// tab, as the page asks for them (both at once), measured by the server (Server-Timing),
+// next to list's query for the same page (runList) and a bare count(*) of the same rows,
+// in the same run. Local storage holds the objects of the newest rows, so the page's
+// storage checks find real files. Needs BENCH_DATABASE_URL (default: the local server).
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { ListFilters } from "../src/core/list-query.ts";
+import { listConditions, sqlParams } from "../src/core/list-query.ts";
+import { parseFilters, parseTab } from "../src/gallery/request.ts";
+import { createGalleryServer } from "../src/gallery/server.ts";
+import { runList } from "../src/jobs/list.ts";
+import { createLocalStorage } from "../src/storage/local.ts";
+import { median, withBenchDatabase } from "./support.ts";
+
+const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const runs = Number(process.env.BENCH_RUNS ?? 11);
+const PAGE = 60;
+const STORED = 600;
+
+await withBenchDatabase("gallery", async (db) => {
+  const t0 = performance.now();
+  // As bench/list.ts: 1,000 users, a quarter of the rows old (no operationType), the rest
+  // with the column; here each row also lists its output and thumbnail keys.
+  await db.query(`
+    INSERT INTO "Generation" (id, "userId", prompt, status, "operationType", "storageContext", "storageKeys", metadata, "createdAt", "updatedAt")
+    SELECT id, "userId", prompt, status, op, ctx,
+           ARRAY[jsonb_build_object('key', c || '/' || "userId" || '/' || id || '_0.png', 'size', 400000, 'kind', 'output', 'contentType', 'image/png', 'etag', md5(id)),
+                 jsonb_build_object('key', 'thumbnails/' || c || '/' || "userId" || '/' || id || '_0.webp', 'size', 20000, 'kind', 'thumbnail', 'contentType', 'image/webp', 'etag', md5(id || 't'))],
+           jsonb_build_object('model', 'black-forest-labs/flux-schnell', 'userIdSource', 'webhook-query'),
+           created, now()
+    FROM (
+      SELECT 'g' || lpad(i::text, 8, '0') AS id, 'user_' || (i % 1000) AS "userId",
+             (ARRAY['[EDITED] ', '[UPSCALED] ', '[VIDEO] ', '', '', ''])[1 + i % 6] || 'prompt ' || i AS prompt,
+             (ARRAY['succeeded','succeeded','succeeded','failed','processing'])[1 + i % 5] AS status,
+             CASE WHEN i % 4 = 0 THEN NULL ELSE (ARRAY['edit','upscale','video','generation','generation','generation'])[1 + i % 6] END AS op,
+             CASE WHEN i % 4 = 0 THEN NULL ELSE (ARRAY['edited','upscaled','videos','generated','generated','generated'])[1 + i % 6] END AS ctx,
+             (ARRAY['edited','upscaled','videos','generated','generated','generated'])[1 + i % 6] AS c,
+             timestamp '2026-01-01' + (i || ' seconds')::interval AS created
+      FROM generate_series(1, ${rows}) AS i
+    ) AS seed`);
+  await db.query(`VACUUM ANALYZE "Generation"`);
+  const root = await mkdtemp(path.join(os.tmpdir(), "genstore-bench-gallery-"));
+  const storage = createLocalStorage(root);
+  const newest = await db.query<{ storageKeys: { key: string }[] }>(
+    `SELECT "storageKeys" FROM "Generation" ORDER BY "createdAt" DESC LIMIT ${STORED}`,
+  );
+  for (const row of newest) for (const { key } of row.storageKeys) await storage.put(key, randomBytes(2048));
+  console.log(
+    `gallery: seeded ${rows.toLocaleString("en-US")} rows (objects for the newest ${STORED}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+
+  const gallery = await createGalleryServer({ db, storage, pageSize: PAGE });
+  const base = await gallery.listen(0, "127.0.0.1");
+  const serverMs = (response: Response) =>
+    [...(response.headers.get("server-timing") ?? "").matchAll(/dur=([\d.]+)/g)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
+
+  const cases: [string, string][] = [
+    ["All (no filter)", ""],
+    ["Edited", "tab=edited"],
+    ["Videos, status failed", "tab=videos&status=failed"],
+    ["Upscaled, user user_42", "tab=upscaled&user=user_42"],
+    ["All, last 30 days", "since=2026-01-05"],
+  ];
+  const node = process.versions.node;
+  const [load1] = os.loadavg();
+  console.log(
+    `  ${os.cpus().length} CPUs, load average ${load1!.toFixed(1)}, node ${node}, median of ${runs} runs; server time from Server-Timing`,
+  );
+  for (const [name, query] of cases) {
+    const params = new URLSearchParams(query);
+    const timings = { page: [] as number[], counts: [] as number[], both: [] as number[] };
+    // First page and its counts at once, as the page asks for them.
+    const once = async () => {
+      const [page, counts] = await Promise.all([
+        fetch(`${base}/api/generations?${params}`),
+        fetch(`${base}/api/counts?${params}`),
+      ]);
+      await Promise.all([page.arrayBuffer(), counts.arrayBuffer()]);
+      if (!page.ok || !counts.ok) throw new Error(`${name}: ${page.status} ${counts.status}`);
+      timings.page.push(serverMs(page));
+      timings.counts.push(serverMs(counts));
+      timings.both.push(Math.max(serverMs(page), serverMs(counts)));
+    };
+    await median(once, runs);
+    const filters = parseFilters(params);
+    const tab = parseTab(params);
+    if (!filters.ok || !tab.ok) throw new Error(`bad case ${name}`);
+    const listFilters: ListFilters = { ...filters.value, context: tab.value, limit: PAGE };
+    const list = await median(() => runList(listFilters, { db }), runs);
+    const { params: countParams, param } = sqlParams();
+    const where = listConditions({ ...filters.value }, param);
+    const bare = await median(
+      () =>
+        db.query(
+          `SELECT count(*) FROM "Generation"${where.length ? ` WHERE ${where.join(" AND ")}` : ""}`,
+          ...countParams,
+        ),
+      runs,
+    );
+    // The first call warmed up; its figures are left out.
+    const mid = (values: number[]) => values.slice(1).sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
+    console.log(
+      `  ${name.padEnd(26)} page+counts ${mid(timings.both).toFixed(1).padStart(6)} ms (target < 300)   page ${mid(timings.page).toFixed(1).padStart(6)} ms   counts ${mid(timings.counts).toFixed(1).padStart(6)} ms   | list's runList ${list.toFixed(1).padStart(6)} ms   bare count(*) ${bare.toFixed(1).padStart(6)} ms`,
+    );
+  }
+  await gallery.close();
+  await rm(root, { recursive: true, force: true });
+});
