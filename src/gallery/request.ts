@@ -6,9 +6,6 @@ import { isStatus } from "../core/status.ts";
 // The gallery's requests, parsed: the page's filters from its query string (the same
 // names the page keeps in its own URL), media paths, and HTTP ranges. Pure: no IO.
 
-export const TABS = ["all", "generated", "edited", "upscaled", "videos"] as const;
-export type Tab = (typeof TABS)[number];
-
 export type GalleryFilters = Omit<ListFilters, "limit" | "after" | "context">;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };

@@ -1,6 +1,7 @@
 // The HTTP side of `gallery`: the page (static files from src/gallery/static), a JSON API
 // over runList/countByContext/findGeneration, and the stored objects. Read-only: every
-// route is GET or HEAD, and nothing here writes to the database or the storage.
+// route is GET or HEAD, and nothing here writes to the database or the storage (local
+// storage's head may rebuild a stale sidecar, its own etag cache, as it does for any reader).
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import http from "node:http";
@@ -8,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
+import { contentTypeFor } from "../core/keys.ts";
 import type { Database } from "../db/client.ts";
 import { StorageError, UserError } from "../errors.ts";
 import type { GenerationRecord as Generation } from "../core/generation-table.ts";
@@ -17,7 +19,6 @@ import { ObjectNotFoundError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { decideRange, parseFilters, parseMediaPath, parseTab } from "./request.ts";
 import { mediaKindOf, storedKeysOf, toGenerationDetailView, toGenerationView } from "./view.ts";
-import { contentTypeFor } from "../core/keys.ts";
 
 export interface GalleryServerOptions {
   db: Database;
