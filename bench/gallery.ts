@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { ListFilters } from "../src/core/list-query.ts";
-import { listConditions, sqlParams } from "../src/core/list-query.ts";
+import { filterConditions } from "../src/core/list-query.ts";
 import { parseFilters, parseTab } from "../src/gallery/request.ts";
 import { createGalleryServer } from "../src/gallery/server.ts";
 import { runList } from "../src/jobs/list.ts";
@@ -21,12 +21,13 @@ const PAGE = 60;
 const ms = (value: number) => `${value.toFixed(1).padStart(6)} ms`;
 const STORED = 600;
 
-await withBenchDatabase("gallery", async (db) => {
+await withBenchDatabase("gallery", async ({ db }) => {
+  const table = (await db.generations()).name;
   const t0 = performance.now();
   // As bench/list.ts: 1,000 users, a quarter of the rows old (no operationType), the rest
   // with the column; here each row also lists its output and thumbnail keys.
   await db.query(`
-    INSERT INTO "Generation" (id, "userId", prompt, status, "operationType", "storageContext", "storageKeys", metadata, "createdAt", "updatedAt")
+    INSERT INTO ${table} (id, "userId", prompt, status, "operationType", "storageContext", "storageKeys", metadata, "createdAt", "updatedAt")
     SELECT id, "userId", prompt, status, op, ctx,
            ARRAY[jsonb_build_object('key', c || '/' || "userId" || '/' || id || '_0.png', 'size', 400000, 'kind', 'output', 'contentType', 'image/png', 'etag', md5(id)),
                  jsonb_build_object('key', 'thumbnails/' || c || '/' || "userId" || '/' || id || '_0.webp', 'size', 20000, 'kind', 'thumbnail', 'contentType', 'image/webp', 'etag', md5(id || 't'))],
@@ -42,11 +43,11 @@ await withBenchDatabase("gallery", async (db) => {
              timestamp '2026-01-01' + (i || ' seconds')::interval AS created
       FROM generate_series(1, ${rows}) AS i
     ) AS seed`);
-  await db.query(`VACUUM ANALYZE "Generation"`);
+  await db.query(`VACUUM ANALYZE ${table}`);
   const root = await mkdtemp(path.join(os.tmpdir(), "genstore-bench-gallery-"));
   const storage = createLocalStorage(root);
   const newest = await db.query<{ storageKeys: { key: string }[] }>(
-    `SELECT "storageKeys" FROM "Generation" ORDER BY "createdAt" DESC LIMIT ${STORED}`,
+    `SELECT "storageKeys" FROM ${table} ORDER BY "createdAt" DESC LIMIT ${STORED}`,
   );
   for (const row of newest) for (const { key } of row.storageKeys) await storage.put(key, randomBytes(2048));
   console.log(
@@ -106,14 +107,11 @@ await withBenchDatabase("gallery", async (db) => {
     if (!filters.ok || !tab.ok) throw new Error(`bad case ${name}`);
     const listFilters: ListFilters = { ...filters.value, context: tab.value, limit: PAGE };
     const list = await median(() => runList(listFilters, { db }), runs);
-    const { params: countParams, param } = sqlParams();
-    const where = listConditions({ ...filters.value }, param);
+    const countParams: unknown[] = [];
+    const where = filterConditions(await db.generations(), filters.value, (value) => `$${countParams.push(value)}`);
     const bare = await median(
       () =>
-        db.query(
-          `SELECT count(*) FROM "Generation"${where.length ? ` WHERE ${where.join(" AND ")}` : ""}`,
-          ...countParams,
-        ),
+        db.query(`SELECT count(*) FROM ${table}${where.length ? ` WHERE ${where.join(" AND ")}` : ""}`, ...countParams),
       runs,
     );
     // The first call warmed up; its figures are left out.

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { STORAGE_CONTEXTS } from "../src/core/operation.ts";
 import { countByContext, findGeneration, runList } from "../src/jobs/list.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
+import { insertGenerations } from "./support/generations.ts";
 
 // What the gallery reads beside list's pages: the count per tab (the hybrid rule, list's
 // filters) and one row by id.
@@ -21,9 +22,10 @@ describe.each(databaseKinds)("gallery queries on %s", (kind) => {
       // A value the rule does not know: the prompt decides, as in list.
       { id: "g08", userId: "carol", prompt: "[VIDEO] typo in the column", operationType: "vidoe" },
     ];
-    await db.prisma.generation.createMany({
-      data: rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
-    });
+    await insertGenerations(
+      db,
+      rows.map((row, i) => ({ status: "succeeded", ...row, createdAt: new Date(base + i * 60_000) })),
+    );
     return db;
   }
 

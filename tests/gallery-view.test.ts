@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Generation } from "../src/generated/prisma/client.ts";
+import type { GenerationRecord as Generation } from "../src/core/generation-table.ts";
 import { toGenerationView } from "../src/gallery/view.ts";
 
 // What a card says about a row: its cover and every problem, decided from the row alone
