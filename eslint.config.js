@@ -71,5 +71,7 @@ export default tseslint.config(
     },
   },
   { files: ["**/*.js", "**/*.mjs", "bin/*"], ...tseslint.configs.disableTypeChecked },
+  // The gallery's page: plain JavaScript modules that run in the browser, not in Node.
+  { files: ["src/gallery/static/**/*.js"], languageOptions: { globals: globals.browser } },
   prettier,
 );

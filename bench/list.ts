@@ -9,7 +9,7 @@ import { buildListQuery, type ListFilters } from "../src/core/list-query.ts";
 import { runDbCheck } from "../src/jobs/db.ts";
 import { runList } from "../src/jobs/list.ts";
 import { APP_CONFIG } from "../tests/support/app-database.ts";
-import { benchDatabaseUrl as url, seedAppB, withBenchDatabase } from "./support.ts";
+import { benchDatabaseUrl as url, median, seedAppB, withBenchDatabase } from "./support.ts";
 
 const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
 await withBenchDatabase(
@@ -50,15 +50,3 @@ await withBenchDatabase(
   },
   { app: "b" },
 );
-
-async function median(fn: () => Promise<unknown>, runs = 21): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = performance.now();
-    await fn();
-    times.push(performance.now() - start);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(runs / 2)]!;
-}

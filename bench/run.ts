@@ -12,6 +12,7 @@ for (const name of [
   "recover-rss",
   "migrate-keys",
   "nextjs-route",
+  "gallery",
 ]) {
   if (only.length > 0 && !only.includes(name)) continue;
   execFileSync(process.execPath, ["--import", "tsx", `bench/${name}.ts`], { stdio: "inherit" });

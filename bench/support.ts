@@ -59,3 +59,16 @@ export async function seedAppB(db: Database, rows: number, options: { operationT
     FROM generate_series(1, ${rows}) AS i`);
   await db.query(`VACUUM ANALYZE ${table}`);
 }
+
+/** The median time of fn in milliseconds, over runs after one warm-up call. */
+export async function median(fn: () => Promise<unknown>, runs = 21): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    await fn();
+    times.push(performance.now() - start);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(runs / 2)]!;
+}

@@ -4,7 +4,7 @@
 // With --types it also writes the library's type declarations (dist/types, about 5 s of tsc);
 // without, it keeps the ones already there.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { build } from "esbuild";
 
@@ -29,6 +29,11 @@ const wasm = createRequire(import.meta.url)
   .resolve("@prisma/schema-engine-wasm/schema_engine_bg")
   .replace(/\.js$/, ".wasm");
 copyFileSync(wasm, new URL("schema_engine_bg.wasm", `${next.href}/`));
+// The gallery's page, read beside the chunk that serves it (src/gallery/server.ts: ./static/).
+const staticDir = new URL("../src/gallery/static/", import.meta.url);
+mkdirSync(new URL("static", `${next.href}/`));
+for (const name of readdirSync(staticDir))
+  copyFileSync(new URL(name, staticDir), new URL(`static/${name}`, `${next.href}/`));
 const types = new URL("types", `${dist.href}/`);
 if (process.argv.includes("--types")) {
   const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;

@@ -22,6 +22,7 @@ for (const needed of [
   "dist/index.js",
   "dist/types/index.d.ts",
   "dist/schema_engine_bg.wasm",
+  "dist/static/index.html",
 ]) {
   if (!files.has(needed)) problems.push(`missing ${needed}`);
 }

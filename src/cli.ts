@@ -35,6 +35,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import("./commands/migrate-keys.ts"),
   },
   list: { summary: "List generations, newest first", load: () => import("./commands/list.ts") },
+  gallery: {
+    summary: "Browse the generations in a local, read-only web page (tabs, filters, details, media)",
+    load: () => import("./commands/gallery.ts"),
+  },
   "serve-webhook": {
     summary: "Receive Replicate webhooks: verify the signature, store the delivery durably, ingest it",
     load: () => import("./commands/serve-webhook.ts"),

@@ -229,6 +229,21 @@ describe.each(providers)("$name storage", ({ make }) => {
     await expect(storage.get("a/missing.png")).rejects.toThrow(/a\/missing\.png does not exist/);
   });
 
+  it("reads a byte range of an object (both ends included), as a video player asks", async () => {
+    const storage = await make();
+    const bytes = randomBytes(70_000);
+    await storage.put("videos/user_1/v1.mp4", bytes);
+    expect(await buffer(await storage.get("videos/user_1/v1.mp4", { range: { start: 0, end: 0 } }))).toEqual(
+      bytes.subarray(0, 1),
+    );
+    expect(await buffer(await storage.get("videos/user_1/v1.mp4", { range: { start: 65_000, end: 69_999 } }))).toEqual(
+      bytes.subarray(65_000),
+    );
+    await expect(storage.get("videos/user_1/none.mp4", { range: { start: 0, end: 9 } })).rejects.toThrow(
+      ObjectNotFoundError,
+    );
+  });
+
   it("deletes an object, and deleting a missing one is not an error", async () => {
     const storage = await make();
     await storage.put("a/b/c.png", Buffer.from("x"));
@@ -339,6 +354,12 @@ describe("local storage", () => {
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
+  it("has no download URL of its own: the caller streams the file", async () => {
+    const storage = await localStorage();
+    await storage.put("a/b.png", Buffer.from("x"));
+    expect(await storage.downloadUrl("a/b.png", { expiresInSeconds: 60 })).toBeUndefined();
+  });
+
   it("refuses a list prefix that climbs out of the root", async () => {
     const storage = await localStorage();
     await expect(collect(storage.list("../"))).rejects.toThrow(StorageError);
@@ -425,6 +446,22 @@ describe("aws storage", () => {
       await expect(large.put("a/large.mp4", streamOf(bytes), { ifNoneMatch: true })).rejects.toThrow(ObjectExistsError);
     },
   );
+
+  it("gives a presigned GET URL that serves the object, ranges included, with no credentials", async () => {
+    const storage = await s3Storage("WHEN_SUPPORTED");
+    const bytes = randomBytes(2000);
+    await storage.put("generated/user 1/a+b.png", bytes);
+    const url = new URL((await storage.downloadUrl("generated/user 1/a+b.png", { expiresInSeconds: 300 }))!);
+    expect(url.origin).toBe(new URL(endpoint).origin);
+    expect(url.searchParams.get("X-Amz-Expires")).toBe("300");
+    expect(url.searchParams.get("X-Amz-Signature")).toMatch(/^[0-9a-f]{64}$/);
+    const whole = await fetch(url);
+    expect(whole.status).toBe(200);
+    expect(Buffer.from(await whole.arrayBuffer())).toEqual(bytes);
+    const part = await fetch(url, { headers: { range: "bytes=10-19" } });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(bytes.subarray(10, 20));
+  });
 
   it("deletes one key at a time when the server refuses DeleteObjects", async () => {
     const proxy = await refusingProxy(

@@ -24,7 +24,7 @@ interface Built {
 }
 
 /** The WHERE conditions of the filters (the context aside), in the table's names and vocabulary. */
-function filterConditions(
+export function filterConditions(
   t: GenerationTable,
   filters: Omit<ListFilters, "limit" | "after" | "context">,
   param: (value: unknown) => string,

@@ -1,5 +1,6 @@
 import type { GenerationRecord } from "../core/generation-table.ts";
-import { buildListQuery, type ListFilters } from "../core/list-query.ts";
+import { buildListQuery, contextConditionSql, filterConditions, type ListFilters } from "../core/list-query.ts";
+import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { UserError } from "../errors.ts";
 
@@ -25,4 +26,36 @@ export async function runList(filters: ListFilters, deps: { db: Database }): Pro
   const found = (await deps.db.query(sql, ...params)).map((raw) => t.decode(raw));
   const rows = found.slice(0, filters.limit);
   return { rows, next: found.length > filters.limit ? rows.at(-1)?.id : undefined };
+}
+
+// --- For the gallery: counts per tab and one row by id ------------------------------------
+// Built from list's own conditions, so a tab's count is exactly the rows list shows for it.
+
+export type ContextCounts = Record<"all" | StorageContext, number>;
+
+/**
+ * How many rows match the filters, in all and per context, in one scan. Every row is in
+ * exactly one context under the hybrid rule, so `generated` (the costliest condition: no
+ * prefix at all) is what the others leave.
+ */
+export async function countByContext(
+  filters: Omit<ListFilters, "context" | "after" | "limit">,
+  deps: { db: Database },
+): Promise<ContextCounts> {
+  const t = await deps.db.generations();
+  const params: unknown[] = [];
+  const where = filterConditions(t, filters, (value) => `$${params.push(value)}`);
+  const others = STORAGE_CONTEXTS.filter((context) => context !== "generated");
+  const perContext = others.map(
+    (context) => `count(*) FILTER (WHERE ${contextConditionSql(t, context)})::int AS "${context}"`,
+  );
+  const sql = `SELECT count(*)::int AS "all", ${perContext.join(", ")} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+  const [row] = await deps.db.query<Omit<ContextCounts, "generated">>(sql, ...params);
+  return { ...row!, generated: others.reduce((left, context) => left - row![context], row!.all) };
+}
+
+export async function findGeneration(id: string, deps: { db: Database }): Promise<GenerationRecord | null> {
+  const t = await deps.db.generations();
+  const [raw] = await deps.db.query(`SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("id")}::text = $1`, id);
+  return raw === undefined ? null : t.decode(raw);
 }

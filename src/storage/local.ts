@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The local provider: key "a/b/c.png" is the file <root>/a/b/c.png.
 //
@@ -128,7 +128,7 @@ class LocalStorage implements Storage {
     return found && infoOf(key, found.sidecar, found.stat);
   }
 
-  async get(key: string): Promise<Readable> {
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const file = this.fileFor(key);
     const handle = await fs.open(file, "r").catch((error: NodeJS.ErrnoException) => {
       if (isMissing(error)) throw new ObjectNotFoundError(key, this.where, error);
@@ -138,7 +138,12 @@ class LocalStorage implements Storage {
       await handle.close();
       throw new ObjectNotFoundError(key, this.where);
     }
-    return handle.createReadStream();
+    return handle.createReadStream(options.range && { start: options.range.start, end: options.range.end });
+  }
+
+  /** Local objects have no URL of their own: the caller serves the file. */
+  async downloadUrl(): Promise<undefined> {
+    return undefined;
   }
 
   async delete(key: string): Promise<void> {

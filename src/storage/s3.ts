@@ -18,12 +18,13 @@ import {
   type PutObjectCommandOutput,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Readable } from "node:stream";
 import type { StorageConfig } from "../config.ts";
 import { contentTypeFor } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { CopyOptions, DeleteFailure, ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { CopyOptions, DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The S3 provider, for AWS and any S3-compatible service (R2, MinIO, Swift, moto...).
 // Every SDK failure becomes a StorageError here, naming the bucket and key; failures of a
@@ -220,13 +221,25 @@ class S3Storage implements Storage {
     };
   }
 
-  async get(key: string): Promise<Readable> {
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const range = options.range && `bytes=${options.range.start}-${options.range.end}`;
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
       return out.Body as Readable;
     } catch (error) {
       if (errorName(error) === "NoSuchKey") throw new ObjectNotFoundError(key, this.where, error);
       throw this.fail("read", key, error);
+    }
+  }
+
+  /** A presigned GET: signed here with the client's credentials, no request made. */
+  async downloadUrl(key: string, options: { expiresInSeconds: number }): Promise<string> {
+    try {
+      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        expiresIn: options.expiresInSeconds,
+      });
+    } catch (error) {
+      throw this.fail("sign a URL for", key, error);
     }
   }
 

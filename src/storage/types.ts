@@ -33,6 +33,14 @@ export interface CopyOptions {
   source?: { size: number; etag: string };
 }
 
+export interface GetOptions {
+  /**
+   * Only these bytes: offsets from the start, end included (as in an HTTP Range). The caller
+   * keeps them within the object (start <= end < size, from head).
+   */
+  range?: { start: number; end: number };
+}
+
 /** A key deleteMany could not delete, and why. */
 export interface DeleteFailure {
   key: string;
@@ -55,8 +63,14 @@ export interface Storage {
   copy(sourceKey: string, targetKey: string, options?: CopyOptions): Promise<ObjectInfo>;
   /** Metadata of key, or undefined when there is no such object. */
   head(key: string): Promise<ObjectInfo | undefined>;
-  /** Reads an object as a stream; throws ObjectNotFoundError when missing. */
-  get(key: string): Promise<Readable>;
+  /** Reads an object (or a range of it) as a stream; throws ObjectNotFoundError when missing. */
+  get(key: string, options?: GetOptions): Promise<Readable>;
+  /**
+   * A URL from which a browser can GET key directly for the next expiresInSeconds (S3: a
+   * presigned GET), or undefined when the provider has none (local: the caller streams it).
+   * Nothing is checked or fetched: a missing key gives a URL that answers 404.
+   */
+  downloadUrl(key: string, options: { expiresInSeconds: number }): Promise<string | undefined>;
   /** Deletes key; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /**

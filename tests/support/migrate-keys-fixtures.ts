@@ -43,7 +43,8 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
       return storage.copy(source, target, options);
     },
     head: (key) => storage.head(key),
-    get: (key) => storage.get(key),
+    get: (key, options) => storage.get(key, options),
+    downloadUrl: (key, options) => storage.downloadUrl(key, options),
     delete: (key) => storage.delete(key),
     deleteMany: async (keys) => {
       const refused = keys.filter((key) => refusedDeletes.has(key));

@@ -27,7 +27,22 @@ export async function tempDir(prefix = "genstore-pipeline-"): Promise<string> {
 
 /** A local storage in a temp folder, or an S3 storage on a fresh moto bucket; closed when the test ends. */
 export async function testStorage(kind: StorageKind): Promise<Storage> {
-  if (kind === "local") return createLocalStorage(path.join(await tempDir(), "storage"));
+  const { storage, cleanup } = await createTestStorage(kind);
+  onTestFinished(cleanup);
+  return storage;
+}
+
+/** The same, for a whole file (beforeAll): the caller runs cleanup. */
+export async function createTestStorage(
+  kind: StorageKind,
+): Promise<{ storage: Storage; cleanup: () => Promise<void> }> {
+  if (kind === "local") {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "genstore-pipeline-"));
+    return {
+      storage: createLocalStorage(path.join(dir, "storage")),
+      cleanup: () => fs.rm(dir, { recursive: true, force: true }),
+    };
+  }
   const config: S3StorageConfig = {
     provider: "aws",
     bucket: `genstore-pipeline-${randomBytes(6).toString("hex")}`,
@@ -38,8 +53,7 @@ export async function testStorage(kind: StorageKind): Promise<Storage> {
   };
   const client = createS3Client(config, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
   await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
-  onTestFinished(() => client.destroy());
-  return createS3Storage(config, client, { partSize: 5 * MiB });
+  return { storage: createS3Storage(config, client, { partSize: 5 * MiB }), cleanup: async () => client.destroy() };
 }
 
 /** A prediction as Replicate sends it; `overrides` replace top-level fields. */
