@@ -1,13 +1,17 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { genstore } from "./support/cli.ts";
+import { promisify } from "node:util";
+import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { pgliteTemplate } from "./support/db.ts";
 
 // Runs the real binary, as an operator would, with colour off.
+
+const run = promisify(execFile);
 
 /** A GENSTORE_HOME whose embedded database is already made (initdb takes seconds). */
 async function home(rows: { id: string; prompt: string }[] = []) {
@@ -60,6 +64,24 @@ describe("genstore (the binary)", () => {
     const table = await genstore(["list"], { GENSTORE_HOME: dir });
     expect(table.stdout).toContain("edited*");
     expect(table.stdout).not.toContain("\x1b[");
+  });
+
+  it("writes no colour into a file that stdout is redirected to from a terminal, and colours stderr there", async () => {
+    const dir = await home([{ id: "g1", prompt: "a fox" }]);
+    const file = path.join(dir, "out.txt");
+    // script(1) runs the command on a pseudo-terminal: stderr is a terminal, stdout the file.
+    const shell = (args: string) => `'${process.execPath}' '${bin}' ${args}`;
+    const { NO_COLOR: _, FORCE_COLOR: __, ...env } = cleanEnv({ GENSTORE_HOME: dir, TERM: "xterm-256color" });
+    const { stdout: terminal } = await run(
+      "script",
+      ["-qec", `${shell(`list > '${file}'`)}; ${shell(`list --limit 0 >> '${file}'`)}; exit 0`, "/dev/null"],
+      { env },
+    );
+    const written = await readFile(file, "utf8");
+    expect(written).toContain("g1");
+    expect(written).not.toContain("\x1b[");
+    expect(terminal).toContain("\x1b[31merror:");
+    expect(terminal).toContain("Invalid option: --limit");
   });
 
   it("backfills old rows through the binary, after a dry run that changes nothing", async () => {

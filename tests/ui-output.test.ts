@@ -2,6 +2,7 @@ import { PassThrough } from "node:stream";
 import { text } from "node:stream/consumers";
 import { describe, expect, it } from "vitest";
 import { Output, hasUsableWidth } from "../src/ui/output.ts";
+import { renderGenerationTable } from "../src/ui/table.ts";
 
 /** A stream that says it is a terminal of the given width, collecting what is written. */
 function terminal(columns: number | undefined) {
@@ -49,3 +50,59 @@ describe("progress on a terminal", () => {
     expect(await text(stderr)).toContain("Finished");
   });
 });
+
+/** A stream that is (or is not) a terminal, collecting what is written. */
+function stream(tty: boolean) {
+  return tty ? terminal(80) : (new PassThrough() as unknown as NodeJS.WriteStream & PassThrough);
+}
+
+const ANSI = { test: (text: string) => text.includes("\x1b[") };
+
+describe("colour follows the stream it is written to", () => {
+  it.each([
+    // stdout tty, stderr tty, env, --no-color → stdout coloured, stderr coloured
+    ["`genstore list > out.txt` from a terminal", false, true, {}, undefined, false, true],
+    ["`genstore list 2> err.txt` from a terminal", true, false, {}, undefined, true, false],
+    ["both on a terminal", true, true, {}, undefined, true, true],
+    ["both redirected", false, false, {}, undefined, false, false],
+    ["NO_COLOR on a terminal", true, true, { NO_COLOR: "1" }, undefined, false, false],
+    ["an empty NO_COLOR is not set", true, true, { NO_COLOR: "" }, undefined, true, true],
+    ["--no-color on a terminal", true, true, {}, false, false, false],
+    ["FORCE_COLOR into files", false, false, { FORCE_COLOR: "1" }, undefined, true, true],
+    ["FORCE_COLOR=0 on a terminal", true, true, { FORCE_COLOR: "0" }, undefined, false, false],
+    ["NO_COLOR wins over FORCE_COLOR", false, false, { NO_COLOR: "1", FORCE_COLOR: "1" }, undefined, false, false],
+    ["--no-color wins over FORCE_COLOR", true, true, { FORCE_COLOR: "3" }, false, false, false],
+    ["TERM=dumb on a terminal", true, true, { TERM: "dumb" }, undefined, false, false],
+  ] as const)("%s", async (_, outTTY, errTTY, env, color, outColoured, errColoured) => {
+    const stdout = stream(outTTY);
+    const stderr = stream(errTTY);
+    const output = new Output({ stdout, stderr, env, color });
+    output.print(renderGenerationTable([row], output));
+    output.error("something failed", "a hint");
+    stdout.end();
+    stderr.end();
+    const [out, err] = await Promise.all([text(stdout), text(stderr)]);
+    expect(out).toContain("succeeded");
+    expect(ANSI.test(out), `stdout: ${JSON.stringify(out.slice(0, 80))}`).toBe(outColoured);
+    expect(ANSI.test(err), `stderr: ${JSON.stringify(err)}`).toBe(errColoured);
+  });
+});
+
+const row = {
+  id: "g1",
+  userId: "u1",
+  prompt: "a fox",
+  status: "succeeded",
+  replicateId: "abc",
+  imageUrls: [],
+  storageProvider: "local",
+  storageBucket: "/tmp",
+  storageKeys: [],
+  operationType: "generation",
+  storageContext: "generated",
+  metadata: {},
+  createdAt: new Date("2026-11-30T12:00:00Z"),
+  updatedAt: new Date("2026-11-30T12:00:00Z"),
+  completedAt: null,
+  error: null,
+};

@@ -98,7 +98,10 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       log: (line, level) => {
         if (level === "debug") output.debug(`${time()} ${line}`);
         else if (level === "info") output.info(`${time()} ${line}`);
-        else output.info(`${time()} ${level === "error" ? output.color.red(line) : output.color.yellow(line)}`);
+        else
+          output.info(
+            `${time()} ${level === "error" ? output.stderrColor.red(line) : output.stderrColor.yellow(line)}`,
+          );
       },
       onListening: ({ url, webhookUrl }) => {
         output.print(webhookUrl);

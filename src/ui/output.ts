@@ -2,7 +2,9 @@ import { Chalk, type ChalkInstance } from "chalk";
 import { loadOra } from "../lazy.ts";
 
 // All chatter goes to stderr; stdout carries only data (a table for people, one JSON
-// document with --json). Colour follows NO_COLOR / FORCE_COLOR / --no-color and the TTY.
+// document with --json). Each stream has its own colour level, decided from --no-color,
+// NO_COLOR, FORCE_COLOR and whether that stream is a terminal: `genstore list > out.txt`
+// run from a terminal writes a plain table into the file and may still colour its errors.
 
 export interface OutputOptions {
   json?: boolean;
@@ -24,7 +26,10 @@ export interface Progress {
 export class Output {
   readonly json: boolean;
   readonly verbose: boolean;
-  readonly color: ChalkInstance;
+  /** Colours for what goes to stdout (tables, summaries). */
+  readonly stdoutColor: ChalkInstance;
+  /** Colours for what goes to stderr (messages, warnings, errors). */
+  readonly stderrColor: ChalkInstance;
   readonly interactive: boolean;
   private readonly out: NodeJS.WritableStream;
   private readonly err: NodeJS.WritableStream;
@@ -35,9 +40,9 @@ export class Output {
     this.err = options.stderr ?? process.stderr;
     this.json = options.json ?? false;
     this.verbose = options.verbose ?? false;
-    const errTTY = (this.err as NodeJS.WriteStream).isTTY === true;
-    this.interactive = errTTY && !this.json && env.CI === undefined;
-    this.color = new Chalk({ level: colorLevel(options.color, env, errTTY) });
+    this.interactive = isTTY(this.err) && !this.json && env.CI === undefined;
+    this.stdoutColor = new Chalk({ level: colorLevel(options.color, env, this.out) });
+    this.stderrColor = new Chalk({ level: colorLevel(options.color, env, this.err) });
   }
 
   /** Data for people (a table, a summary line) on stdout; suppressed with --json. */
@@ -55,20 +60,20 @@ export class Output {
   }
 
   success(text: string): void {
-    this.info(`${this.color.green("✔")} ${text}`);
+    this.info(`${this.stderrColor.green("✔")} ${text}`);
   }
 
   warn(text: string): void {
-    this.err.write(`${this.color.yellow("warning:")} ${text}\n`);
+    this.err.write(`${this.stderrColor.yellow("warning:")} ${text}\n`);
   }
 
   error(text: string, hint?: string): void {
-    this.err.write(`${this.color.red("error:")} ${text}\n`);
-    if (hint) this.err.write(`${this.color.dim(hint)}\n`);
+    this.err.write(`${this.stderrColor.red("error:")} ${text}\n`);
+    if (hint) this.err.write(`${this.stderrColor.dim(hint)}\n`);
   }
 
   debug(text: string): void {
-    if (this.verbose) this.err.write(`${this.color.dim(text)}\n`);
+    if (this.verbose) this.err.write(`${this.stderrColor.dim(text)}\n`);
   }
 
   /**
@@ -98,10 +103,27 @@ export function hasUsableWidth(stream: NodeJS.WritableStream): boolean {
   return columns === undefined || (Number.isFinite(columns) && columns > 0);
 }
 
-function colorLevel(flag: boolean | undefined, env: Record<string, string | undefined>, tty: boolean): 0 | 1 | 2 | 3 {
+function isTTY(stream: NodeJS.WritableStream): boolean {
+  return (stream as Partial<NodeJS.WriteStream>).isTTY === true;
+}
+
+/**
+ * The colour level of one stream: none with --no-color or a non-empty NO_COLOR
+ * (no-color.org); else FORCE_COLOR's level when set (0/false none, 2 and 3 more colours,
+ * anything else basic); else basic colours on a terminal that is not TERM=dumb.
+ */
+export function colorLevel(
+  flag: boolean | undefined,
+  env: Record<string, string | undefined>,
+  stream: NodeJS.WritableStream,
+): 0 | 1 | 2 | 3 {
   if (flag === false || (env.NO_COLOR !== undefined && env.NO_COLOR !== "")) return 0;
-  if (env.FORCE_COLOR !== undefined) return env.FORCE_COLOR === "0" ? 0 : 1;
-  return tty ? 1 : 0;
+  const forced = env.FORCE_COLOR;
+  if (forced !== undefined) {
+    if (forced === "0" || forced === "false") return 0;
+    return forced === "2" ? 2 : forced === "3" ? 3 : 1;
+  }
+  return isTTY(stream) && env.TERM !== "dumb" ? 1 : 0;
 }
 
 /** BigInt (sizes) and Dates become JSON-friendly. */

@@ -23,7 +23,9 @@ export function reportEvent(output: Output, progress: Progress): (event: Recover
     if (event.type === "item") {
       progress.update(`Recovering: ${event.done}/${event.total} predictions…`);
       if (isFailedState(event.item.state))
-        output.info(`${output.color.red("✖")} ${event.item.predictionId}: ${event.item.message ?? event.item.state}`);
+        output.info(
+          `${output.stderrColor.red("✖")} ${event.item.predictionId}: ${event.item.message ?? event.item.state}`,
+        );
       for (const warning of event.item.warnings) output.warn(`${event.item.predictionId}: ${warning}`);
     }
     if (event.type === "waiting") {
@@ -112,8 +114,8 @@ function stateLabel(item: RecoverItem, output: Output): string {
         : item.state === "planned"
           ? planned
           : item.state;
-  if (isFailedState(item.state)) return output.color.red(label);
-  if (item.state === "stored" || item.state === "unchanged") return output.color.green(label);
+  if (isFailedState(item.state)) return output.stdoutColor.red(label);
+  if (item.state === "stored" || item.state === "unchanged") return output.stdoutColor.green(label);
   return label;
 }
 

@@ -5,7 +5,7 @@ import type { Output } from "./output.ts";
 
 export function renderTable(head: string[], rows: string[][], output: Output): string {
   const table = new Table({
-    head: head.map((h) => output.color.bold(h)),
+    head: head.map((h) => output.stdoutColor.bold(h)),
     style: { head: [], border: [] },
     wordWrap: false,
   });
@@ -35,9 +35,9 @@ export function renderGenerationTable(rows: GenerationRecord[], output: Output):
 }
 
 function statusColor(status: string, output: Output): string {
-  if (status === "succeeded") return output.color.green(status);
-  if (status === "failed" || status === "aborted") return output.color.red(status);
-  if (status === "canceled") return output.color.yellow(status);
+  if (status === "succeeded") return output.stdoutColor.green(status);
+  if (status === "failed" || status === "aborted") return output.stdoutColor.red(status);
+  if (status === "canceled") return output.stdoutColor.yellow(status);
   return status;
 }
 
