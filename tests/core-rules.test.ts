@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseDateInput } from "../src/core/dates.ts";
+import { isRelativeDate, parseDateInput, parseDuration } from "../src/core/dates.ts";
 import { unsafeSegmentReason } from "../src/core/ids.ts";
 import { extensionFor, parseContextKey, parseLegacyKey, storageKeyFor, thumbnailKeyFor } from "../src/core/keys.ts";
 import { detectOperation, resolveOperation } from "../src/core/operation.ts";
@@ -127,8 +127,51 @@ describe("parseDateInput", () => {
   ])("%s → %s", (text, iso) => {
     expect(parseDateInput(text, now)?.toISOString()).toBe(iso);
   });
-  it.each(["yesterday", "2026-13-45", "7 days", "", "99999999999d", "9999999999999999w"])("refuses %j", (text) => {
-    expect(parseDateInput(text, now)).toBeUndefined();
+  it.each(["yesterday", "2026-13-45", "7 days", "", "5", "-1d", "99999999999d", "9999999999999999w", "100000000w"])(
+    "refuses %j",
+    (text) => {
+      expect(parseDateInput(text, now)).toBeUndefined();
+    },
+  );
+});
+
+describe("parseDuration (every flag and variable that takes a duration)", () => {
+  it.each([
+    ["500ms", {}, 500],
+    ["5s", {}, 5_000],
+    ["0.5s", {}, 500],
+    [" 10s ", {}, 10_000],
+    ["10 s", {}, 10_000],
+    ["2m", {}, 120_000],
+    ["1.5h", {}, 5_400_000],
+    ["7d", {}, 604_800_000],
+    ["2w", {}, 1_209_600_000],
+    ["0s", {}, 0],
+    ["5", { bareUnit: "s" }, 5_000],
+    ["1.5", { bareUnit: "s" }, 1_500],
+    ["7", { bareUnit: "d" }, 604_800_000],
+    ["5", {}, undefined],
+    ["-1s", {}, undefined],
+    ["5S", {}, undefined],
+    ["7 days", {}, undefined],
+    ["1y", {}, undefined],
+    ["soon", { bareUnit: "s" }, undefined],
+    ["", { bareUnit: "s" }, undefined],
+    ["1e3s", {}, undefined],
+    ["99999999999999999999w", {}, undefined],
+  ] as const)("%j %j → %s", (text, options, expected) => {
+    expect(parseDuration(text, options)).toBe(expected);
+  });
+
+  it.each([
+    ["24h", true],
+    ["7d", true],
+    ["500ms", true],
+    ["2026-11-20", false],
+    ["2026-11-20T10:30:00Z", false],
+    [undefined, false],
+  ] as const)("%j is a date relative to now: %s", (text, relative) => {
+    expect(isRelativeDate(text)).toBe(relative);
   });
 });
 

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import {
-  parseIntervalMs,
   predictionIdProblem,
   predictionsSince,
   recoverExitCode,
@@ -25,23 +24,6 @@ describe("predictionIdProblem", () => {
     ["GM3QORZDHGBF", "has capital letters (Replicate ids are lowercase)"],
     ["abc-def", "may only contain lowercase letters and digits"],
   ])("%j → %s", (id, expected) => expect(predictionIdProblem(id)).toBe(expected));
-});
-
-describe("parseIntervalMs", () => {
-  it.each([
-    ["5s", 5_000],
-    ["5", 5_000],
-    ["500ms", 500],
-    ["2m", 120_000],
-    ["1h", 3_600_000],
-    ["0.5s", 500],
-    [" 10s ", 10_000],
-    ["0s", undefined],
-    ["-1s", undefined],
-    ["5d", undefined],
-    ["soon", undefined],
-    ["", undefined],
-  ])("%j → %s", (text, expected) => expect(parseIntervalMs(text)).toBe(expected));
 });
 
 describe("predictionsSince (one page, newest first)", () => {

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
-import { parseDateInput } from "../core/dates.ts";
-import { parseIntervalMs } from "../core/recover-plan.ts";
+import { parseDateInput, parseDuration } from "../core/dates.ts";
 import { checkRecoverInput, runRecover } from "../jobs/recover.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import { replicateClientFromConfig } from "../replicate/client.ts";
@@ -54,7 +53,7 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
       watch: z.boolean().optional(),
       interval: z
         .string()
-        .refine((v) => parseIntervalMs(v) !== undefined, "must be a duration such as 5s, 500ms or 1m"),
+        .refine((v) => (parseDuration(v, { bareUnit: "s" }) ?? 0) > 0, "must be a duration such as 5s, 500ms or 1m"),
       dryRun: z.boolean().optional(),
       user: z.string().optional(),
       concurrency: z.coerce
@@ -70,7 +69,7 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
     pending: parsed.pending,
     since: parsed.since === undefined ? undefined : parseDateInput(parsed.since),
     watch: parsed.watch,
-    intervalMs: parseIntervalMs(parsed.interval),
+    intervalMs: parseDuration(parsed.interval, { bareUnit: "s" }),
     dryRun: parsed.dryRun,
     user: parsed.user,
     concurrency: parsed.concurrency,

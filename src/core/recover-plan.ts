@@ -1,5 +1,4 @@
-// The rules of `genstore recover` that need no I/O: which ids are acceptable, how long
-// --interval is, which listed predictions fall in --since, which are orphans, what each
+// The rules of `genstore recover` that need no I/O: which ids are acceptable, which listed predictions fall in --since, which are orphans, what each
 // item's state means, the summary line and the exit code.
 import type { Prediction } from "./prediction.ts";
 import type { Status } from "./status.ts";
@@ -15,16 +14,6 @@ export function predictionIdProblem(id: string): string | undefined {
   if (/[A-Z]/.test(id) && PREDICTION_ID.test(id.toLowerCase()))
     return "has capital letters (Replicate ids are lowercase)";
   return "may only contain lowercase letters and digits";
-}
-
-const INTERVAL_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
-
-/** "5s", "500ms", "2m", "1h", or a plain number of seconds, as milliseconds; undefined when not one. */
-export function parseIntervalMs(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const ms = Number(match[1]) * INTERVAL_UNITS[match[2] ?? "s"]!;
-  return Number.isFinite(ms) && ms > 0 ? Math.round(ms) : undefined;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { isRelativeDate } from "../core/dates.ts";
 import { contextFromOperationSql, OPERATION_TYPES, operationFromPromptSql } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { Interrupted, UserError } from "../errors.ts";
@@ -76,7 +77,7 @@ export function backfillCursorName(input: Pick<BackfillInput, "userId" | "since"
 
 /** A --since that is a duration back from now (24h, 7d) rather than a date. */
 function isRelativeSince(text: string | undefined): boolean {
-  return text !== undefined && /^\d+\s*[smhdw]$/.test(text.trim());
+  return isRelativeDate(text);
 }
 
 export async function runBackfill(input: BackfillInput, deps: BackfillDeps): Promise<BackfillResult> {
