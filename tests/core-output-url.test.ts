@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { addressAllowed, checkOutputUrl, isPrivateAddress, parseAllowEntry } from "../src/core/output-url.ts";
+import {
+  addressAllowed,
+  answerKind,
+  checkOutputUrl,
+  isPrivateAddress,
+  parseAllowEntry,
+} from "../src/core/output-url.ts";
 
 const DEFAULT = ["replicate.delivery"];
 const TESTS = ["replicate.delivery", "127.0.0.1:4567"];
@@ -140,5 +146,34 @@ describe("addressAllowed", () => {
     const result = addressAllowed(ip, entry, allowed);
     expect(result.ok).toBe(expected);
     if (!result.ok) expect(result.reason).toMatch(/private address/);
+  });
+});
+
+describe("answerKind (what a download does with an HTTP status)", () => {
+  it.each([
+    [200, "ok"],
+    [206, "ok"],
+    [301, "redirect"],
+    [302, "redirect"],
+    [303, "redirect"],
+    [307, "redirect"],
+    [308, "redirect"],
+    [304, "fail"],
+    [404, "expired"],
+    [410, "expired"],
+    [400, "fail"],
+    [401, "fail"],
+    [403, "fail"],
+    [408, "retry"],
+    [425, "retry"],
+    [429, "retry"],
+    [500, "retry"],
+    [502, "retry"],
+    [503, "retry"],
+    [504, "retry"],
+    [599, "retry"],
+    [100, "fail"],
+  ] as const)("%i → %s", (status, kind) => {
+    expect(answerKind(status)).toBe(kind);
   });
 });

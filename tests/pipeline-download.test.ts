@@ -23,11 +23,10 @@ function policy(hostEntry: string, overrides: Partial<DownloadPolicy> = {}): Dow
   return {
     allowedHosts: [hostEntry],
     maxBytes: 10_000_000,
-    baseDelayMs: 10,
-    maxDelayMs: 3_000,
     headersTimeoutMs: 2_000,
     idleTimeoutMs: 1_000,
     ...overrides,
+    retry: { baseDelayMs: 10, maxDelayMs: 3_000, ...overrides.retry },
   };
 }
 
@@ -227,7 +226,7 @@ describe("openDownload: answers, retries and limits", () => {
   it("gives up after the last attempt with a retryable error", async () => {
     const s = await server();
     const url = s.url("/flaky/10/503/a.png");
-    const error = await failure(openDownload(url, policy(s.hostEntry, { attempts: 3 })));
+    const error = await failure(openDownload(url, policy(s.hostEntry, { retry: { maxAttempts: 3 } })));
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect((error as OutputUnavailableError).retryable).toBe(true);
     expect(error.message).toBe(`Could not download output ${url}: it answered 503 3 times.`);
@@ -260,7 +259,7 @@ describe("openDownload: answers, retries and limits", () => {
   it("retries a refused connection, then reports it", async () => {
     const port = await freePort();
     const error = await failure(
-      openDownload(`http://127.0.0.1:${port}/a.png`, policy(`127.0.0.1:${port}`, { attempts: 2 })),
+      openDownload(`http://127.0.0.1:${port}/a.png`, policy(`127.0.0.1:${port}`, { retry: { maxAttempts: 2 } })),
     );
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect(error.message).toMatch(/ECONNREFUSED \(after 2 attempts\)/);
@@ -269,7 +268,10 @@ describe("openDownload: answers, retries and limits", () => {
   it("times out a server that never answers, retrying it", async () => {
     const s = await server();
     const error = await failure(
-      openDownload(s.url("/no-headers/a.png"), policy(s.hostEntry, { attempts: 2, headersTimeoutMs: 200 })),
+      openDownload(
+        s.url("/no-headers/a.png"),
+        policy(s.hostEntry, { retry: { maxAttempts: 2 }, headersTimeoutMs: 200 }),
+      ),
     );
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect(error.message).toMatch(/no answer within 0\.2 s \(after 2 attempts\)/);

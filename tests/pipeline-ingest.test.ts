@@ -219,7 +219,7 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
     const { db, storage, deps, server } = await setup(kind);
     const flaky = server.url("/flaky/2/503/out-1.png");
     const prediction = makePrediction({ output: [server.url("/png/out-0.png"), flaky] });
-    const quick = { ...deps, download: { ...deps.download, attempts: 2 } };
+    const quick = { ...deps, download: { ...deps.download, retry: { ...deps.download?.retry, maxAttempts: 2 } } };
     const error = await ingest(quick, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OutputUnavailableError);
     expect((error as OutputUnavailableError).retryable).toBe(true);

@@ -134,10 +134,11 @@ describe("getPrediction", () => {
     const error = await caught(c.getPrediction("abc"));
     expect(error.kind).toBe("rate-limited");
     expect(error.message).toBe(
-      "The Replicate API kept throttling prediction abc (HTTP 429 after 5 attempts over 4.0s).",
+      "The Replicate API kept throttling prediction abc (HTTP 429 after 5 attempts over 8.0s).",
     );
     expect(error.exitCode).toBe(6);
-    expect(waits).toEqual([1_000, 1_000, 1_000, 1_000]);
+    // Retry-After (1 s) is a minimum: the backoff's longer waits are kept.
+    expect(waits).toEqual([1_000, 1_000, 2_000, 4_000]);
     // Not multiplied by the package's own 5 extra calls.
     expect(api.requests).toHaveLength(5);
   });

@@ -1,16 +1,11 @@
 import { describe, expect, it } from "vitest";
-import {
-  createDeliveryQueue,
-  searchParamsFrom,
-  storedQueryFrom,
-  type NewDelivery,
-  type RetryPolicy,
-} from "../src/webhook/queue.ts";
+import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type NewDelivery } from "../src/webhook/queue.ts";
+import { BACKOFF, type BackoffPolicy } from "../src/core/backoff.ts";
 import { createDeliveryWorker } from "../src/webhook/worker.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import { waitFor } from "./support/webhook-deliveries.ts";
 
-const fastRetries: RetryPolicy = { maxAttempts: 3, backoffMs: () => 0 };
+const fastRetries: BackoffPolicy = { ...BACKOFF.delivery, maxAttempts: 3, baseDelayMs: 0 };
 const delivery = (id: string, predictionId = `p_${id}`) => ({
   id,
   predictionId,
@@ -98,7 +93,7 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
 
   it("retries a failed attempt after its backoff and marks it failed after the last, keeping the error", async () => {
     const { db } = await createTestDatabase(kind);
-    const queue = createDeliveryQueue(db, { maxAttempts: 2, backoffMs: () => 200 });
+    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 2, baseDelayMs: 200 });
     await queue.enqueue(delivery("m1"));
     const [one] = await queue.claim(1, 60_000);
     expect(await queue.fail(one!, "S3 unreachable")).toMatchObject({ state: "retry" });
@@ -122,7 +117,7 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
 
   it("marks failed a delivery whose worker died during its last attempt", async () => {
     const { db } = await createTestDatabase(kind);
-    const queue = createDeliveryQueue(db, { maxAttempts: 1, backoffMs: () => 0 });
+    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 1 });
     await queue.enqueue(delivery("m1"));
     await queue.claim(1, 50);
     await new Promise((r) => setTimeout(r, 100));

@@ -1,5 +1,6 @@
-// Which output URLs genstore may download from, and which resolved addresses it may connect
-// to. Pure rules; the downloader resolves DNS and calls addressAllowed for every address.
+// Which output URLs genstore may download from, which resolved addresses it may connect
+// to, and what a download does with each HTTP answer. Pure rules; the downloader
+// (src/pipeline/download.ts) resolves DNS and calls addressAllowed for every address.
 //
 // Allow-list entries (GENSTORE_OUTPUT_HOSTS):
 //   "host"       admits host and its subdomains, over https on the default port (443) only.
@@ -192,4 +193,22 @@ export function addressAllowed(ip: string, hostEntryMatched: string, allowedHost
     ok: false,
     reason: `output host resolves to private address ${ip}, which is refused (only an explicit "host:port" allow-list entry may reach one)`,
   };
+}
+
+export type AnswerKind = "ok" | "redirect" | "expired" | "retry" | "fail";
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * What a download does with an HTTP status:
+ *   2xx → ok; 301/302/303/307/308 → redirect (checked again, followed by hand);
+ *   404/410 → expired (Replicate deleted the file: retrying cannot help);
+ *   408, 425, 429 and 5xx → retry with backoff (BACKOFF.download); anything else → fail.
+ */
+export function answerKind(status: number): AnswerKind {
+  if (status >= 200 && status < 300) return "ok";
+  if (REDIRECTS.has(status)) return "redirect";
+  if (status === 404 || status === 410) return "expired";
+  if (status === 408 || status === 425 || status === 429 || (status >= 500 && status < 600)) return "retry";
+  return "fail";
 }

@@ -5,8 +5,8 @@ import net from "node:net";
 import { Transform, pipeline, type Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describeUnknownBytes, SNIFF_BYTES, sniffMediaType, type SniffedType } from "../core/media-type.ts";
-import { addressAllowed, checkOutputUrl } from "../core/output-url.ts";
-import { answerKind, parseRetryAfter, retryDelay } from "../core/retry.ts";
+import { BACKOFF, backoffDelay, parseRetryAfter, type BackoffPolicy } from "../core/backoff.ts";
+import { addressAllowed, answerKind, checkOutputUrl } from "../core/output-url.ts";
 import {
   OutputError,
   OutputExpiredError,
@@ -26,8 +26,9 @@ import {
 //   - size limit: a Content-Length over maxBytes is refused before reading, and the bytes are
 //     counted while streaming (the body errors as soon as it passes maxBytes);
 //   - a deadline for connecting and receiving the headers, and an idle timeout on the body;
-//   - retries with exponential backoff and full jitter on 5xx, 408, 425, 429 (Retry-After
-//     honoured as a minimum) and network errors, but only before the body starts;
+//   - retries with BACKOFF.download on 5xx, 408, 425, 429 (Retry-After honoured as a
+//     minimum, and one longer than its longest wait gives up) and network errors, but only
+//     before the body starts;
 //   - 404/410 → OutputExpiredError. Every error is an OutputError (src/pipeline/errors.ts).
 
 export type Resolver = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
@@ -37,12 +38,8 @@ export interface DownloadPolicy {
   allowedHosts: string[];
   /** GENSTORE_MAX_OUTPUT_BYTES. */
   maxBytes: number;
-  /** Requests per URL, the first included (default 4). */
-  attempts?: number;
-  /** Backoff: first retry waits up to this (default 500 ms), doubling after. */
-  baseDelayMs?: number;
-  /** Longest single wait (default 10 s); a Retry-After longer than this gives up. */
-  maxDelayMs?: number;
+  /** Requests per URL and the waits between them (default BACKOFF.download); a Retry-After longer than maxDelayMs gives up. */
+  retry?: Partial<BackoffPolicy>;
   /** Connect and receive the response headers within this (default 30 s). */
   headersTimeoutMs?: number;
   /** Abort the body when no byte arrives for this long (default 30 s). */
@@ -70,12 +67,10 @@ export interface Download {
   requests: number;
 }
 
-type Policy = Required<Omit<DownloadPolicy, "resolve" | "onRetry">> & Pick<DownloadPolicy, "resolve" | "onRetry">;
+type Policy = Required<Omit<DownloadPolicy, "resolve" | "onRetry" | "retry">> &
+  Pick<DownloadPolicy, "resolve" | "onRetry"> & { retry: BackoffPolicy };
 
 const DEFAULTS = {
-  attempts: 4,
-  baseDelayMs: 500,
-  maxDelayMs: 10_000,
   headersTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,
   maxRedirects: 5,
@@ -102,6 +97,7 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
     ...definedOnly(policy),
     allowedHosts: policy.allowedHosts,
     maxBytes: policy.maxBytes,
+    retry: { ...BACKOFF.download, ...definedOnly(policy.retry ?? {}) },
   };
   let current = url;
   let redirects = 0;
@@ -123,10 +119,10 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
     } catch (error) {
       if (error instanceof OutputError || signal?.aborted) throw error;
       const reason = networkReason(error);
-      if (!isRetryableNetworkError(error) || attempt >= p.attempts) {
+      if (!isRetryableNetworkError(error) || attempt >= p.retry.maxAttempts) {
         throw new OutputUnavailableError(url, attempt > 1 ? `${reason} (after ${attempt} attempts)` : reason, error);
       }
-      await wait(url, attempt, retryDelay(attempt, p), reason, p, signal);
+      await wait(url, attempt, backoffDelay(p.retry, attempt), reason, p, signal);
       continue;
     }
     const { request, response } = answer;
@@ -149,14 +145,14 @@ export async function openDownload(url: string, policy: DownloadPolicy, signal?:
     if (kind === "retry") {
       const retryAfter = parseRetryAfter(headerValue(response.headers["retry-after"]));
       const reason = `it answered ${status}`;
-      if (attempt >= p.attempts) throw new OutputUnavailableError(url, `${reason} ${attempt} times`);
-      if (retryAfter !== undefined && retryAfter > p.maxDelayMs) {
+      if (attempt >= p.retry.maxAttempts) throw new OutputUnavailableError(url, `${reason} ${attempt} times`);
+      if (retryAfter !== undefined && retryAfter > p.retry.maxDelayMs) {
         throw new OutputUnavailableError(
           url,
-          `${reason} and asked to wait ${Math.ceil(retryAfter / 1000)} s (Retry-After), longer than the ${p.maxDelayMs / 1000} s genstore waits`,
+          `${reason} and asked to wait ${Math.ceil(retryAfter / 1000)} s (Retry-After), longer than the ${p.retry.maxDelayMs / 1000} s genstore waits`,
         );
       }
-      await wait(url, attempt, retryDelay(attempt, p, retryAfter), reason, p, signal);
+      await wait(url, attempt, backoffDelay(p.retry, attempt, { retryAfterMs: retryAfter }), reason, p, signal);
       continue;
     }
     const contentLength = parseLength(response.headers["content-length"]);

@@ -3,14 +3,7 @@ import type { Config } from "../config.ts";
 import { requireReplicateToken } from "../config.ts";
 import { parsePrediction, type Prediction } from "../core/prediction.ts";
 import { predictionsSince } from "../core/recover-plan.ts";
-import {
-  DEFAULT_RETRY_POLICY,
-  decideRetry,
-  isRetryableStatus,
-  type AttemptOutcome,
-  type RetryPolicy,
-} from "../core/replicate-retry.ts";
-import { parseRetryAfter } from "../core/retry.ts";
+import { BACKOFF, isRetryableStatus, nextRetry, parseRetryAfter, type BackoffPolicy } from "../core/backoff.ts";
 import {
   badResponse,
   rateLimited,
@@ -27,8 +20,8 @@ import {
 // which for a GET answered 429 or 5xx calls fetch again up to 5 more times *without waiting*
 // (its delay is a fraction of a millisecond, so its sleep is skipped), never reads Retry-After,
 // swallows network errors between attempts and throws an ApiError only for the last answer.
-// So the client gets a fetch that does the waiting itself (backoff with jitter, Retry-After,
-// a time budget) and remembers its final outcome per request: the package's extra calls
+// So the client gets a fetch that does the waiting itself (BACKOFF.api: backoff with jitter,
+// Retry-After as a minimum, a time budget) and remembers its final outcome per request: the package's extra calls
 // for the same request (same init object) get that outcome again without touching the
 // network. A 404 is not retried by either; it becomes `unknown-prediction`.
 
@@ -50,7 +43,7 @@ export interface ReplicateClientOptions {
   baseUrl: string;
   /** The transport (tests may pass one); default globalThis.fetch. */
   fetch?: FetchLike;
-  retry?: Partial<RetryPolicy>;
+  retry?: Partial<BackoffPolicy>;
   /** One attempt's time limit (default 30 s); a timeout is retried like a network error. */
   requestTimeoutMs?: number;
   onRetry?: (event: RetryEvent) => void;
@@ -72,7 +65,7 @@ export interface ReplicateApi {
 
 export function createReplicateClient(options: ReplicateClientOptions): ReplicateApi {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
-  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  const policy: BackoffPolicy = { ...BACKOFF.api, ...options.retry };
   const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const timeoutMs = options.requestTimeoutMs ?? 30_000;
   const sleep = options.sleep ?? abortableSleep;
@@ -98,10 +91,7 @@ export function createReplicateClient(options: ReplicateClientOptions): Replicat
       if (response && !isRetryableStatus(response.status)) return response;
       const retryAfterMs = response ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : undefined;
       if (retryAfterMs !== undefined) lastRetryAfter = retryAfterMs;
-      const outcome: AttemptOutcome = response
-        ? { kind: "response", status: response.status, retryAfterMs }
-        : { kind: "network" };
-      const decision = decideRetry(outcome, { attempt, waitedMs }, policy, random());
+      const decision = nextRetry(policy, { attempt, waitedMs }, { retryAfterMs, random: random() });
       if (!decision.retry) {
         await response?.body?.cancel().catch(() => {});
         if (!response) throw unreachable(baseUrl, failure, attempt);

@@ -6,6 +6,7 @@
 // Raw SQL on purpose: the claim needs FOR UPDATE SKIP LOCKED and ON CONFLICT DO NOTHING,
 // which Prisma's query API does not express. The SQL runs on PostgreSQL and PGlite alike.
 // Timestamps are written in UTC (`now() AT TIME ZONE 'UTC'`), as Prisma writes them.
+import { BACKOFF, backoffDelay, type BackoffPolicy } from "../core/backoff.ts";
 import type { Database } from "../db/client.ts";
 
 const NOW = `(now() AT TIME ZONE 'UTC')`;
@@ -46,18 +47,6 @@ export interface QueueCounts {
   failed: number;
 }
 
-export interface RetryPolicy {
-  /** Attempts before a delivery is marked failed (default 8). */
-  maxAttempts: number;
-  /** Delay before attempt n+1 after attempt n failed (default 5 s doubling, at most 10 min). */
-  backoffMs(attempt: number): number;
-}
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxAttempts: 8,
-  backoffMs: (attempt) => Math.min(5_000 * 2 ** Math.max(attempt - 1, 0), 10 * 60_000),
-};
-
 export interface DeliveryQueue {
   /** Inserts a delivery; a webhook-id seen before changes nothing and answers duplicate. */
   enqueue(delivery: NewDelivery): Promise<{ duplicate: boolean }>;
@@ -92,9 +81,10 @@ export interface DeliveryQueue {
   counts(): Promise<QueueCounts>;
 }
 
+/** The queue over db; a failed attempt is retried after `policy`'s backoff, until its attempts run out. */
 export function createDeliveryQueue(
   db: Pick<Database, "query">,
-  policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+  policy: BackoffPolicy = BACKOFF.delivery,
 ): DeliveryQueue {
   return {
     enqueue: createEnqueueBatcher(db),
@@ -159,7 +149,7 @@ export function createDeliveryQueue(
 
     async fail(delivery, error, options = {}) {
       const last = options.final === true || delivery.attempt >= policy.maxAttempts;
-      const delayMs = last ? 0 : policy.backoffMs(delivery.attempt);
+      const delayMs = last ? 0 : backoffDelay(policy, delivery.attempt);
       const rows = await db.query<{ lockedUntil: Date | string | null }>(
         `UPDATE "WebhookDelivery"
             SET state = $3, "lastError" = $4, "updatedAt" = ${NOW},

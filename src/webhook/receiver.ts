@@ -5,7 +5,8 @@ import type { Database } from "../db/client.ts";
 import { ConfigError, DatabaseError } from "../errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
-import { createDeliveryQueue, DEFAULT_RETRY_POLICY, type RetryPolicy } from "./queue.ts";
+import type { BackoffPolicy } from "../core/backoff.ts";
+import { createDeliveryQueue } from "./queue.ts";
 import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
@@ -23,7 +24,8 @@ export interface ServeWebhookInput {
   /** Claim lease (renewed while working); a crashed receiver's work is retried after it. */
   leaseMs?: number;
   pollIntervalMs?: number;
-  retry?: RetryPolicy;
+  /** Default BACKOFF.delivery. */
+  retry?: BackoffPolicy;
 }
 
 export interface ServeWebhookDeps {
@@ -44,7 +46,7 @@ export interface ServeWebhookResult {
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
-  const queue = createDeliveryQueue(deps.db, input.retry ?? DEFAULT_RETRY_POLICY);
+  const queue = createDeliveryQueue(deps.db, input.retry);
   const worker = createDeliveryWorker({
     queue,
     concurrency: input.concurrency,

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import net from "node:net";
 
-// moto_server (Python moto, see ../shared/NOTES-s3.md) on a free loopback port: one for the
+// moto_server (Python moto 5.2, `pip install 'moto[server]'`) on a free loopback port: one for the
 // whole test run (global-setup.ts), and one per benchmark that needs S3.
 
 export function freePort(): Promise<number> {
@@ -20,8 +20,12 @@ export interface MotoServer {
   stop(): void;
 }
 
-/** Starts moto_server and waits until it answers; rejects, with its stderr, when it does not within timeoutMs. */
-export async function startMotoServer(timeoutMs = 180_000): Promise<MotoServer> {
+/**
+ * Starts moto_server and waits until it answers, or rejects, with its stderr, when it exits
+ * first. On a busy machine the Python start alone can take a minute: the deadline is only
+ * a backstop for a server that hangs.
+ */
+export async function startMotoServer(deadlineMs = 5 * 60_000): Promise<MotoServer> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
@@ -29,9 +33,10 @@ export async function startMotoServer(timeoutMs = 180_000): Promise<MotoServer> 
   let failed: Error | undefined;
   child.stderr?.on("data", (chunk) => (stderr += chunk));
   child.once("error", (error) => (failed = error));
+  child.once("exit", (code, signal) => (failed ??= new Error(`it exited (${signal ?? code})`)));
   const stop = () => void child.kill("SIGTERM");
   process.once("exit", stop);
-  for (const deadline = Date.now() + timeoutMs; failed === undefined && Date.now() < deadline;) {
+  for (const deadline = Date.now() + deadlineMs; failed === undefined && Date.now() < deadline;) {
     try {
       await fetch(endpoint);
       return { endpoint, stop };
@@ -42,7 +47,7 @@ export async function startMotoServer(timeoutMs = 180_000): Promise<MotoServer> 
   stop();
   throw new Error(
     failed
-      ? `moto_server did not start: ${failed.message}`
-      : `moto_server did not answer at ${endpoint} within ${timeoutMs} ms:\n${stderr}`,
+      ? `moto_server did not start: ${failed.message}\n${stderr}`
+      : `moto_server did not answer at ${endpoint} within ${deadlineMs / 1000} s:\n${stderr}`,
   );
 }
