@@ -1,4 +1,7 @@
 import { describe, expect, it, onTestFinished } from "vitest";
+import { DatabaseError, describeError, StorageError } from "../src/errors.ts";
+import { IngestRefusedError, OutputExpiredError, OutputUnavailableError } from "../src/pipeline/errors.ts";
+import { ObjectExistsError } from "../src/storage/errors.ts";
 import type { IngestRequest, IngestResult, PipelineDeps } from "../src/pipeline/types.ts";
 import { runRecover, type RecoverDeps, type RecoverEvent, type RecoverInput } from "../src/jobs/recover.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
@@ -158,21 +161,32 @@ describe("runRecover with prediction ids", () => {
     expect(result.exitCode).toBe(7);
   });
 
-  it("maps the pipeline's refusals and failures to items", async () => {
-    const refusal = Object.assign(new Error("Refused prediction aaa: no userId."), { name: "IngestRefusedError" });
-    const { api, run } = await setup({
-      ingest: (r) => {
-        if (r.prediction.id === "aaa") throw refusal;
-        throw new Error("disk on fire");
+  it.each<[string, Error, string, number]>([
+    ["a refusal", new IngestRefusedError("aaa", "no userId"), "refused", 7],
+    ["an expired output", new OutputExpiredError("https://replicate.delivery/x/out-0.png", 404), "expired", 7],
+    ["a conflict at one key", new ObjectExistsError("generated/u1/g_0.png", "bucket b"), "failed", 7],
+    ["an output that could not be downloaded", new OutputUnavailableError("https://x/o.png", "503"), "failed", 7],
+    ["a bug", new Error("disk on fire"), "failed", 7],
+    [
+      "a bug that merely calls itself StorageError",
+      Object.assign(new Error("x"), { name: "StorageError" }),
+      "failed",
+      7,
+    ],
+    ["unusable storage", new StorageError("Cannot reach S3 at http://127.0.0.1:1."), "skipped", 5],
+    ["an unusable database", new DatabaseError("Cannot reach PostgreSQL at 127.0.0.1:1."), "skipped", 4],
+  ])("maps %s from the pipeline to its item and the exit code", async (_, error, state, exitCode) => {
+    const { api, run, calls } = await setup({
+      ingest: () => {
+        throw error;
       },
     });
     api.add(fakePrediction({ id: "aaa" }), fakePrediction({ id: "bbb" }));
     const result = await run({ ids: ["aaa", "bbb"], concurrency: 1 });
-    expect(result.items.map((i) => [i.state, i.message])).toEqual([
-      ["refused", "Unexpected error: IngestRefusedError: Refused prediction aaa: no userId."],
-      ["failed", "Unexpected error: Error: disk on fire"],
-    ]);
-    expect(result.exitCode).toBe(7);
+    expect(result.items[0]).toMatchObject({ state, message: describeError(error).message });
+    expect(result.exitCode).toBe(exitCode);
+    // A storage or database that became unusable stops the run: the next prediction is not started.
+    expect(calls).toHaveLength(state === "skipped" ? 1 : 2);
   });
 
   it("passes --dry-run to the pipeline and reports planned items", async () => {

@@ -10,11 +10,15 @@ import {
 } from "../core/recover-plan.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
 import type { Status } from "../core/status.ts";
-import { describeError, ExitCode, UserError } from "../errors.ts";
-import type { Arrival, IngestRequest, IngestResult, PipelineDeps } from "../pipeline/types.ts";
-import { abortableSleep, type ReplicateApi } from "../replicate/client.ts";
+import { setTimeout as sleepFor } from "node:timers/promises";
+import pLimit from "p-limit";
+import { DatabaseError, describeError, ExitCode, StorageError, UserError } from "../errors.ts";
+import { IngestRefusedError, OutputExpiredError } from "../pipeline/errors.ts";
+import type { Arrival, IngestFunction, IngestResult, PipelineDeps } from "../pipeline/types.ts";
+import type { ReplicateApi } from "../replicate/client.ts";
 import { ReplicateError } from "../replicate/errors.ts";
 import { knownPredictions, runningPredictions } from "../db/generations.ts";
+import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "../storage/errors.ts";
 
 // `genstore recover`: fetch predictions from Replicate and put each through the one
 // ingestion pipeline. Three ways to choose them: ids given by the operator, every row still
@@ -35,11 +39,9 @@ export interface RecoverInput {
   concurrency?: number;
 }
 
-export type IngestFn = (deps: PipelineDeps, request: IngestRequest) => Promise<IngestResult>;
-
 export interface RecoverDeps {
   replicate: ReplicateApi;
-  ingest: IngestFn;
+  ingest: IngestFunction;
   /** db, storage, download policy; its signal is the run's signal. */
   pipeline: PipelineDeps;
   signal?: AbortSignal;
@@ -112,9 +114,9 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
   const startedAt = Date.now();
   const mode = checkRecoverInput(input);
   const dryRun = input.dryRun === true;
-  const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
+  const limit = pLimit(input.concurrency ?? DEFAULT_CONCURRENCY);
   const signal = deps.signal ?? deps.pipeline.signal;
-  const sleep = deps.sleep ?? abortableSleep;
+  const sleep = deps.sleep ?? ((ms: number, signal?: AbortSignal) => sleepFor(ms, undefined, { signal }));
   const emit = deps.onEvent ?? (() => {});
 
   const items = new Map<string, RecoverItem>();
@@ -181,7 +183,8 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
   const runAll = async (targets: Target[]) => {
     for (const t of targets) if (!items.has(t.id)) items.set(t.id, blankItem(t.id, t.via));
     total += targets.length;
-    await pool(targets, concurrency, recoverOne, halted);
+    // Once the run is halted (Ctrl-C, or the API, database or storage became unusable), no new prediction starts.
+    await Promise.all(targets.map((target) => limit(() => (halted() ? undefined : recoverOne(target)))));
   };
 
   let listed: number | undefined;
@@ -360,12 +363,18 @@ function classify(error: unknown): Verdict {
     if (error.kind === "bad-response") return { state: "failed", message, hint };
     return { stop: "replicate", message, hint };
   }
-  const name = (error as { name?: string })?.name;
-  if (name === "DatabaseError") return { stop: "database", message, hint };
-  if (name === "StorageError") return { stop: "storage", message, hint };
-  if (name === "IngestRefusedError")
+  if (error instanceof DatabaseError) return { stop: "database", message, hint };
+  // A storage error about one object (already there, missing, a body cut short) concerns one prediction.
+  if (
+    error instanceof ObjectExistsError ||
+    error instanceof ObjectNotFoundError ||
+    error instanceof IncompleteBodyError
+  )
+    return { state: "failed", message, hint };
+  if (error instanceof StorageError) return { stop: "storage", message, hint };
+  if (error instanceof IngestRefusedError)
     return { state: "refused", message, hint: "Pass --user <userId> for predictions that name no user." };
-  if (name === "OutputExpiredError") return { state: "expired", message, hint };
+  if (error instanceof OutputExpiredError) return { state: "expired", message, hint };
   return { state: "failed", message, hint };
 }
 
@@ -381,18 +390,4 @@ function blankItem(predictionId: string, via: Arrival): RecoverItem {
     warnings: [],
     fetches: 0,
   };
-}
-
-/** Runs worker over items, at most `limit` at a time, taking no new item once stop() says so. */
-async function pool<T>(
-  items: T[],
-  limit: number,
-  worker: (item: T) => Promise<void>,
-  stop: () => boolean,
-): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length && !stop()) await worker(items[next++]!);
-  });
-  await Promise.all(lanes);
 }

@@ -40,6 +40,9 @@ export interface StoredObject {
   kind: "output" | "thumbnail";
 }
 
+/** The ingestion pipeline (ingestPrediction) as its callers take it: the webhook worker, `recover`, the route handler. */
+export type IngestFunction = (deps: PipelineDeps, request: IngestRequest) => Promise<IngestResult>;
+
 export interface IngestResult {
   predictionId: string;
   generationId: string;

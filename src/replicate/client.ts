@@ -1,3 +1,4 @@
+import { setTimeout as sleepFor } from "node:timers/promises";
 import Replicate from "replicate";
 import type { Config } from "../config.ts";
 import { requireReplicateToken } from "../config.ts";
@@ -68,7 +69,7 @@ export function createReplicateClient(options: ReplicateClientOptions): Replicat
   const policy: BackoffPolicy = { ...BACKOFF.api, ...options.retry };
   const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const timeoutMs = options.requestTimeoutMs ?? 30_000;
-  const sleep = options.sleep ?? abortableSleep;
+  const sleep = options.sleep ?? ((ms: number, signal?: AbortSignal) => sleepFor(ms, undefined, { signal }));
   const random = options.random ?? Math.random;
   const outcomes = new WeakMap<object, Promise<Response>>();
 
@@ -106,7 +107,12 @@ export function createReplicateClient(options: ReplicateClientOptions): Replicat
         reason: response ? `HTTP ${response.status}` : networkReasonShort(failure),
         delayMs: decision.delayMs,
       });
-      await sleep(decision.delayMs, signal);
+      try {
+        await sleep(decision.delayMs, signal);
+      } catch (error) {
+        signal?.throwIfAborted(); // the caller's reason, as when a request is aborted
+        throw error;
+      }
       waitedMs += decision.delayMs;
     }
   }
@@ -235,23 +241,4 @@ function networkReasonShort(error: unknown): string {
 
 function firstLine(text: string): string {
   return (text.split("\n")[0] ?? text).slice(0, 300);
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
-}
-
-export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

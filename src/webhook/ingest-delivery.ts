@@ -1,10 +1,8 @@
 // Turns a queued delivery into an ingestion-pipeline call, and its result into the words
 // of the delivery's log line.
 import { parsePrediction } from "../core/prediction.ts";
-import type { IngestRequest, IngestResult, PipelineDeps } from "../pipeline/types.ts";
+import type { IngestFunction, IngestResult, PipelineDeps } from "../pipeline/types.ts";
 import type { DeliveryProcessor } from "./worker.ts";
-
-export type IngestFunction = (deps: PipelineDeps, request: IngestRequest) => Promise<IngestResult>;
 
 export function createIngestProcessor(
   ingest: IngestFunction,

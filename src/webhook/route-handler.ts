@@ -13,7 +13,8 @@ import { ingestPrediction } from "../pipeline/ingest.ts";
 import { createStorage } from "../storage/index.ts";
 import type { Storage } from "../storage/types.ts";
 import { deliveryQueueFor, drainDeliveries, type DrainOptions } from "./drain.ts";
-import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
+import type { IngestFunction } from "../pipeline/types.ts";
+import { createIngestProcessor } from "./ingest-delivery.ts";
 import { searchParamsFrom } from "./queue.ts";
 import { MAX_BODY_BYTES, acceptDelivery, precheckDelivery } from "./accept-delivery.ts";
 
