@@ -1,8 +1,6 @@
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -15,6 +13,7 @@ import { createLocalStorage } from "../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig, type S3StorageOptions } from "../src/storage/s3.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { freePort } from "./support/moto.ts";
+import { NOT_IMPLEMENTED, queryOf, s3Proxy } from "./support/s3-proxy.ts";
 
 const endpoint = inject("s3Endpoint");
 const MiB = 1024 ** 2;
@@ -426,9 +425,10 @@ describe("aws storage", () => {
   it.each(modes)(
     "falls back to check-then-put when the server answers 501 to If-None-Match (checksums %s)",
     async (checksums) => {
-      const proxy = await refusingProxy(
-        endpoint,
-        (req) => req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD",
+      const proxy = await s3Proxy(endpoint, (req) =>
+        req.headers["if-none-match"] !== undefined && req.method !== "GET" && req.method !== "HEAD"
+          ? NOT_IMPLEMENTED
+          : undefined,
       );
       const storage = await s3Storage(checksums, {}, proxy.url);
       await storage.put("a/small.png", Buffer.from("first"), { ifNoneMatch: true });
@@ -464,9 +464,8 @@ describe("aws storage", () => {
   });
 
   it("deletes one key at a time when the server refuses DeleteObjects", async () => {
-    const proxy = await refusingProxy(
-      endpoint,
-      (req) => req.method === "POST" && new URL(req.url ?? "/", "http://x").searchParams.has("delete"),
+    const proxy = await s3Proxy(endpoint, (req) =>
+      req.method === "POST" && queryOf(req).has("delete") ? NOT_IMPLEMENTED : undefined,
     );
     const storage = await s3Storage("WHEN_REQUIRED", {}, proxy.url);
     const keys = ["a/1.png", "a/2.png", "b/3.png"];
@@ -527,49 +526,4 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
 
 function byUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/**
- * A pass-through to moto that answers 501 NotImplemented to the requests refuse picks, as
- * servers without a feature do (OpenStack Swift's S3 API and If-None-Match, for one).
- */
-async function refusingProxy(
-  target: string,
-  refuse: (req: http.IncomingMessage) => boolean,
-): Promise<{ url: string; refused: () => number }> {
-  let refused = 0;
-  const server = http.createServer(async (req, res) => {
-    const body = await buffer(req);
-    if (refuse(req)) {
-      refused++;
-      res.writeHead(501, { "content-type": "application/xml" });
-      res.end(
-        "<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>Not supported here.</Message></Error>",
-      );
-      return;
-    }
-    const upstream = await fetch(new URL(req.url ?? "/", target), {
-      method: req.method,
-      headers: forwardable(req.headers),
-      body: req.method === "GET" || req.method === "HEAD" ? undefined : body,
-    });
-    res.writeHead(upstream.status, forwardable(Object.fromEntries(upstream.headers)));
-    res.end(Buffer.from(await upstream.arrayBuffer()));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  onTestFinished(() => {
-    server.closeAllConnections();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, refused: () => refused };
-}
-
-const HOP_BY_HOP = new Set(["host", "connection", "keep-alive", "content-length", "transfer-encoding", "expect"]);
-
-function forwardable(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(headers).flatMap(([name, value]) =>
-      value === undefined || HOP_BY_HOP.has(name) ? [] : [[name, String(value)]],
-    ),
-  );
 }

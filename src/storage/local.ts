@@ -4,6 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import pLimit from "p-limit";
 import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
@@ -164,19 +165,14 @@ class LocalStorage implements Storage {
 
   async deleteMany(keys: string[]): Promise<DeleteFailure[]> {
     const failures: DeleteFailure[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < keys.length) {
-        const key = keys[next++]!;
-        try {
-          await this.delete(key);
-        } catch (error) {
-          if (!(error instanceof StorageError)) throw error;
-          failures.push({ key, error });
-        }
+    await pLimit(PARALLEL_DELETES).map(keys, async (key) => {
+      try {
+        await this.delete(key);
+      } catch (error) {
+        if (!(error instanceof StorageError)) throw error;
+        failures.push({ key, error });
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_DELETES, keys.length) }, worker));
+    });
     return failures;
   }
 

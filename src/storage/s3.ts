@@ -1,8 +1,5 @@
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -10,20 +7,19 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
-  UploadPartCopyCommand,
   paginateListObjectsV2,
-  type CompletedPart,
   type HeadObjectCommandOutput,
   type PutObjectCommandOutput,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Readable } from "node:stream";
+import pLimit from "p-limit";
 import type { StorageConfig } from "../config.ts";
 import { contentTypeFor } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
+import { copyMultipart, isNotImplemented, uploadMultipart } from "./s3-multipart.ts";
 import type { CopyOptions, DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The S3 provider, for AWS and any S3-compatible service (R2, MinIO, Swift, moto...).
@@ -48,7 +44,6 @@ export interface S3StorageOptions {
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
-const MAX_PARTS = 10_000;
 /** Server-side part copies at once. */
 const PARALLEL_PARTS = 4;
 /**
@@ -279,12 +274,15 @@ class S3Storage implements Storage {
           this.batchDeletes = false;
         }
       }
-      await mapLimit(batch, PARALLEL_DELETES, async (key) => {
+      // A failure that is not the storage's (a bug) stops the deletes not yet started.
+      const limit = pLimit(PARALLEL_DELETES);
+      await limit.map(batch, async (key) => {
         try {
           await this.delete(key);
         } catch (error) {
-          if (!(error instanceof StorageError)) throw error;
-          failures.push({ key, error });
+          if (error instanceof StorageError) return void failures.push({ key, error });
+          limit.clearQueue();
+          throw error;
         }
       });
     }
@@ -396,85 +394,25 @@ class S3Storage implements Storage {
     options: PutOptions,
   ): Promise<ObjectInfo> {
     if (options.ifNoneMatch) await this.refuseExisting(key);
-    const conditional = options.ifNoneMatch === true && this.conditionalWrites !== false;
-    const body = countedBody(key, head, rest, options.contentLength);
-    // S3 allows 10,000 parts: 78 GiB at 8 MiB. A known length lifts that limit.
-    const partSize = Math.max(this.partSize, Math.ceil((options.contentLength ?? 0) / MAX_PARTS));
-    // The SDK computes a CRC32 per part itself only when it may (WHEN_SUPPORTED); the upload
-    // must then announce it so that the completion can carry the parts' checksums.
-    const checksummed = (await this.client.config.requestChecksumCalculation()) === "WHEN_SUPPORTED";
-    const abortController = new AbortController();
-    const abort = () => abortController.abort(options.signal?.reason);
-    options.signal?.addEventListener("abort", abort, { once: true });
-    const send = { abortSignal: abortController.signal };
-    const target = { Bucket: this.bucket, Key: key };
-    const failure = (error: unknown) => this.putFailure(key, error);
-    try {
-      const created = await this.attempt(
-        () =>
-          this.client.send(
-            new CreateMultipartUploadCommand({
-              ...target,
-              ContentType: contentType,
-              ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}),
-            }),
-            send,
-          ),
-        failure,
-      );
-      const uploadId = created.UploadId!;
-      try {
-        const parts = await uploadParts(
-          body.chunks,
-          partSize,
-          PARALLEL_UPLOADS,
-          abortController,
-          async (partNumber, bytes) => {
-            const out = await this.attempt(
-              () =>
-                this.client.send(
-                  new UploadPartCommand({
-                    ...target,
-                    UploadId: uploadId,
-                    PartNumber: partNumber,
-                    Body: bytes,
-                    ContentLength: bytes.byteLength,
-                    ...(checksummed ? { ChecksumAlgorithm: "CRC32" } : {}),
-                  }),
-                  send,
-                ),
-              failure,
-            );
-            return { PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32 };
-          },
-        );
-        const complete = (ifNoneMatch: boolean) =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({
-              ...target,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: parts },
-              ...(ifNoneMatch ? { IfNoneMatch: "*" } : {}),
-            }),
-            send,
-          );
-        let etag: string | undefined;
-        try {
-          etag = (await complete(conditional)).ETag;
-        } catch (error) {
-          if (!conditional || !isNotImplemented(error)) throw failure(error);
-          this.conditionalWrites = false;
-          await this.refuseExisting(key);
-          etag = (await this.attempt(() => complete(false), failure)).ETag;
-        }
-        return { key, size: body.size() ?? 0, etag: unquote(etag), contentType };
-      } catch (error) {
-        await this.abortUpload(key, uploadId);
-        throw error;
-      }
-    } finally {
-      options.signal?.removeEventListener("abort", abort);
-    }
+    const { etag, size } = await uploadMultipart({
+      client: this.client,
+      bucket: this.bucket,
+      key,
+      contentType,
+      head,
+      rest,
+      contentLength: options.contentLength,
+      partSize: this.partSize,
+      parallel: PARALLEL_UPLOADS,
+      ifNoneMatch: options.ifNoneMatch === true && this.conditionalWrites !== false,
+      signal: options.signal,
+      failure: (error) => this.putFailure(key, error),
+      conditionalRefused: async () => {
+        this.conditionalWrites = false;
+        await this.refuseExisting(key);
+      },
+    });
+    return { key, size, etag: unquote(etag), contentType };
   }
 
   private async refuseExisting(key: string): Promise<void> {
@@ -517,67 +455,18 @@ class S3Storage implements Storage {
   }
 
   /** CopyObject stops at 5 GiB; beyond, the copy is assembled from ranges of the source. */
-  private async multipartCopy(
-    sourceKey: string,
-    targetKey: string,
-    source: HeadObjectCommandOutput,
-  ): Promise<{ etag?: string; lastModified?: Date }> {
-    const copyFailure = (error: unknown) => this.copyFailure(sourceKey, targetKey, error);
-    const created = await this.attempt(
-      () =>
-        this.client.send(
-          new CreateMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: targetKey,
-            // Unlike CopyObject, a multipart copy does not carry the source's headers over.
-            ContentType: source.ContentType,
-            ContentEncoding: source.ContentEncoding,
-            ContentDisposition: source.ContentDisposition,
-            ContentLanguage: source.ContentLanguage,
-            CacheControl: source.CacheControl,
-            Metadata: source.Metadata,
-          }),
-        ),
-      copyFailure,
-    );
-    const uploadId = created.UploadId!;
-    try {
-      const ranges = partRanges(source.ContentLength ?? 0, this.copyPartSize);
-      const parts = await mapLimit(ranges, PARALLEL_PARTS, async (range): Promise<CompletedPart> => {
-        const out = await this.attempt(
-          () =>
-            this.client.send(
-              new UploadPartCopyCommand({
-                Bucket: this.bucket,
-                Key: targetKey,
-                UploadId: uploadId,
-                PartNumber: range.partNumber,
-                CopySource: this.copySource(sourceKey),
-                CopySourceRange: `bytes=${range.start}-${range.end}`,
-                CopySourceIfMatch: source.ETag,
-              }),
-            ),
-          copyFailure,
-        );
-        return { PartNumber: range.partNumber, ETag: out.CopyPartResult?.ETag };
-      });
-      const done = await this.attempt(
-        () =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key: targetKey,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-          ),
-        copyFailure,
-      );
-      return { etag: done.ETag };
-    } catch (error) {
-      await this.abortUpload(targetKey, uploadId);
-      throw error;
-    }
+  private multipartCopy(sourceKey: string, targetKey: string, source: HeadObjectCommandOutput) {
+    return copyMultipart({
+      client: this.client,
+      bucket: this.bucket,
+      copySource: this.copySource(sourceKey),
+      sourceKey,
+      targetKey,
+      source,
+      partSize: this.copyPartSize,
+      parallel: PARALLEL_PARTS,
+      failure: (error) => this.copyFailure(sourceKey, targetKey, error),
+    });
   }
 
   private copyFailure(sourceKey: string, targetKey: string, error: unknown): Error {
@@ -595,13 +484,6 @@ class S3Storage implements Storage {
   /** CopySource is "bucket/key" URL-encoded, but each "/" of the key must stay a "/". */
   private copySource(key: string): string {
     return `${encodeURIComponent(this.bucket)}/${key.split("/").map(encodeURIComponent).join("/")}`;
-  }
-
-  private async abortUpload(key: string, uploadId: string): Promise<void> {
-    // Best effort: a lifecycle rule for incomplete uploads cleans up what this misses.
-    await this.client
-      .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
-      .catch(() => undefined);
   }
 
   // --- plumbing ----------------------------------------------------------------------
@@ -686,132 +568,8 @@ async function readUpTo(
   return { chunks, rest: iterator };
 }
 
-/**
- * The already-read head plus the rest of the body, counted. A body longer or shorter than
- * announced throws before the upload can complete, so no truncated object appears.
- */
-function countedBody(key: string, head: Buffer[], rest: AsyncIterator<Uint8Array>, expected: number | undefined) {
-  let size = 0;
-  let ended = false;
-  const count = (chunk: Uint8Array) => {
-    size += chunk.byteLength;
-    if (expected !== undefined && size > expected) throw new IncompleteBodyError(key, expected, size);
-  };
-  async function* chunks(): AsyncGenerator<Uint8Array> {
-    for (const chunk of head) {
-      count(chunk);
-      yield chunk;
-    }
-    for (let next = await rest.next(); !next.done; next = await rest.next()) {
-      count(next.value);
-      yield next.value;
-    }
-    if (expected !== undefined && size !== expected) throw new IncompleteBodyError(key, expected, size);
-    ended = true;
-  }
-  return { chunks: chunks(), size: () => (ended ? size : undefined) };
-}
-
-/**
- * Cuts the body into parts of partSize and uploads up to parallel of them at once. Each worker
- * owns one part buffer, filled by copying the body's chunks and reused once its part is
- * stored: memory stays at parallel × partSize however long the body, with no garbage per part
- * for the collector to catch up with. The body is read by one worker at a time, in order.
- * The first failure aborts the others' requests and is the one thrown.
- */
-async function uploadParts(
-  chunks: AsyncIterator<Uint8Array>,
-  partSize: number,
-  parallel: number,
-  abortController: AbortController,
-  upload: (partNumber: number, bytes: Buffer) => Promise<CompletedPart>,
-): Promise<CompletedPart[]> {
-  const parts: CompletedPart[] = [];
-  let pending: Uint8Array | undefined;
-  let ended = false;
-  let nextPartNumber = 1;
-  let reading: Promise<unknown> = Promise.resolve();
-  let failure: { error: unknown } | undefined;
-
-  const fill = async (buffer: Buffer): Promise<{ partNumber: number; bytes: Buffer } | undefined> => {
-    let filled = 0;
-    while (filled < partSize) {
-      if (pending === undefined) {
-        if (ended || failure) break;
-        const next = await chunks.next();
-        if (next.done) {
-          ended = true;
-          break;
-        }
-        pending = next.value;
-      }
-      const take = Math.min(pending.byteLength, partSize - filled);
-      buffer.set(take === pending.byteLength ? pending : pending.subarray(0, take), filled);
-      filled += take;
-      pending = take === pending.byteLength ? undefined : pending.subarray(take);
-    }
-    if (filled === 0 || failure) return undefined;
-    return { partNumber: nextPartNumber++, bytes: buffer.subarray(0, filled) };
-  };
-
-  const worker = async () => {
-    let buffer: Buffer | undefined;
-    for (;;) {
-      buffer ??= Buffer.allocUnsafeSlow(partSize);
-      const own = buffer;
-      const turn = reading.then(() => fill(own));
-      reading = turn.catch(() => undefined);
-      const part = await turn;
-      if (part === undefined) return;
-      if (part.partNumber > MAX_PARTS) throw new Error(`More than ${MAX_PARTS} parts of ${partSize} bytes.`);
-      parts.push(await upload(part.partNumber, part.bytes));
-    }
-  };
-  await Promise.all(
-    Array.from({ length: parallel }, () =>
-      worker().catch((error: unknown) => {
-        if (failure === undefined) {
-          failure = { error };
-          abortController.abort();
-        }
-      }),
-    ),
-  );
-  if (failure) throw failure.error;
-  return parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
-}
-
 function checkLength(key: string, expected: number | undefined, received: number): void {
   if (expected !== undefined && received !== expected) throw new IncompleteBodyError(key, expected, received);
-}
-
-function partRanges(size: number, minPartSize: number): { partNumber: number; start: number; end: number }[] {
-  const partSize = Math.max(minPartSize, Math.ceil(size / MAX_PARTS));
-  const ranges = [];
-  for (let start = 0, partNumber = 1; start < size; start += partSize, partNumber++) {
-    ranges.push({ partNumber, start, end: Math.min(start + partSize, size) - 1 });
-  }
-  return ranges;
-}
-
-/** Like Promise.all over items, at most limit at a time; stops starting new work after a failure. */
-async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await work(items[index]!);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 // --- SDK errors --------------------------------------------------------------------------
@@ -836,10 +594,6 @@ function isPreconditionFailed(error: unknown): boolean {
 function isBatchDeleteRefused(error: unknown): boolean {
   const status = statusOf(error);
   return status === 400 || status === 405 || status === 501 || errorName(error) === "NotImplemented";
-}
-
-function isNotImplemented(error: unknown): boolean {
-  return statusOf(error) === 501 || errorName(error) === "NotImplemented";
 }
 
 const NETWORK_CODES = new Set([
