@@ -35,8 +35,7 @@ async function home() {
   return { dir, storage };
 }
 
-// Several runs of the binary per test, on two cores shared with other suites.
-describe("genstore migrate-keys (the binary)", { timeout: 120_000 }, () => {
+describe("genstore migrate-keys (the binary)", () => {
   it("prints the plan with --dry-run and changes nothing, then moves with --json", async () => {
     const { dir, storage } = await home();
     const before = await bucketContents(storage);

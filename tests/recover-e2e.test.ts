@@ -16,6 +16,7 @@ import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./suppor
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
 import { pipelineDeps } from "./support/pipeline-fixtures.ts";
 import { countGenerations, generation, generations, insertGeneration } from "./support/generations.ts";
+import { waitFor } from "./support/wait.ts";
 
 // recover end to end: the fake Replicate API, the output-file server, the real ingestion
 // pipeline, local storage, on each database kind; then the real binary.
@@ -228,7 +229,7 @@ async function home(): Promise<string> {
 }
 
 // Each binary run starts Node, opens the database and migrates it: seconds each on a busy machine.
-describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
+describe("genstore recover (the binary)", () => {
   it("exits 0 when all are stored, 7 with one unknown id among good ones, 6 for a refused token, 8 for an unsafe id", async () => {
     const { api, files: out } = await servers();
     addPredictions(api, out);
@@ -308,7 +309,7 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
       `INSERT INTO genstore."Generation" (id, "userId", prompt, status, "replicateId", "updatedAt") VALUES ('g1', 'u1', 'a fox', 'processing', 'run1', now())`,
     );
     await pglite.close();
-    const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "30s"], {
+    const child = spawn(process.execPath, [bin, "recover", "--pending", "--watch", "--interval", "300s"], {
       env: cleanEnv({ GENSTORE_HOME: dir, REPLICATE_API_TOKEN: api.token, REPLICATE_API_BASE_URL: api.url }),
     });
     let stdout = "";
@@ -317,13 +318,14 @@ describe("genstore recover (the binary)", { timeout: 120_000 }, () => {
     child.stderr.on("data", (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     onTestFinished(() => void child.kill("SIGKILL"));
-    for (let i = 0; i < 300 && api.polls("run1") === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // Without a terminal, each --watch round is one line on stderr: the first pass is over.
+    await waitFor(() => stderr.includes("still running (round 1; Ctrl-C stops)"), undefined, "the first --watch round");
     expect(api.polls("run1")).toBe(1);
-    await new Promise((r) => setTimeout(r, 1_500));
     const signalled = Date.now();
     child.kill("SIGINT");
     expect(await exited).toBe(130);
-    expect(Date.now() - signalled).toBeLessThan(10_000);
+    // It stopped waiting at once: the wait was 5 minutes.
+    expect(Date.now() - signalled).toBeLessThan(120_000);
     expect(stdout).toMatch(/run1\s+│ processing │ still running/);
     expect(stdout).toContain("1 prediction: 1 still running.");
     expect(stderr).toContain("error: Interrupted.");

@@ -8,7 +8,8 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { bin, cleanEnv } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
-import { newSecret, post, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret, post, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // The promise of serve-webhook: once it has answered 200, the delivery is not lost, even
 // if the process is killed outright. The real binary, on PostgreSQL and local storage,
@@ -46,7 +47,7 @@ async function startBinary(env: Record<string, string>): Promise<Receiver> {
       (child.exitCode !== null
         ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`))
         : undefined),
-    30_000,
+    undefined,
     "serve-webhook to listen",
   );
   return { child, url, stderr: () => stderr, exited };
@@ -55,7 +56,7 @@ async function startBinary(env: Record<string, string>): Promise<Receiver> {
 describe.skipIf(!process.env.TEST_DATABASE_URL)(
   "serve-webhook killed with SIGKILL after acking (the binary, PostgreSQL, local storage)",
   () => {
-    it("stores every acked delivery once a receiver runs again", { timeout: 120_000 }, async () => {
+    it("stores every acked delivery once a receiver runs again", async () => {
       // bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate this code.
       if (existsSync("dist/cli.js"))
         expect(
@@ -116,7 +117,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
       const second = await startBinary(env);
       await waitFor(
         async () => (await states()).every((s) => s === "done"),
-        60_000,
+        undefined,
         "every delivery to be done after the restart",
       );
       const rows = await db.query<{ id: string; replicateId: string; status: string; userId: string }>(

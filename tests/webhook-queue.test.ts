@@ -2,10 +2,18 @@ import { describe, expect, it } from "vitest";
 import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type NewDelivery } from "../src/webhook/queue.ts";
 import { BACKOFF, type BackoffPolicy } from "../src/core/backoff.ts";
 import { createDeliveryWorker } from "../src/webhook/worker.ts";
+import type { Database } from "../src/db/client.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
-import { waitFor } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 const fastRetries: BackoffPolicy = { ...BACKOFF.delivery, maxAttempts: 3, baseDelayMs: 0 };
+/** Moves every lease and backoff into the past, as the passing of time would. */
+async function expireLeases(db: Pick<Database, "query">): Promise<void> {
+  await db.query(
+    `UPDATE "WebhookDelivery" SET "lockedUntil" = (now() AT TIME ZONE 'UTC') - interval '1 second' WHERE "lockedUntil" IS NOT NULL`,
+  );
+}
+
 const delivery = (id: string, predictionId = `p_${id}`) => ({
   id,
   predictionId,
@@ -76,9 +84,9 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     const { db } = await createTestDatabase(kind);
     const queue = createDeliveryQueue(db);
     await queue.enqueue(delivery("m1"));
-    const [stale] = await queue.claim(1, 100);
+    const [stale] = await queue.claim(1, 60_000);
     expect(await queue.claim(1, 60_000)).toEqual([]);
-    await new Promise((r) => setTimeout(r, 150));
+    await expireLeases(db); // the crashed worker's minute is up
     const [again] = await queue.claim(1, 60_000);
     expect(again).toMatchObject({ id: "m1", attempt: 2 });
     expect(await queue.complete(stale!)).toBe(false);
@@ -93,19 +101,16 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
 
   it("retries a failed attempt after its backoff and marks it failed after the last, keeping the error", async () => {
     const { db } = await createTestDatabase(kind);
-    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 2, baseDelayMs: 200 });
+    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 2 });
     await queue.enqueue(delivery("m1"));
     const [one] = await queue.claim(1, 60_000);
-    expect(await queue.fail(one!, "S3 unreachable")).toMatchObject({ state: "retry" });
+    const failedAt = Date.now();
+    const outcome = await queue.fail(one!, "S3 unreachable");
+    expect(outcome).toMatchObject({ state: "retry" });
+    expect(outcome.retryAt!.getTime() - failedAt).toBeGreaterThanOrEqual(5_000); // BACKOFF.delivery's first wait
     expect(await queue.claim(1, 60_000)).toEqual([]);
-    const [two] = await waitFor(
-      async () => {
-        const claimed = await queue.claim(1, 60_000);
-        return claimed.length > 0 && claimed;
-      },
-      5_000,
-      "the retry to become due",
-    );
+    await expireLeases(db); // the backoff is over
+    const [two] = await queue.claim(1, 60_000);
     expect(two!.attempt).toBe(2);
     expect(await queue.fail(two!, "S3 still unreachable")).toEqual({ state: "failed" });
     const [row] = await db.query<{ state: string; lastError: string; attempts: number }>(
@@ -152,7 +157,7 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     }
     await waitFor(
       async () => (await queue.counts()).pending + (await queue.counts()).processing === 0 && seen.length === 4,
-      10_000,
+      undefined,
       "the queue to drain",
     );
     await worker.stop();
@@ -190,7 +195,7 @@ describe("stopping the worker", () => {
     await queue.enqueue(delivery("slow"));
     await queue.enqueue(delivery("next"));
     worker.wake();
-    await waitFor(() => started === 1, 5_000, "the first delivery to start");
+    await waitFor(() => started === 1, undefined, "the first delivery to start");
     await worker.stop();
     expect({ started, finished }).toEqual({ started: 1, finished: 1 });
     const states = await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery" ORDER BY state`);

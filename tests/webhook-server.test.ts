@@ -12,8 +12,8 @@ import {
   request,
   samplePrediction,
   svixSigned,
-  waitFor,
 } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // The receiver's HTTP contract, with a recording processor in place of the pipeline (the
 // pipeline's own behaviour is in tests/webhook-ingest.test.ts).
@@ -80,9 +80,9 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
       query: { userId: "user_1", generationId: "gen_1" },
     });
     expect(row!.body).toMatchObject({ id: prediction.id, status: "succeeded" });
-    await waitFor(() => r.processed.length === 1, 5_000, "the worker");
+    await waitFor(() => r.processed.length === 1, undefined, "the worker");
     expect(r.processed).toEqual([{ id: delivery.id, predictionId: prediction.id, userId: "user_1" }]);
-    await waitFor(async () => (await r.rows())[0]!.state === "done", 5_000, "done");
+    await waitFor(async () => (await r.rows())[0]!.state === "done", undefined, "done");
     expect(r.lines.some((line) => line.startsWith(`200 ${delivery.id} ${String(prediction.id)} processed`))).toBe(true);
   });
 
@@ -162,7 +162,7 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     const replies = await Promise.all([1, 2, 3].map(() => post(r.url, delivery.body, delivery.headers)));
     expect(replies.map((x) => x.status)).toEqual([200, 200, 200]);
     expect(replies.filter((x) => x.json.duplicate === false)).toHaveLength(1);
-    await waitFor(() => r.processed.length === 1, 5_000, "the worker");
+    await waitFor(() => r.processed.length === 1, undefined, "the worker");
     const again = await post(r.url, delivery.body, delivery.headers);
     expect(again.json.duplicate).toBe(true);
     await r.worker.drained();
@@ -182,7 +182,7 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
         const reply = await request("GET", `${r.base}/healthz`);
         return reply.json.processing === 1 && reply;
       },
-      5_000,
+      undefined,
       "the delivery to be claimed",
     );
     expect(health.status).toBe(200);

@@ -30,9 +30,10 @@ export function reportEvent(output: Output, progress: Progress): (event: Recover
     }
     if (event.type === "waiting") {
       const n = event.pending;
-      progress.update(
-        `Waiting ${formatDuration(event.intervalMs / 1000)}: ${n} prediction${n === 1 ? " is" : "s are"} still running (round ${event.round}; Ctrl-C stops)…`,
-      );
+      const text = `Waiting ${formatDuration(event.intervalMs / 1000)}: ${n} prediction${n === 1 ? " is" : "s are"} still running (round ${event.round}; Ctrl-C stops)…`;
+      // Without a terminal there is no progress line: a log (systemd, CI) gets one line a round.
+      if (output.interactive) progress.update(text);
+      else output.info(text);
     }
   };
 }

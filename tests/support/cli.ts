@@ -24,11 +24,8 @@ export async function genstore(
   options: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
-      env: cleanEnv(env),
-      timeout: 60_000,
-      cwd: options.cwd,
-    });
+    // No time limit of its own: a busy machine makes a run slow, not wrong (vitest's testTimeout stops a hang).
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: cleanEnv(env), cwd: options.cwd });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

@@ -194,7 +194,7 @@ export async function startFakeReplicate(
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
-  server.requestTimeout = 10_000;
+  server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", resolve);

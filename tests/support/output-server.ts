@@ -51,7 +51,7 @@ export interface OutputServer {
 }
 
 export interface OutputServerOptions {
-  /** The server closes itself after this long (default 120 s). */
+  /** The server closes itself after this long (default 10 min: longer than any test may run, see vitest.config.ts). */
   lifetimeMs?: number;
 }
 
@@ -132,7 +132,7 @@ export async function startOutputServer(options: OutputServerOptions = {}): Prom
     });
     return closing;
   };
-  const lifetime = setTimeout(() => void close(), options.lifetimeMs ?? 120_000);
+  const lifetime = setTimeout(() => void close(), options.lifetimeMs ?? 600_000);
   lifetime.unref();
 
   return {

@@ -87,7 +87,7 @@ export function pipelineDeps(
     db,
     storage,
     config: { outputHosts, maxOutputBytes: 50 * MiB },
-    download: { retry: { baseDelayMs: 10, maxDelayMs: 2_000 }, headersTimeoutMs: 2_000, idleTimeoutMs: 1_000 },
+    download: { retry: { baseDelayMs: 10, maxDelayMs: 2_000 } },
     ...overrides,
   };
 }

@@ -98,7 +98,8 @@ export function request(
         method,
         headers: { ...headers, ...(body !== undefined ? { "content-length": String(Buffer.byteLength(body)) } : {}) },
         agent,
-        timeout: 20_000,
+        // Idle time on the socket: only a receiver that hangs gets here, however busy the machine.
+        timeout: 120_000,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -122,19 +123,4 @@ export function request(
     if (body !== undefined) req.end(body);
     else req.end();
   });
-}
-
-/** Polls until check() is truthy, at most timeoutMs. */
-export async function waitFor<T>(
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 10_000,
-  what = "condition",
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

@@ -7,7 +7,7 @@ import { createDeliveryQueue } from "../../src/webhook/queue.ts";
 import { createWebhookServer } from "../../src/webhook/http-server.ts";
 import { createDeliveryWorker } from "../../src/webhook/worker.ts";
 import { pipelineDeps } from "./pipeline-fixtures.ts";
-import { waitFor } from "./webhook-deliveries.ts";
+import { waitFor } from "./wait.ts";
 
 // A receiver on 127.0.0.1 wired to the real ingestion pipeline, closed when the test ends.
 
@@ -45,7 +45,7 @@ export async function startReceiver(
     queue,
     lines,
     /** Resolves once every stored delivery is done or failed. */
-    settled: (timeoutMs = 20_000) =>
+    settled: (timeoutMs?: number) =>
       waitFor(
         async () => {
           const counts = await queue.counts();
