@@ -10,6 +10,7 @@ import { createLocalStorage } from "../src/storage/local.ts";
 import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv, pgliteTemplate } from "./support/db.ts";
+import { freePort } from "./support/moto.ts";
 import { bucketContents, insertRows, putObjects, type Row } from "./support/migrate-keys-fixtures.ts";
 import { generations, keyMoves } from "./support/generations.ts";
 
@@ -95,6 +96,23 @@ describe("genstore migrate-keys (the binary)", () => {
     const again = await genstore(["migrate-keys"], { GENSTORE_HOME: dir });
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("Moved 0 objects out of 5 objects listed");
+  });
+
+  it("with --dry-run --json and the storage unreachable: exit code 5 and nothing on stdout", async () => {
+    const { dir } = await home();
+    const unreachable = `http://127.0.0.1:${await freePort()}`;
+    const result = await genstore(["migrate-keys", "--dry-run", "--json"], {
+      GENSTORE_HOME: dir,
+      GENSTORE_STORAGE: "aws",
+      S3_BUCKET: "genstore-unreachable",
+      AWS_ENDPOINT_URL_S3: unreachable,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+      AWS_REGION: "us-east-1",
+    });
+    expect(result.code).toBe(5);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(`Cannot reach S3 at ${unreachable} (ECONNREFUSED)`);
   });
 
   it("answers a bad flag with one line and exit code 2, and a failed move with exit code 7", async () => {

@@ -1,13 +1,11 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
 import { STORAGE_CONTEXTS } from "../core/operation.ts";
-import { storageKeyProblem } from "../core/keys.ts";
-import { ExitCode, PartialFailure, UserError } from "../errors.ts";
-import * as job from "../jobs/migrate-keys.ts";
-import { formatRate } from "../ui/output.ts";
+import { checkMigrateKeysInput, runMigrateKeys } from "../jobs/migrate-keys.ts";
+import { migrateKeysView } from "../ui/migrate-keys-render.ts";
 
 // `migrate-keys`: moves legacy storage keys into the context folders. The work is in
-// src/jobs/migrate-keys.ts; this file turns flags into its input and renders the result.
+// src/jobs/migrate-keys.ts, what it shows in src/ui/migrate-keys-render.ts.
 
 export function register(program: Command, signal: AbortSignal): void {
   program
@@ -56,51 +54,24 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       json: z.boolean().optional(),
     }),
   );
-  // A prefix no storage key can start with (../, a dot-folder) is refused, not listed.
-  const prefixProblem = input.prefix === undefined ? undefined : storageKeyProblem(`${input.prefix}x`);
-  if (prefixProblem !== undefined)
-    throw new UserError(`Refusing --prefix ${JSON.stringify(input.prefix)}: a key under it ${prefixProblem}.`, {
-      exitCode: ExitCode.refused,
-      hint: "Pass a prefix of keys as they are listed, such as generations/ or user_123/.",
-    });
+  checkMigrateKeysInput(input);
   const output = context.output({ json: input.json });
   context.throwIfInterrupted();
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
-  const progress = await output.progress(input.dryRun ? "Planning…" : "Listing…");
-  // A dry run's plan can be a million lines: with --json it is streamed inside the one document.
-  let planned = 0;
-  if (input.json && input.dryRun) process.stdout.write('{\n  "decisions": [');
+  const view = await migrateKeysView(output, input);
   try {
-    const result = await job.runMigrateKeys(
+    const result = await runMigrateKeys(
       { ...input, countFirst: output.interactive && !input.dryRun },
       {
         db,
         storage,
         signal: context.signal,
-        onEvent: (event) => {
-          if (input.json && input.dryRun && event.type === "plan")
-            process.stdout.write(
-              `${planned++ === 0 ? "" : ","}\n    ${JSON.stringify({ ...event.plan, ...(event.journalStep ? { journalStep: event.journalStep } : {}) })}`,
-            );
-          else if (input.dryRun || event.type === "failed" || event.plan.action !== "move")
-            output.print(job.migrateKeysEventLine(event) ?? "");
-        },
-        onProgress: (p) =>
-          progress.update(
-            `${input.dryRun ? "Planning" : "Moving"}: ${formatRate(p.examined, p.total, p.startedAt, "objects")}, ${p.moved.toLocaleString("en-US")} moved`,
-          ),
+        onEvent: view.onEvent,
+        onProgress: view.onProgress,
       },
     );
-    progress.done();
-    if (input.json && input.dryRun) process.stdout.write(`\n  ],\n${JSON.stringify(result, null, 2).slice(2)}\n`);
-    else if (input.json) output.printJson(result);
-    else output.print(job.migrateKeysSummaryLine(result));
-    if (result.failed > 0)
-      throw new PartialFailure(
-        `${result.failed.toLocaleString("en-US")} object${result.failed === 1 ? "" : "s"} could not be moved (listed above); nothing of them was lost.`,
-      );
-  } catch (error) {
-    progress.fail();
-    throw error;
+    await view.finish(result);
+  } finally {
+    view.close();
   }
 }

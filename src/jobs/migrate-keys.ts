@@ -13,7 +13,7 @@ import {
   type KeyMoveSummary,
   type ObjectFingerprint,
 } from "../core/key-moves.ts";
-import { isContextKey, parseLegacyKey } from "../core/keys.ts";
+import { isContextKey, parseLegacyKey, storageKeyProblem } from "../core/keys.ts";
 import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { DatabaseError, ExitCode, Interrupted, StorageError, UserError } from "../errors.ts";
@@ -22,7 +22,6 @@ import { findExistingTargets } from "./existing-targets.ts";
 import { JobLockBusy, acquireJobLock, type JobLock } from "./job-lock.ts";
 import * as journal from "./key-move-journal.ts";
 import type { JournalEntry } from "./key-move-journal.ts";
-import { formatCounts } from "../ui/format.ts";
 
 // migrate-keys' orchestration: stream the listing page by page, find the rows that
 // reference each page's keys (one query per page), plan with src/core/key-moves.ts,
@@ -120,6 +119,16 @@ export const DEFAULT_BATCH_SIZE = 1_000;
 /** Sources deleted per request (DeleteObjects takes up to 1,000). */
 const DELETE_BATCH = 250;
 const LISTED_SAMPLES = 100;
+
+/** Refuses input that cannot run, before anything is opened: a prefix no storage key can start with (../, a dot-folder). */
+export function checkMigrateKeysInput(input: Pick<MigrateKeysInput, "prefix">): void {
+  const prefixProblem = input.prefix === undefined ? undefined : storageKeyProblem(`${input.prefix}x`);
+  if (prefixProblem !== undefined)
+    throw new UserError(`Refusing --prefix ${JSON.stringify(input.prefix)}: a key under it ${prefixProblem}.`, {
+      exitCode: ExitCode.refused,
+      hint: "Pass a prefix of keys as they are listed, such as generations/ or user_123/.",
+    });
+}
 
 export async function runMigrateKeys(input: MigrateKeysInput, deps: MigrateKeysDeps): Promise<MigrateKeysResult> {
   const concurrency = input.concurrency ?? DEFAULT_CONCURRENCY;
@@ -701,51 +710,4 @@ async function* pages(objects: AsyncIterable<ObjectInfo>, size: number): AsyncGe
     }
   }
   if (page.length > 0) yield page;
-}
-
-/** The final line of a run, for people. */
-export function migrateKeysSummaryLine(result: MigrateKeysResult): string {
-  const n = (value: number) => value.toLocaleString("en-US");
-  const plural = (value: number, word: string) => `${n(value)} ${word}${value === 1 ? "" : "s"}`;
-  const { plan } = result;
-  const left = [
-    plan.orphans > 0
-      ? `${plural(plan.orphans, "orphan")} left alone (no row references ${plan.orphans === 1 ? "it" : "them"}; --orphans-to <context> moves them)`
-      : "",
-    plan.unknown > 0 ? `${plural(plan.unknown, "unknown key")} reported` : "",
-    plan.skipped > 0 ? `${n(plan.skipped)} already in the context layout` : "",
-  ].filter(Boolean);
-  const tail = left.length > 0 ? `; ${left.join("; ")}` : "";
-  if (result.dryRun) {
-    const moves =
-      plan.moves === 0
-        ? "nothing to move"
-        : `would move ${plural(plan.moves, "object")} (${formatCounts(plan.byContext)})`;
-    return `Dry run of ${plural(result.listed, "object")}: ${moves}${tail}. Nothing was changed.`;
-  }
-  const moved = `Moved ${plural(result.moved, "object")}${result.moved > 0 ? ` (${formatCounts(result.movedByContext)})` : ""}`;
-  const extra = [
-    result.resumed > 0 ? `${n(result.resumed)} continued from an earlier run` : "",
-    result.alreadyDone > 0 ? `${n(result.alreadyDone)} already moved earlier` : "",
-    result.keepSource ? "sources kept" : "",
-    result.failed > 0 ? `${n(result.failed)} failed` : "",
-  ].filter(Boolean);
-  return `${moved}${extra.length > 0 ? ` [${extra.join(", ")}]` : ""} out of ${plural(result.listed, "object")} listed${tail}.`;
-}
-
-/** One line for an event: "move  u1/a.png → generated/u1/g1_0.png", "orphan  …", "failed  …". */
-export function migrateKeysEventLine(event: MigrateKeysEvent): string | undefined {
-  if (event.type === "failed")
-    return `failed   ${event.sourceKey}${event.targetKey ? ` → ${event.targetKey}` : ""}: ${event.reason}`;
-  const { plan } = event;
-  switch (plan.action) {
-    case "move":
-      return `move     ${plan.sourceKey} → ${plan.targetKey}${plan.generationId === null ? " (orphan)" : ""}${event.journalStep ? ` (journal: ${event.journalStep})` : ""}`;
-    case "orphan":
-      return `orphan   ${plan.sourceKey}${plan.reason ? ` (${plan.reason})` : " (no row references it)"}`;
-    case "unknown":
-      return `unknown  ${plan.sourceKey} (${plan.reason})`;
-    case "skip":
-      return undefined;
-  }
 }

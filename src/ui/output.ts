@@ -1,5 +1,6 @@
 import { Chalk, type ChalkInstance } from "chalk";
 import { loadOra } from "../lazy.ts";
+import type { JsonArraySpool } from "./json-spool.ts";
 
 // All chatter goes to stderr; stdout carries only data (a table for people, one JSON
 // document with --json). Each stream has its own colour level, decided from --no-color,
@@ -53,6 +54,11 @@ export class Output {
   /** The one JSON document of a --json run. */
   printJson(value: unknown): void {
     this.out.write(`${JSON.stringify(value, jsonReplacer, 2)}\n`);
+  }
+
+  /** The one JSON document of a --json run, with one array too long for memory read back from its spool. */
+  async printJsonDocument(spool: JsonArraySpool, key: string, rest: Record<string, unknown>): Promise<void> {
+    await spool.writeDocument(this.out, key, rest);
   }
 
   info(text: string): void {
