@@ -47,7 +47,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: "Send a signed sample prediction webhook to a receiver and print its answer",
     load: () => import("./commands/trigger.ts"),
   },
-  db: { summary: "Apply or inspect the database schema's migrations", load: () => import("./commands/db.ts") },
+  db: {
+    summary: "Apply or inspect the database schema's migrations; prune old webhook deliveries",
+    load: () => import("./commands/db.ts"),
+  },
 };
 
 /** The program with every command; `loaded` is registered for real, the others as stubs that load theirs. */

@@ -1,7 +1,7 @@
 import { PassThrough } from "node:stream";
 import { text } from "node:stream/consumers";
 import { describe, expect, it } from "vitest";
-import { Output, hasUsableWidth } from "../src/ui/output.ts";
+import { formatDuration, Output, hasUsableWidth } from "../src/ui/output.ts";
 import { renderGenerationTable } from "../src/ui/table.ts";
 
 /** A stream that says it is a terminal of the given width, collecting what is written. */
@@ -106,3 +106,17 @@ const row = {
   completedAt: null,
   error: null,
 };
+
+describe("formatDuration", () => {
+  it.each([
+    [0.2, "1s"],
+    [45, "45s"],
+    [125, "2m 05s"],
+    [3 * 3600 + 20 * 60, "3h 20m"],
+    [36 * 3600, "36h 00m"],
+    [7 * 86_400, "7d 00h"],
+    [14 * 86_400 + 5 * 3600, "14d 05h"],
+  ])("%d s → %s", (seconds, text) => {
+    expect(formatDuration(seconds)).toBe(text);
+  });
+});

@@ -4,6 +4,7 @@ import { describeSettings } from "../config.ts";
 import { ExitCode, UserError } from "../errors.ts";
 import { runDbCheck, runDbMigrate, runDbStatus } from "../jobs/db.ts";
 import { renderDbCheck, renderDbMigrate, renderDbStatus } from "../ui/db-render.ts";
+import { registerPrune } from "./db-prune.ts";
 
 // `db migrate`, `db status`, `db check`: src/jobs/db.ts does the work, src/ui/db-render.ts shows it.
 
@@ -44,6 +45,7 @@ It never changes the table: missing fields come as lines for the app's schema.pr
 missing indexes as CREATE INDEX statements, to apply with the app's own tooling.`,
     )
     .action(withContext(checkAction, signal));
+  registerPrune(db, signal);
 }
 
 async function migrateAction(options: { json?: boolean }, context: Context): Promise<void> {

@@ -79,6 +79,19 @@ export interface DeliveryQueue {
    */
   failAbandoned(): Promise<number>;
   counts(): Promise<QueueCounts>;
+  /**
+   * The moment `ageMs` before the database's clock, as the table stores times (UTC): the
+   * cut-off of a retention run, fixed once so that its batches agree.
+   */
+  retentionCutoff(ageMs: number): Promise<string>;
+  /** How many done deliveries finished before the cut-off. */
+  countDone(before: string): Promise<number>;
+  /**
+   * Deletes up to `limit` done deliveries that finished before the cut-off, oldest first,
+   * skipping rows another statement holds; returns how many. Failed deliveries are never
+   * deleted: they wait for an operator.
+   */
+  deleteDone(before: string, limit: number): Promise<number>;
 }
 
 /** The queue over db; a failed attempt is retried after `policy`'s backoff, until its attempts run out. */
@@ -178,6 +191,37 @@ export function createDeliveryQueue(
       return rows.length;
     },
 
+    async retentionCutoff(ageMs) {
+      const [row] = await db.query<{ before: string }>(
+        `SELECT to_char(${NOW} - $1 * interval '1 millisecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS before`,
+        ageMs,
+      );
+      return row!.before;
+    },
+
+    async countDone(before) {
+      const [row] = await db.query<{ n: number | string }>(
+        `SELECT count(*) AS n FROM "WebhookDelivery" WHERE ${DONE_BEFORE}`,
+        before,
+      );
+      return Number(row?.n ?? 0);
+    },
+
+    async deleteDone(before, limit) {
+      const [row] = await db.query<{ n: number | string }>(
+        `WITH gone AS (
+           DELETE FROM "WebhookDelivery" WHERE id IN (
+             SELECT id FROM "WebhookDelivery" WHERE ${DONE_BEFORE}
+              ORDER BY "receivedAt" LIMIT $2
+              FOR UPDATE SKIP LOCKED)
+           RETURNING 1)
+         SELECT count(*) AS n FROM gone`,
+        before,
+        limit,
+      );
+      return Number(row?.n ?? 0);
+    },
+
     async counts() {
       const rows = await db.query<{ state: string; n: number | string }>(
         // Done rows are not counted: they pile up, and the (state, receivedAt) index skips them.
@@ -189,6 +233,13 @@ export function createDeliveryQueue(
     },
   };
 }
+
+/**
+ * Done before the cut-off $1. A delivery is received before it is done, so the receivedAt
+ * bound lets the (state, receivedAt) index narrow the scan; a done row without doneAt
+ * (written by an older version) counts from its last update.
+ */
+const DONE_BEFORE = `state = 'done' AND "receivedAt" < $1::timestamp AND coalesce("doneAt", "updatedAt") < $1::timestamp`;
 
 const MAX_BATCH = 100;
 /** Bodies can reach 10 MiB each: a batch stops growing here (it always takes at least one). */

@@ -1,15 +1,20 @@
-// `serve-webhook` without the CLI: the HTTP receiver and the worker on one database, until
-// the signal aborts; then stop accepting, finish what is in flight, and return.
+// `serve-webhook` without the CLI: the HTTP receiver, the worker and the queue's retention
+// on one database, until the signal aborts; then stop accepting, finish what is in flight,
+// and return.
+import { setTimeout as sleepFor } from "node:timers/promises";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
-import { ConfigError, DatabaseError } from "../errors.ts";
+import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
+import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
 import { createIngestProcessor } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
+import { unsafeSegmentReason } from "../core/ids.ts";
 import { createDeliveryQueue } from "./queue.ts";
 import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
+import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
 
 export interface ServeWebhookInput {
@@ -27,6 +32,12 @@ export interface ServeWebhookInput {
   pollIntervalMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
+  /** Done deliveries older than this are deleted (src/jobs/prune.ts); undefined keeps them all. */
+  retentionMs?: number;
+  /** How often retention runs (default hourly, and once at start). */
+  retentionEveryMs?: number;
+  /** Rows per retention statement and the pause between them (tests). */
+  retentionBatch?: { batchSize?: number; pauseMs?: number };
 }
 
 export interface ServeWebhookDeps {
@@ -44,6 +55,26 @@ export interface ServeWebhookDeps {
 export interface ServeWebhookResult {
   /** Deliveries still pending or processing at exit (done by the next receiver to start). */
   pending: number;
+}
+
+/** Refuses input that cannot run, before anything is opened: no secret, a bad secret, an unsafe --user. */
+export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" | "insecureNoVerify" | "user">): void {
+  if (!input.secret && !input.insecureNoVerify) {
+    throw new ConfigError(
+      "Missing configuration: REPLICATE_WEBHOOK_SECRET (serve-webhook verifies every delivery).",
+      "Set it to your account's secret (GET https://api.replicate.com/v1/webhooks/default/secret), or pass --insecure-no-verify for a local experiment.",
+    );
+  }
+  if (input.user !== undefined) {
+    const reason = unsafeSegmentReason(input.user);
+    if (reason)
+      throw new UserError(`Refusing --user ${JSON.stringify(input.user)}: it ${reason}.`, {
+        exitCode: ExitCode.refused,
+      });
+  }
+  // A malformed secret fails here, once, rather than on every request.
+  if (input.secret && !input.insecureNoVerify)
+    signWebhook({ id: "check", timestamp: 0, body: "", secret: input.secret });
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
@@ -84,6 +115,8 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     throw listenError(error, input.port, input.host);
   });
   worker.start();
+  const retention = new AbortController();
+  const retaining = keepRetention(input, deps, retention.signal);
   deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
   // In the background: a large storage folder takes a while to walk, and nothing waits for it.
   const sweeping = deps.storage.removeStaleTemps?.().then(
@@ -100,7 +133,8 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   });
   deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
   await server.close();
-  await worker.stop();
+  retention.abort();
+  await Promise.all([worker.stop(), retaining]);
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
   return { pending: counts.pending + counts.processing };
@@ -135,4 +169,31 @@ function listenError(error: unknown, port: number, host: string): Error {
 
 function oneLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/\s+/g, " ").trim();
+}
+
+const RETENTION_EVERY_MS = 60 * 60_000;
+
+/** Deletes old done deliveries now and then every retentionEveryMs, until the signal aborts; never throws. */
+async function keepRetention(input: ServeWebhookInput, deps: ServeWebhookDeps, signal: AbortSignal): Promise<void> {
+  if (input.retentionMs === undefined) return;
+  while (!signal.aborted) {
+    try {
+      const result = await runPrune(
+        { olderThanMs: input.retentionMs, ...input.retentionBatch },
+        { db: deps.db, signal },
+      );
+      if (result.deleted > 0)
+        deps.log(
+          `retention: deleted ${result.deleted} done deliver${result.deleted === 1 ? "y" : "ies"} finished before ${result.before}`,
+          "info",
+        );
+    } catch (error) {
+      if (!signal.aborted)
+        deps.log(
+          `retention: could not delete old deliveries (${(error as Error).message}); trying again later`,
+          "warn",
+        );
+    }
+    await sleepFor(input.retentionEveryMs ?? RETENTION_EVERY_MS, undefined, { signal }).catch(() => undefined);
+  }
 }

@@ -1,0 +1,39 @@
+import type { ServerLogLevel } from "../webhook/http-server.ts";
+import type { ServeWebhookResult } from "../webhook/receiver.ts";
+import type { Output } from "./output.ts";
+
+// What `genstore serve-webhook` shows: the webhook URL on stdout (for scripts: `--port 0`
+// picks a free port), one timestamped line per delivery and event on stderr.
+
+export function warnInsecure(output: Output): void {
+  output.warn(
+    "--insecure-no-verify: webhook signatures are NOT checked. Anyone who can reach this port can make genstore download files and write rows.",
+  );
+  output.warn("Use it only on a local machine for experiments; set REPLICATE_WEBHOOK_SECRET for anything else.");
+}
+
+/** The receiver's log: "12:00:01 200 msg_… abc → stored 2 objects", errors in red, warnings in yellow. */
+export function serveWebhookLog(output: Output): (line: string, level: ServerLogLevel) => void {
+  const time = () => new Date().toISOString().slice(11, 19);
+  return (line, level) => {
+    if (level === "debug") output.debug(`${time()} ${line}`);
+    else if (level === "info") output.info(`${time()} ${line}`);
+    else output.info(`${time()} ${level === "error" ? output.stderrColor.red(line) : output.stderrColor.yellow(line)}`);
+  };
+}
+
+export function reportListening(
+  output: Output,
+  where: { webhookUrl: string; url: string; database: string; storage: string },
+): void {
+  output.print(where.webhookUrl);
+  output.success(
+    `Ready. Receiving Replicate webhooks at ${where.webhookUrl} (health: ${where.url}/healthz; ${where.database}; storage ${where.storage}). Ctrl-C to stop.`,
+  );
+}
+
+export function renderStopped(result: ServeWebhookResult, output: Output): void {
+  output.info(
+    `Stopped.${result.pending > 0 ? ` ${result.pending} deliveries still queued: the next receiver on this database takes them.` : ""}`,
+  );
+}
