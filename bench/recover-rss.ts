@@ -19,7 +19,7 @@
 // realistically about the PostgreSQL path.
 //
 // Production stores in S3, so the same recover also runs with the aws provider into a
-// moto_server started here on loopback (see /work/shared/NOTES-s3.md; stopped at the end),
+// moto_server (Python moto 5.2) started here on loopback and stopped at the end,
 // on PostgreSQL when it answers, else on the embedded database: once with a 1 MiB output
 // (one PutObject: the fixed cost of the AWS SDK next to Prisma) and once with the full size
 // (multipart: the cost of the upload path). BENCH_S3=0 skips it.

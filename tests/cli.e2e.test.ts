@@ -29,11 +29,23 @@ async function home(rows: { id: string; prompt: string }[] = []) {
 }
 
 describe("genstore (the binary)", () => {
-  it("shows help listing every command, and its version", async () => {
+  it("shows help listing every command, each command's own help with examples, and its version", async () => {
     const help = await genstore(["--help"]);
     expect(help.code).toBe(0);
-    for (const command of ["recover", "backfill", "migrate-keys", "list", "serve-webhook", "db"])
-      expect(help.stdout).toContain(command);
+    const listed = [...help.stdout.split("Commands:")[1]!.matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]);
+    const commands = ["recover", "backfill", "migrate-keys", "list", "serve-webhook", "trigger", "db"];
+    expect(listed).toEqual([...commands, "help"]);
+    const helps = await Promise.all(
+      [...commands, "db migrate", "db status", "db prune"].map(async (command) => ({
+        command,
+        result: await genstore([...command.split(" "), "--help"]),
+      })),
+    );
+    for (const { command, result } of helps) {
+      expect(result.code, command).toBe(0);
+      expect(result.stdout, command).toContain(`Usage: genstore ${command} [options]`);
+      if (!command.startsWith("db ") || command === "db prune") expect(result.stdout, command).toContain("Examples:");
+    }
     const version = await genstore(["--version"]);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });

@@ -42,40 +42,36 @@ orphan without owner), 8 unsafe id or --user refused, 130 interrupted.`,
 }
 
 async function recoverAction(options: Record<string, unknown>, context: Context): Promise<void> {
-  const parsed = context.parse(options, (z) =>
-    z.object({
-      args: z.array(z.union([z.string(), z.array(z.string())])).optional(),
-      pending: z.boolean().optional(),
-      since: z
-        .string()
-        .optional()
-        .refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
-      watch: z.boolean().optional(),
-      interval: z
-        .string()
-        .refine((v) => (parseDuration(v, { bareUnit: "s" }) ?? 0) > 0, "must be a duration such as 5s, 500ms or 1m"),
-      dryRun: z.boolean().optional(),
-      user: z.string().optional(),
-      concurrency: z.coerce
-        .number()
-        .int("must be a whole number")
-        .min(1, "must be between 1 and 32")
-        .max(32, "must be between 1 and 32"),
-      json: z.boolean().optional(),
-    }),
+  const duration = (v: string) => parseDuration(v, { bareUnit: "s" }) ?? 0;
+  const input = context.parse(options, (z) =>
+    z
+      .object({
+        args: z.array(z.union([z.string(), z.array(z.string())])).optional(),
+        pending: z.boolean().optional(),
+        since: z
+          .string()
+          .optional()
+          .refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
+        watch: z.boolean().optional(),
+        interval: z.string().refine((v) => duration(v) > 0, "must be a duration such as 5s, 500ms or 1m"),
+        dryRun: z.boolean().optional(),
+        user: z.string().optional(),
+        concurrency: z.coerce
+          .number()
+          .int("must be a whole number")
+          .min(1, "must be between 1 and 32")
+          .max(32, "must be between 1 and 32"),
+        json: z.boolean().optional(),
+      })
+      .transform(({ args, since, interval, ...rest }) => ({
+        ...rest,
+        ids: (args ?? []).flat(),
+        since: since === undefined ? undefined : parseDateInput(since),
+        intervalMs: duration(interval),
+      })),
   );
-  const input = {
-    ids: (parsed.args ?? []).flat(),
-    pending: parsed.pending,
-    since: parsed.since === undefined ? undefined : parseDateInput(parsed.since),
-    watch: parsed.watch,
-    intervalMs: parseDuration(parsed.interval, { bareUnit: "s" }),
-    dryRun: parsed.dryRun,
-    user: parsed.user,
-    concurrency: parsed.concurrency,
-  };
   checkRecoverInput(input);
-  const output = context.output({ json: parsed.json });
+  const output = context.output({ json: input.json });
   const config = context.config();
   const replicate = replicateClientFromConfig(config, { onRetry: render.reportRetry(output) });
   const [db, storage] = [await context.database(), await context.storage()];

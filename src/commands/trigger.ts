@@ -1,17 +1,18 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
 import { STATUSES } from "../core/status.ts";
-import { ConfigError, ExitCode, UserError } from "../errors.ts";
-import { buildSamplePrediction, sendTrigger } from "../webhook/trigger.ts";
+import { renderTrigger, reportSending, triggerError } from "../ui/trigger-render.ts";
+import { DEFAULT_TRIGGER_URL, runTrigger } from "../webhook/trigger.ts";
 
 // `trigger`: send a correctly signed sample prediction webhook to a receiver (like
-// `stripe trigger`), to test a deployment end to end. Prints the receiver's answer.
+// `stripe trigger`), to test a deployment end to end. The work is in src/webhook/trigger.ts,
+// what it shows in src/ui/trigger-render.ts.
 
 export function register(program: Command, signal: AbortSignal): void {
   program
     .command("trigger")
     .description("Send a signed sample prediction webhook to a receiver and print its answer")
-    .option("--url <url>", "the receiver's webhook URL", "http://127.0.0.1:3000/api/webhooks/replicate")
+    .option("--url <url>", "the receiver's webhook URL", DEFAULT_TRIGGER_URL)
     .option("-s, --status <status>", "starting | processing | succeeded | failed | canceled | aborted", "succeeded")
     .option(
       "--prompt <prompt>",
@@ -61,52 +62,11 @@ async function triggerAction(options: Record<string, unknown>, context: Context)
     }),
   );
   const output = context.output({ json: input.json });
-  const secret = input.secret ?? context.config().webhookSecret;
-  if (!secret) {
-    throw new ConfigError(
-      "Missing configuration: REPLICATE_WEBHOOK_SECRET (trigger signs the sample with it).",
-      "Set it, or pass --secret whsec_…; it must be the receiver's secret.",
-    );
-  }
-  const prediction = buildSamplePrediction({
-    status: input.status,
-    prompt: input.prompt,
-    outputs: input.output,
-    id: input.id,
-  });
-  output.info(`→ POST ${input.url}: prediction ${prediction.id as string} (${input.status}), signed`);
-  let result;
-  try {
-    result = await sendTrigger({
-      url: input.url,
-      secret,
-      prediction,
-      user: input.user,
-      signal: AbortSignal.any([context.signal, AbortSignal.timeout(30_000)]),
-    });
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const reason = cause?.code ?? cause?.message ?? (error as Error).message;
-    throw new UserError(`Cannot reach the receiver at ${input.url}: ${reason}.`, {
-      exitCode: ExitCode.replicate,
-      hint: "Start it with `genstore serve-webhook` (or check --url), then run trigger again.",
-    });
-  }
-  if (input.json) output.printJson({ sent: prediction, ...result });
-  else {
-    output.info(`← ${result.status} ${result.statusText} (webhook-id ${result.webhookId})`);
-    output.print(typeof result.body === "string" ? result.body : JSON.stringify(result.body));
-  }
-  if (result.status >= 200 && result.status < 300) return;
-  const refused = result.status >= 400 && result.status < 500;
-  throw new UserError(
-    `The receiver answered ${result.status} ${result.statusText}${refused ? ": it refused the delivery" : ""}.`,
-    {
-      exitCode: refused ? ExitCode.refused : ExitCode.replicate,
-      hint:
-        result.status === 401
-          ? "Its REPLICATE_WEBHOOK_SECRET differs from the one trigger signed with (or the clocks differ by over 5 minutes)."
-          : undefined,
-    },
+  const result = await runTrigger(
+    { ...input, outputs: input.output, secret: input.secret ?? context.config().webhookSecret },
+    { signal: context.signal, onSend: reportSending(output, input.url) },
   );
+  renderTrigger(result, output);
+  const error = triggerError(result);
+  if (error) throw error;
 }

@@ -1,11 +1,16 @@
-// `trigger` without the CLI: a realistic sample prediction (REPLICATE.md's format), signed
-// as Replicate signs its webhooks, POSTed to a receiver, and the receiver's answer.
+// `trigger` without the CLI: a realistic sample prediction (the body of Replicate's
+// prediction webhooks: the prediction object as GET /v1/predictions/{id} returns it),
+// signed as Replicate signs its webhooks (Standard Webhooks), POSTed to a receiver, and the
+// receiver's answer.
 import { randomBytes, randomUUID } from "node:crypto";
 import { detectOperation } from "../core/operation.ts";
 import type { Status } from "../core/status.ts";
+import { ConfigError, ExitCode, UserError } from "../errors.ts";
+import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { signWebhook } from "./verify.ts";
 
-export const DEFAULT_TRIGGER_URL = "http://127.0.0.1:3000/api/webhooks/replicate";
+/** Where `genstore serve-webhook` listens by default. */
+export const DEFAULT_TRIGGER_URL = `http://127.0.0.1:3000${WEBHOOK_PATH}`;
 
 export interface SampleInput {
   status: Status;
@@ -115,4 +120,54 @@ export async function sendTrigger(input: TriggerInput): Promise<TriggerResult> {
     statusText: response.statusText,
     body: parsed,
   };
+}
+
+export interface RunTriggerInput extends Omit<SampleInput, "now"> {
+  url: string;
+  /** The receiver's secret (REPLICATE_WEBHOOK_SECRET or --secret); required. */
+  secret: string | undefined;
+  user?: string;
+}
+
+export interface RunTriggerDeps {
+  signal: AbortSignal;
+  /** Told what is about to be sent. */
+  onSend?: (prediction: Record<string, unknown>) => void;
+  /** How long to wait for the receiver's answer (default 30 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * Builds the sample, signs and sends it; returns what was sent and the answer, whatever its
+ * status. Throws ConfigError without a secret, and a UserError (exit 6) when nothing answers.
+ */
+export async function runTrigger(
+  input: RunTriggerInput,
+  deps: RunTriggerDeps,
+): Promise<TriggerResult & { sent: Record<string, unknown> }> {
+  if (!input.secret) {
+    throw new ConfigError(
+      "Missing configuration: REPLICATE_WEBHOOK_SECRET (trigger signs the sample with it).",
+      "Set it, or pass --secret whsec_…; it must be the receiver's secret.",
+    );
+  }
+  const prediction = buildSamplePrediction(input);
+  deps.onSend?.(prediction);
+  try {
+    const result = await sendTrigger({
+      url: input.url,
+      secret: input.secret,
+      prediction,
+      user: input.user,
+      signal: AbortSignal.any([deps.signal, AbortSignal.timeout(deps.timeoutMs ?? 30_000)]),
+    });
+    return { sent: prediction, ...result };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const reason = cause?.code ?? cause?.message ?? (error as Error).message;
+    throw new UserError(`Cannot reach the receiver at ${input.url}: ${reason}.`, {
+      exitCode: ExitCode.replicate,
+      hint: "Start it with `genstore serve-webhook` (or check --url), then run trigger again.",
+    });
+  }
 }

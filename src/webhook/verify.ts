@@ -1,4 +1,7 @@
-// Verifies Replicate webhook deliveries (the Standard Webhooks scheme, see REPLICATE.md).
+// Verifies Replicate webhook deliveries. Replicate signs them with the Standard Webhooks
+// scheme (standardwebhooks.com): headers webhook-id, webhook-timestamp (Unix seconds) and
+// webhook-signature (`v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`), keyed by the
+// base64 part of the account's `whsec_…` secret.
 // The HMAC, the multi-signature walk (`v1,<sig> v1,<sig>` during a key rotation) and the
 // constant-time compare are the `standardwebhooks` package's; this module adds one-line
 // reasons, case-insensitive header lookup for Headers / Node header records, and a

@@ -1,5 +1,7 @@
-// A fake Replicate API for tests, built to /work/shared/REPLICATE.md. Loopback only, bounded
-// (close() destroys open sockets), owned by the test that starts it.
+// A fake Replicate API for tests, speaking the HTTP API genstore uses: GET
+// /v1/predictions/{id} and the paged GET /v1/predictions (newest first, `next` links), Bearer
+// tokens, 429 with Retry-After. Loopback only, bounded (close() destroys open sockets), owned
+// by the test that starts it.
 //
 //   const api = await startFakeReplicate({ token: "r8_test" });   // onTestFinished(api.close) is up to you
 //   api.url                      "http://127.0.0.1:<port>/v1"  → REPLICATE_API_BASE_URL

@@ -5,8 +5,8 @@ import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { startMotoServer, type MotoServer } from "./moto.ts";
 
-// Starts one S3-compatible server (moto_server, see ../shared/NOTES-s3.md) on loopback for
-// the whole run; each test file uses buckets of its own.
+// Starts one S3-compatible server (moto_server, Python moto 5.2) on loopback for the whole
+// run; each test file uses buckets of its own.
 
 declare module "vitest" {
   export interface ProvidedContext {

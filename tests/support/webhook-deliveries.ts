@@ -3,8 +3,9 @@ import http from "node:http";
 import { validateWebhook } from "replicate";
 import { Webhook as SvixWebhook } from "svix";
 
-// Webhook deliveries as Replicate sends them (REPLICATE.md), signed by the svix package,
-// not by genstore's own signer, and a plain node:http client to send them with.
+// Webhook deliveries as Replicate sends them (a POST whose body is the prediction object,
+// with the Standard Webhooks headers), signed by the svix package, not by genstore's own
+// signer, and a plain node:http client to send them with.
 
 export const newSecret = () => `whsec_${randomBytes(24).toString("base64")}`;
 
