@@ -26,7 +26,8 @@ import { databaseEnv, databaseKinds } from "./support/db.ts";
 import { fakePrediction, startFakeReplicate } from "./support/fake-replicate.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { tempDir } from "./support/pipeline-fixtures.ts";
-import { newSecret, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 import { freePort } from "./support/moto.ts";
 import { GENERATION_FIELDS } from "../src/core/generation-table.ts";
 

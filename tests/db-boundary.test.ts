@@ -98,7 +98,7 @@ describe.each(databaseKinds)("creating rows in an app's table (%s)", (kind) => {
   });
 });
 
-describe.runIf(databaseKinds.includes("postgres"))("the binary on a failing PostgreSQL", { timeout: 120_000 }, () => {
+describe.runIf(databaseKinds.includes("postgres"))("the binary on a failing PostgreSQL", () => {
   it("exits 4 with the database's reason (not 1, 'a bug') when a query is refused mid-command", async () => {
     const { db, config } = await createTestDatabase("postgres");
     await insertGenerations(db, [{ id: "g1", prompt: "a fox" }]);

@@ -13,6 +13,7 @@ async function homeWithDeliveries(): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-prune-"));
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
   const pglite = await PGlite.create({ dataDir: path.join(dir, "db"), loadDataDir: await pgliteTemplate() });
+  await pglite.query(`SET search_path TO genstore`); // genstore's own tables, as the binary sees them
   const query = (sql: string, params: unknown[]) => pglite.query(sql, params);
   await insertAgedDeliveries(query, { state: "done", count: 12, ageDays: 10, prefix: "old-done-" });
   await insertAgedDeliveries(query, { state: "done", count: 2, ageDays: 1, prefix: "recent-done-" });

@@ -44,7 +44,7 @@ export function renderDbStatus(status: DbStatus, output: Output): void {
 
 export function renderDbCheck(check: TableCheck & { database: string; exists: boolean }, output: Output): void {
   if (output.json) return output.printJson(check);
-  const c = output.color;
+  const c = output.stdoutColor;
   output.print(`Database: ${check.database}`);
   output.print(
     `Generations table: ${check.table} (${check.mode === "owned" ? "genstore's own" : "the app's, attached"})`,
