@@ -6,7 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
-import { newSecret, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // Where the README promises a clear error and a documented exit code, the binary gives one
 // (exit 1 means "this is a bug"); serve-webhook says Ready only once it can store.
@@ -39,7 +40,7 @@ async function serveWebhook(home: string, args: string[] = []) {
 }
 
 // Each test starts the binary on a fresh embedded database (initdb: seconds, more on a busy machine).
-describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
+describe("clear errors, not exit 1 (the binary)", () => {
   it("list --since 99999999999d is a usage error (2)", async () => {
     const result = await genstore(["list", "--since", "99999999999d"], { GENSTORE_HOME: await tempHome() });
     expect(result.code).toBe(2);
@@ -61,7 +62,7 @@ describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
     const result = spawnSync(
       "unshare",
       ["-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$1" && exec "$2" "$3" list', "sh", home, process.execPath, bin],
-      { env: cleanEnv({ GENSTORE_HOME: path.join(home, "genstore") }), encoding: "utf8", timeout: 60_000 },
+      { env: cleanEnv({ GENSTORE_HOME: path.join(home, "genstore") }), encoding: "utf8", timeout: 240_000 },
     );
     expect(result.status, result.stderr).toBe(4);
     expect(result.stderr).toMatch(/^error: Cannot open the embedded database in .*genstore\/db: /);
@@ -97,7 +98,7 @@ describe("clear errors, not exit 1 (the binary)", { timeout: 120_000 }, () => {
   });
 });
 
-describe("serve-webhook starts only when it can store (the binary)", { timeout: 120_000 }, () => {
+describe("serve-webhook starts only when it can store (the binary)", () => {
   it("exits 5 with a clear error, before Ready, when storage is not writable", async () => {
     const home = await tempHome();
     await writeFile(path.join(home, "storage"), "a file where the storage folder should be");

@@ -48,7 +48,7 @@ async function home(): Promise<string> {
 }
 
 // Each run starts Node and opens the database: seconds on a busy machine.
-describe("genstore gallery", { timeout: 120_000 }, () => {
+describe("genstore gallery", () => {
   it("prints its URL on stdout, serves the page on loopback, and stops on Ctrl-C", async () => {
     const gallery = startGallery(["--home", await home()]);
     const url = await gallery.url;
@@ -90,7 +90,7 @@ describe("genstore gallery", { timeout: 120_000 }, () => {
     await chmod(path.join(fakeBin, "xdg-open"), 0o755);
     const gallery = startGallery(["--home", dir, "--open"], { PATH: `${fakeBin}:${process.env.PATH}` });
     const url = await gallery.url;
-    await expect.poll(() => readFile(opened, "utf8").catch(() => ""), { timeout: 60_000 }).toBe(`${url}\n`);
+    await expect.poll(() => readFile(opened, "utf8").catch(() => ""), { timeout: 120_000 }).toBe(`${url}\n`);
     gallery.child.kill("SIGINT");
     expect(await gallery.exit).toBe(0);
   });

@@ -15,7 +15,8 @@ import {
 } from "./support/next-app.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
 import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.ts";
-import { newSecret, post, request, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret, post, request, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // examples/nextjs as a user gets it: genstore from the packed tarball, Next.js 16 and React
 // from the registry, built once per bundler (Turbopack, Next's default, and webpack) with

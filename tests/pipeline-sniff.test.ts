@@ -44,7 +44,7 @@ describe("sniffMediaType", () => {
   });
 });
 
-describe.each(storageKinds)("ingestPrediction sniffs every output (%s storage)", { timeout: 90_000 }, (storageKind) => {
+describe.each(storageKinds)("ingestPrediction sniffs every output (%s storage)", (storageKind) => {
   async function setup() {
     const [{ db }, storage, server] = await Promise.all([
       createTestDatabase("embedded"),

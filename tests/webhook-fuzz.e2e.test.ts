@@ -6,7 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { bin, cleanEnv } from "./support/cli.ts";
-import { newSecret, request, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret, request, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // A fuzz test of the receiver: a few thousand malformed bodies, generated from a fixed seed
 // (the same run every time), signed and unsigned, against the real binary. Whatever a sender

@@ -11,7 +11,8 @@ import { createDeliveryWorker } from "../src/webhook/worker.ts";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { newSecret, post, samplePrediction, svixSigned, waitFor } from "./support/webhook-deliveries.ts";
+import { newSecret, post, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
+import { waitFor } from "./support/wait.ts";
 
 // The receiver against a sender that does not play by the rules: bodies it cannot sign,
 // bodies that can never be stored, bodies too large for the limit. Real server on loopback,

@@ -4,7 +4,8 @@
 // worker, run until the due work is done, a number of deliveries is reached, or time is up.
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import type { PipelineDeps } from "../pipeline/types.ts";
-import { createIngestProcessor, type IngestFunction } from "./ingest-delivery.ts";
+import type { IngestFunction } from "../pipeline/types.ts";
+import { createIngestProcessor } from "./ingest-delivery.ts";
 import { createDeliveryQueue, type DeliveryQueue, type QueueCounts } from "./queue.ts";
 import { createDeliveryWorker } from "./worker.ts";
 
