@@ -324,7 +324,7 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
     await expect(run).rejects.toMatchObject({
       name: "DatabaseError",
       exitCode: 4,
-      message: expect.stringMatching(/^Lost .*(closed|ended|terminated)/i),
+      message: expect.stringMatching(/^Lost .*(closed|ended|terminated|after calling end)/i),
       hint: expect.stringMatching(/run again/),
     });
   });
