@@ -207,6 +207,33 @@ describe("mergeGeneration: what changes", () => {
     expect(write).not.toHaveProperty("status");
   });
 
+  it("decides two final statuses by Replicate's completed_at, whichever arrives first, and keeps stored outputs", () => {
+    const succeeded = delivery({
+      stored: [entry("generated/alice/g_0.png")],
+      storedIndexes: [0],
+      facts: { replicate: { status: "succeeded", completedAt: "2026-11-20T10:00:04Z" } },
+    });
+    const failed = delivery({
+      status: "failed",
+      predictionStatus: "failed",
+      predictionError: "canceled by the model",
+      outputUrls: [],
+      completedAt: new Date("2026-11-20T10:00:09Z"),
+      facts: { replicate: { status: "failed", completedAt: "2026-11-20T10:00:09Z" } },
+    });
+    const processing = row({ status: "processing", storageKeys: [], imageUrls: [], completedAt: null, metadata: {} });
+    const afterSucceeded = { ...processing, ...mergeGeneration(processing, succeeded) };
+    const afterFailed = { ...processing, ...mergeGeneration(processing, failed) };
+    const oneOrder = { ...afterSucceeded, ...mergeGeneration(afterSucceeded, failed) };
+    const otherOrder = { ...afterFailed, ...mergeGeneration(afterFailed, succeeded) };
+    for (const end of [oneOrder, otherOrder]) {
+      expect(end).toMatchObject({ status: "failed", error: "canceled by the model" });
+      expect(end.completedAt).toEqual(new Date("2026-11-20T10:00:09Z"));
+    }
+    expect(otherOrder.storageKeys).toEqual([entry("generated/alice/g_0.png")]);
+    expect(oneOrder.storageKeys).toEqual([entry("generated/alice/g_0.png")]);
+  });
+
   it("writes placement only for a new or adopted row", () => {
     const adopted = mergeGeneration(
       row({ replicateId: null, status: "starting", metadata: {} }),

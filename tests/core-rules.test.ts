@@ -112,6 +112,25 @@ describe("nextStatus", () => {
   ] as const)("%s then %s: applies=%s, stays %s", (current, incoming, apply, status) => {
     expect(nextStatus(current, incoming)).toMatchObject({ apply, status });
   });
+
+  const at = (s: number) => new Date(Date.UTC(2026, 10, 20, 10, 0, s));
+  it.each([
+    ["succeeded", "failed", at(4), at(9), true, "failed"],
+    ["failed", "succeeded", at(9), at(4), false, "failed"],
+    ["failed", "succeeded", at(4), at(9), true, "succeeded"],
+    ["succeeded", "failed", at(4), at(4), false, "succeeded"],
+    ["succeeded", "failed", null, at(9), false, "succeeded"],
+    ["succeeded", "failed", at(4), null, false, "succeeded"],
+    ["succeeded", "processing", at(4), at(9), false, "succeeded"],
+  ] as const)(
+    "two final statuses: %s (completed %s) then %s… decided by Replicate's completed_at",
+    (current, incoming, currentAt, incomingAt, apply, status) => {
+      expect(nextStatus(current, incoming, { current: currentAt, incoming: incomingAt })).toMatchObject({
+        apply,
+        status,
+      });
+    },
+  );
 });
 
 describe("parseDateInput", () => {

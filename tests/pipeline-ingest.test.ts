@@ -1,7 +1,7 @@
 import { buffer } from "node:stream/consumers";
 import sharp from "sharp";
 import { afterAll, describe, expect, it, onTestFinished } from "vitest";
-import { ExitCode } from "../src/errors.ts";
+import { ExitCode, StorageError } from "../src/errors.ts";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { openDatabase } from "../src/db/client.ts";
 import {
@@ -535,6 +535,37 @@ describe.each(databaseKinds)("ingestPrediction on %s", (kind) => {
       result.warnings.some((w) => w.startsWith(`No thumbnail for generated/alice/${result.generationId}_0.png:`)),
     ).toBe(true);
     expect(await keysIn(storage)).toEqual([`generated/alice/${result.generationId}_0.png`]);
+  });
+
+  it("keeps the row short of succeeded when storage fails while making the thumbnail, and a retry makes it", async () => {
+    const { db, storage, server } = await setup(kind);
+    let down = true;
+    // Storage that refuses writes under thumbnails/ while `down` (a full or unreachable bucket).
+    const put: Storage["put"] = (key, body, options) => {
+      if (down && key.startsWith("thumbnails/")) {
+        (body as { destroy?: () => void }).destroy?.();
+        return Promise.reject(new StorageError(`Cannot write ${key}: no space left on the device (ENOSPC).`));
+      }
+      return storage.put(key, body, options);
+    };
+    const flaky = new Proxy(storage, {
+      get: (target, name, receiver) => (name === "put" ? put : Reflect.get(target, name, receiver)),
+    });
+    const deps = pipelineDeps(db, flaky, [server.hostEntry]);
+    const prediction = makePrediction({ output: [server.url("/png/a.png")] });
+    const failed = await ingest(deps, { prediction, query: { userId: "alice" } }).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(StorageError);
+    let row = await generation(db, { replicateId: prediction.id });
+    expect(row.status).toBe("processing");
+    expect(row.storageKeys).toEqual([expect.objectContaining({ kind: "output" })]);
+    expect(row.error).toMatch(/no space left/);
+
+    down = false;
+    const retried = await ingest(deps, { prediction, query: { userId: "alice" } });
+    expect(retried.stored.map((s) => s.kind)).toEqual(["thumbnail"]);
+    row = await generation(db, { replicateId: prediction.id });
+    expect(row).toMatchObject({ status: "succeeded", error: null });
+    expect(row.storageKeys.map((e) => (e as { kind: string }).kind).sort()).toEqual(["output", "thumbnail"]);
   });
 });
 

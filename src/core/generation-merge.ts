@@ -82,7 +82,10 @@ const FAILED: readonly string[] = ["failed", "canceled", "aborted"];
 /** The fields to write, or null when this delivery changes nothing. `current` null: a new row. */
 export function mergeGeneration(current: GenerationState | null, delivery: Delivery): GenerationWrite | null {
   const currentStatus = current && isStatus(current.status) ? current.status : null;
-  const transition = nextStatus(currentStatus, delivery.status);
+  const transition = nextStatus(currentStatus, delivery.status, {
+    current: replicateCompletedAt(current?.metadata),
+    incoming: replicateCompletedAt(delivery.facts),
+  });
   const status = transition.status;
   const keys = mergeStorageKeys(current?.storageKeys ?? [], delivery.stored);
   const metadata = asObject(current?.metadata);
@@ -110,7 +113,7 @@ export function mergeGeneration(current: GenerationState | null, delivery: Deliv
       ...problems,
     },
     completedAt:
-      current?.completedAt ?? (isFinal(status) && (current === null || transition.apply) ? delivery.completedAt : null),
+      isFinal(status) && (current === null || transition.apply) ? delivery.completedAt : (current?.completedAt ?? null),
     error: errorFor(current, status, transition.apply, delivery, problems),
   };
   for (const key of Object.keys(next.metadata as object)) {
@@ -194,6 +197,13 @@ export function summarizeProblems(problems: readonly OutputProblem[]): string {
   }
   for (const p of other) parts.push(`output ${p.index} not stored: ${p.message}`);
   return parts.join("; ");
+}
+
+/** Replicate's completed_at as recorded in metadata (or carried by a delivery's facts). */
+function replicateCompletedAt(facts: unknown): Date | null {
+  const value = asObject(asObject(facts)["replicate"])["completedAt"];
+  const date = typeof value === "string" ? new Date(value) : null;
+  return date && !Number.isNaN(date.getTime()) ? date : null;
 }
 
 function asObject(value: unknown): Record<string, unknown> {

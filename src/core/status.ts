@@ -18,13 +18,26 @@ export type Transition =
 
 /**
  * What the row's status becomes when an update with `incoming` arrives. Deliveries come
- * more than once and in any order, so: a final status stays (the first final one wins),
- * and starting never overwrites processing.
+ * more than once and in any order, so: starting never overwrites processing, and a final
+ * status stays, unless another final status comes with a later Replicate `completed_at`
+ * (two final statuses for one prediction are then decided by Replicate's clock, never by
+ * which delivery happened to arrive, or finish its downloads, first).
  */
-export function nextStatus(current: Status | null | undefined, incoming: Status): Transition {
+export function nextStatus(
+  current: Status | null | undefined,
+  incoming: Status,
+  completedAt: { current?: Date | null; incoming?: Date | null } = {},
+): Transition {
   if (current === undefined || current === null) return { apply: true, status: incoming };
   if (current === incoming) return { apply: false, status: current, reason: "same" };
-  if (isFinal(current)) return { apply: false, status: current, reason: "final-kept" };
+  if (isFinal(current)) {
+    const later =
+      isFinal(incoming) &&
+      completedAt.current != null &&
+      completedAt.incoming != null &&
+      completedAt.incoming.getTime() > completedAt.current.getTime();
+    return later ? { apply: true, status: incoming } : { apply: false, status: current, reason: "final-kept" };
+  }
   if (isFinal(incoming)) return { apply: true, status: incoming };
   return incoming === "processing"
     ? { apply: true, status: incoming }

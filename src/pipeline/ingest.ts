@@ -6,6 +6,7 @@ import { mergeGeneration, type Delivery, type OutputProblem, type StorageKeyEntr
 import { planIngest, type ExistingRow, type IngestPlan, type PlannedObject } from "../core/ingest-plan.ts";
 import { generationIdHint, userIdHints, type Prediction } from "../core/prediction.ts";
 import { isFinal, type Status } from "../core/status.ts";
+import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError } from "../storage/errors.ts";
 import type { ObjectInfo } from "../storage/types.ts";
 import { openDownload, sniffDownload, type Download, type DownloadPolicy } from "./download.ts";
@@ -406,8 +407,10 @@ async function addThumbnail(ctx: Context, item: PlannedObject, out: OutputOutcom
     out.entries.push(thumb.entry);
     if (thumb.written) out.written.push(storedObject(item.index, thumb.entry));
   } catch (error) {
-    if (ctx.deps.signal?.aborted) throw error;
-    // A thumbnail is a convenience: the output is stored; the next delivery or recover tries again.
+    // Storage failing is a failure for now, like an output's: the row stays short of succeeded
+    // and the delivery is retried, so the thumbnail is made once storage is back. An image
+    // that cannot be decoded never will be: a warning, and the output stands without one.
+    if (ctx.deps.signal?.aborted || error instanceof StorageError) throw error;
     out.warnings.push(`No thumbnail for ${item.key}: ${describe(error)}.`);
   }
 }
