@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import {
-  compareKeys,
   countFinding,
   emptySummary,
   findingOfMerge,
@@ -14,6 +13,7 @@ import {
   type ListedObject,
   type MergeEvent,
 } from "../src/core/doctor.ts";
+import { compareKeys } from "../src/core/keys.ts";
 
 const now = new Date("2026-12-01T12:00:00Z");
 const row = (extra: Partial<DoctorRow> = {}): DoctorRow => ({

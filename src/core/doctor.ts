@@ -4,7 +4,7 @@
 // yields missing, mismatched and unreferenced objects holding one item of each side at a
 // time. The job reads the rows and lists storage; this file only decides.
 
-import { isImageExtension, parseContextKey, THUMBNAIL_FOLDER, thumbnailKeyFor } from "./keys.ts";
+import { compareKeys, isImageExtension, parseContextKey, THUMBNAIL_FOLDER, thumbnailKeyFor } from "./keys.ts";
 import { storageEntryKey, storageEntryKind } from "./key-moves.ts";
 import { isStorageContext, resolveOperation, STORAGE_CONTEXTS } from "./operation.ts";
 import type { ObjectKind } from "./keys.ts";
@@ -269,26 +269,6 @@ export type MergeEvent =
   | { type: "unlisted"; object: ListedObject }
   /** An expected key outside what was listed (a narrowed scan): the caller asks storage for it. */
   | { type: "outside"; expected: ExpectedKey };
-
-/**
- * Keys compared as S3 and PostgreSQL's COLLATE "C" compare them: by UTF-8 bytes, which is
- * code point order. JavaScript's < compares UTF-16 units, which differs above U+FFFF (a
- * surrogate, D800-DFFF, would sort below E000-FFFF): moving surrogates above them fixes it.
- */
-export function compareKeys(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return codeOrder(x) - codeOrder(y);
-  }
-  return a.length - b.length;
-}
-
-function codeOrder(unit: number): number {
-  if (unit < 0xd800) return unit;
-  return unit <= 0xdfff ? unit + 0x2000 : unit - 0x800;
-}
 
 /** A stream that went out of order would make the join report false findings: it stops instead. */
 export class UnsortedStreamError extends Error {

@@ -5,10 +5,10 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
-import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
+import { compareKeys, contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { DeleteFailure, GetOptions, ListOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The local provider: key "a/b/c.png" is the file <root>/a/b/c.png.
 //
@@ -176,13 +176,13 @@ class LocalStorage implements Storage {
     return failures;
   }
 
-  async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
+  async *list(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo> {
     // Walking starts in the folder holding the prefix; a partial last segment
     // ("generated/us") is matched against names inside it. pageSize has no use here:
     // memory holds the sorted entries of the folders on the current path, nothing more.
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
     if (folder !== "") this.fileFor(folder.slice(0, -1));
-    yield* this.walk(folder, prefix, options.startAfter);
+    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false);
   }
 
   async check(): Promise<void> {
@@ -297,7 +297,12 @@ class LocalStorage implements Storage {
   }
 
   /** Yields the objects under folder (a key prefix ending in "/" or ""), in key order. */
-  private async *walk(folder: string, prefix: string, startAfter: string | undefined): AsyncGenerator<ObjectInfo> {
+  private async *walk(
+    folder: string,
+    prefix: string,
+    startAfter: string | undefined,
+    etags: boolean,
+  ): AsyncGenerator<ObjectInfo> {
     const entries = await fs.readdir(path.join(this.bucket, folder), { withFileTypes: true }).catch((error) => {
       if (isMissing(error)) return [];
       throw this.fsError("list", folder || "/", error);
@@ -312,11 +317,17 @@ class LocalStorage implements Storage {
       if (name.endsWith("/")) {
         if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
         if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
-        yield* this.walk(name, prefix, startAfter);
+        yield* this.walk(name, prefix, startAfter, etags);
       } else {
         if (!name.startsWith(prefix)) continue;
         if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
-        const found = await this.describe(name, path.join(this.bucket, ...name.split("/")));
+        const file = path.join(this.bucket, ...name.split("/"));
+        if (!etags) {
+          const stat = await this.statObject(name, file);
+          if (stat) yield { key: name, size: stat.size, etag: "", lastModified: stat.mtime };
+          continue;
+        }
+        const found = await this.describe(name, file);
         if (found) yield infoOf(name, found.sidecar, found.stat); // else deleted meanwhile
       }
     }
@@ -436,11 +447,6 @@ function infoOf(key: string, sidecar: Sidecar, stat: Stats): ObjectInfo {
     contentType: sidecar.contentType ?? contentTypeFor(key),
     lastModified: stat.mtime,
   };
-}
-
-/** S3's key order: by UTF-8 bytes (JavaScript's < compares UTF-16 units, which differs above U+FFFF). */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 function isMissing(error: unknown): boolean {
