@@ -17,7 +17,7 @@ import {
   type ListedObject,
 } from "../core/doctor.ts";
 import { mergeStorageKeys } from "../core/generation-merge.ts";
-import { parseContextKey } from "../core/keys.ts";
+import { isImageExtension, parseContextKey, thumbnailKeyFor } from "../core/keys.ts";
 import { storageEntryKey, storageEntryKind } from "../core/key-moves.ts";
 import { resolveOperation } from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
@@ -475,17 +475,9 @@ async function repairThumbnails(ctx: RepairContext, findings: Finding[]): Promis
       outcome(finding, "planned", `would make ${thumbnailKey} from ${outputKey}`);
       continue;
     }
-    try {
-      const thumb = await makeThumbnail(deps.storage, outputKey, thumbnailKey, deps.signal);
-      await writeRowById(deps.db, row.id, (current) => {
-        const storageKeys = mergeStorageKeys(current.storageKeys, [thumb.entry]);
-        return storageKeys.length === current.storageKeys.length ? null : { storageKeys };
-      });
-      outcome(finding, "repaired", `made from ${outputKey}`);
-    } catch (error) {
-      if (deps.signal?.aborted) throw error;
-      outcome(finding, "not-repaired", `could not make it: ${error instanceof Error ? error.message : String(error)}`);
-    }
+    const problem = await makeAndRecordThumbnail(deps, row.id, outputKey, thumbnailKey);
+    if (problem === undefined) outcome(finding, "repaired", `made from ${outputKey}`);
+    else outcome(finding, "not-repaired", `could not make it: ${problem}`);
   }
 }
 
@@ -528,7 +520,37 @@ async function adoptObjects(ctx: RepairContext, findings: Finding[]): Promise<vo
       ]);
       return storageKeys.length === current.storageKeys.length ? null : { storageKeys };
     });
-    outcome(finding, "repaired", `recorded on generation ${row.id}`);
+    // An image adopted as an output gets its thumbnail too, as the pipeline would have made it.
+    const thumbnailKey =
+      parsed.kind === "output" && isImageExtension(parsed.ext)
+        ? thumbnailKeyFor(parsed.context, parsed.userId, parsed.id, parsed.index)
+        : undefined;
+    const problem = thumbnailKey && (await makeAndRecordThumbnail(deps, row.id, key, thumbnailKey));
+    outcome(
+      finding,
+      "repaired",
+      `recorded on generation ${row.id}${problem ? ` (no thumbnail: ${problem})` : thumbnailKey ? ", with its thumbnail" : ""}`,
+    );
+  }
+}
+
+/** Makes a thumbnail from a stored output and records it on the row; the reason when it cannot. */
+async function makeAndRecordThumbnail(
+  deps: DoctorDeps,
+  rowId: string,
+  outputKey: string,
+  thumbnailKey: string,
+): Promise<string | undefined> {
+  try {
+    const thumb = await makeThumbnail(deps.storage, outputKey, thumbnailKey, deps.signal);
+    await writeRowById(deps.db, rowId, (current) => {
+      const storageKeys = mergeStorageKeys(current.storageKeys, [thumb.entry]);
+      return storageKeys.length === current.storageKeys.length ? null : { storageKeys };
+    });
+    return undefined;
+  } catch (error) {
+    if (deps.signal?.aborted) throw error;
+    return error instanceof Error ? error.message : String(error);
   }
 }
 
