@@ -6,7 +6,6 @@ import path from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { FINDING_KINDS, type Finding, type FindingKind } from "../src/core/doctor.ts";
-import type { GenerationRecord } from "../src/core/generation-table.ts";
 import type { Database } from "../src/db/client.ts";
 import { runDoctor, type DoctorInput, type RepairOutcome } from "../src/jobs/doctor.ts";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
