@@ -183,7 +183,7 @@ describe.each(cases)("doctor on %s with %s storage", (dbKind, storageKind: Stora
     expect((await generation(db, { id: "gC" })).metadata).toMatchObject({
       lostObjects: [{ key: "generated/u1/gC_0.mp4" }],
     });
-    const adopted = (await generation(db, { id: "gA" }));
+    const adopted = await generation(db, { id: "gA" });
     expect(adopted.storageKeys.map((e) => (e as { key: string }).key)).toContain("generated/u1/gA_1.png");
     const [delivery] = await db.query<{ state: string }>(`SELECT state FROM "WebhookDelivery" WHERE id = 'wh_1'`);
     expect(delivery?.state).toBe("pending");
