@@ -21,10 +21,17 @@ export async function* cursorBatches<T>(
     await session.query("BEGIN READ ONLY");
     open = true;
     await session.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, ...params);
-    for (;;) {
-      const rows = await session.query<T>(`FETCH ${batchSize} FROM ${name}`);
+    // The next batch is asked for while the caller works on this one.
+    const fetch = () => {
+      const next = session.query<T>(`FETCH ${batchSize} FROM ${name}`);
+      next.catch(() => {}); // awaited below, or dropped when the caller stops early
+      return next;
+    };
+    let next: Promise<T[]> | undefined = fetch();
+    while (next !== undefined) {
+      const rows: T[] = await next;
+      next = rows.length < batchSize ? undefined : fetch();
       if (rows.length > 0) yield rows;
-      if (rows.length < batchSize) break;
     }
   } finally {
     // COMMIT of a read-only transaction closes the cursor; on a lost connection there is nothing to end.

@@ -4,6 +4,7 @@ import {
   defaultMapping,
   GenerationTable,
   missingRequiredFields,
+  type GenerationField,
   quoteIdent,
   type ColumnShape,
   type GenerationMapping,
@@ -387,16 +388,28 @@ export async function countScope(db: Database, scope: ScanScope): Promise<{ rows
   return { rows: Number(row?.rows ?? 0), keys: Number(row?.keys ?? 0) };
 }
 
-/** Every row of the scope, batch by batch (in no particular order). */
-export async function* scanRows(
-  db: Database,
-  scope: ScanScope,
-  batchSize?: number,
-): AsyncGenerator<GenerationRecord[]> {
+/** What scanRows reads of a row (what doctor checks); the others read as empty. */
+const SCAN_FIELDS = [
+  "id",
+  "userId",
+  "prompt",
+  "status",
+  "replicateId",
+  "imageUrls",
+  "storageKeys",
+  "operationType",
+  "storageContext",
+  "metadata",
+  "createdAt",
+] as const satisfies readonly GenerationField[];
+export type ScannedRow = Pick<GenerationRecord, (typeof SCAN_FIELDS)[number]>;
+
+/** Every row of the scope, batch by batch (in no particular order), with the SCAN_FIELDS only. */
+export async function* scanRows(db: Database, scope: ScanScope, batchSize?: number): AsyncGenerator<ScannedRow[]> {
   const t = await db.generations();
   const params: unknown[] = [];
   const where = scopeConditions(t, scope, (value) => `$${params.push(value)}`);
-  const sql = `SELECT ${t.selectList()} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+  const sql = `SELECT ${t.selectList(undefined, SCAN_FIELDS)} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
   for await (const batch of cursorBatches<Record<string, unknown>>(db, sql, params, batchSize))
     yield batch.map((raw) => t.decode(raw));
 }

@@ -185,74 +185,90 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   const totals = await countScope(db, scope);
 
   // 1. The rows, one by one.
-  const rowsStarted = Date.now();
-  for await (const batch of scanRows(db, scope)) {
-    checkInterrupted();
-    for (const row of batch) {
-      summary.rows += 1;
-      for (const finding of rowFindings(row, { now, stuckAfterMs: input.stuckAfterMs })) report(finding);
+  const rowsPass = async () => {
+    const rowsStarted = Date.now();
+    for await (const batch of scanRows(db, scope)) {
+      checkInterrupted();
+      for (const row of batch) {
+        summary.rows += 1;
+        for (const finding of rowFindings(row, { now, stuckAfterMs: input.stuckAfterMs })) report(finding);
+      }
+      progress({ phase: "rows", done: summary.rows, total: totals.rows, startedAt: rowsStarted });
     }
-    progress({ phase: "rows", done: summary.rows, total: totals.rows, startedAt: rowsStarted });
-  }
+  };
 
   // 2. The keys the rows list against the storage listing.
-  const prefixes = listingPrefixes(scope);
-  const objectsStarted = Date.now();
-  async function* listed(): AsyncGenerator<ListedObject> {
-    for (const prefix of prefixes) {
-      for await (const object of storage.list(prefix, { etags: false })) {
-        summary.objects += 1;
-        yield { key: object.key, size: object.size };
+  const keysPass = async () => {
+    const prefixes = listingPrefixes(scope);
+    const objectsStarted = Date.now();
+    async function* listed(): AsyncGenerator<ListedObject> {
+      for (const prefix of prefixes) {
+        for await (const object of storage.list(prefix, { etags: false })) {
+          summary.objects += 1;
+          yield { key: object.key, size: object.size };
+        }
       }
     }
-  }
-  async function* expected(): AsyncGenerator<ExpectedKey> {
-    for await (const batch of scanStoredKeys(db, scope)) {
-      checkInterrupted();
-      for (const r of batch) {
-        summary.keys += 1;
-        yield { ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) };
+    async function* expected(): AsyncGenerator<ExpectedKey> {
+      for await (const batch of scanStoredKeys(db, scope)) {
+        checkInterrupted();
+        for (const r of batch) {
+          summary.keys += 1;
+          yield { ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) };
+        }
+        progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted });
       }
-      progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted });
     }
-  }
-  const reportUnreferenced = scope.since === undefined;
-  if (!reportUnreferenced)
-    notes.push("Unreferenced objects are not looked for with --since (an object has no creation date to narrow by).");
-  let candidates: Finding[] = [];
-  const confirmCandidates = async () => {
-    const listedSomewhere = await keysListed(
-      db,
-      candidates.map((c) => c.key!),
-    );
-    for (const candidate of candidates) if (!listedSomewhere.has(candidate.key!)) report(candidate);
-    candidates = [];
-  };
-  for await (const event of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
-    if (event.type === "outside") {
-      // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
-      const object = await storage.head(event.expected.key);
-      const finding = findingOfMerge(
-        object
-          ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
-          : { type: "missing", expected: event.expected },
+    const reportUnreferenced = scope.since === undefined;
+    if (!reportUnreferenced)
+      notes.push("Unreferenced objects are not looked for with --since (an object has no creation date to narrow by).");
+    let candidates: Finding[] = [];
+    const confirmCandidates = async () => {
+      const listedSomewhere = await keysListed(
+        db,
+        candidates.map((c) => c.key!),
       );
-      if (finding) report(finding);
-      continue;
+      for (const candidate of candidates) if (!listedSomewhere.has(candidate.key!)) report(candidate);
+      candidates = [];
+    };
+    for await (const event of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
+      if (event.type === "outside") {
+        // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
+        const object = await storage.head(event.expected.key);
+        const finding = findingOfMerge(
+          object
+            ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
+            : { type: "missing", expected: event.expected },
+        );
+        if (finding) report(finding);
+        continue;
+      }
+      const finding = findingOfMerge(event);
+      if (finding === undefined) continue;
+      if (finding.kind !== "unreferenced-object") report(finding);
+      else if (!reportUnreferenced) continue;
+      else if (!narrowed) report(finding);
+      else {
+        // A narrowed scan read only some rows: another row may list the object.
+        candidates.push(finding);
+        if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
+      }
     }
-    const finding = findingOfMerge(event);
-    if (finding === undefined) continue;
-    if (finding.kind !== "unreferenced-object") report(finding);
-    else if (!reportUnreferenced) continue;
-    else if (!narrowed) report(finding);
-    else {
-      // A narrowed scan read only some rows: another row may list the object.
-      candidates.push(finding);
-      if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
-    }
+    if (candidates.length > 0) await confirmCandidates();
+    progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted }, true);
+  };
+
+  // On PostgreSQL the two passes read on connections of their own and overlap (the key
+  // pass waits on the file system or S3 much of the time); the embedded database is one
+  // connection, which one cursor at a time holds.
+  if (db.kind === "postgres") {
+    // Both end before an error is thrown: no cursor is left reading behind it.
+    const passes = await Promise.allSettled([rowsPass(), keysPass()]);
+    for (const pass of passes) if (pass.status === "rejected") throw pass.reason;
+  } else {
+    await rowsPass();
+    await keysPass();
   }
-  if (candidates.length > 0) await confirmCandidates();
-  progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted }, true);
 
   // 3. Failed webhook deliveries.
   let deliveries = 0;

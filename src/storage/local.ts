@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream, type Dir, type Stats } from "node:fs";
+import { constants, createReadStream, statSync, type Dir, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -33,6 +33,8 @@ interface Sidecar {
 
 /** A temp file untouched this long belongs to no write in flight (they fail after minutes without progress). */
 export const STALE_TEMP_MS = 60 * 60_000;
+/** Files a listing without etags stats at once. */
+const PARALLEL_STATS = 64;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
@@ -285,6 +287,17 @@ class LocalStorage implements Storage {
     }
   }
 
+  /** statObject without the thread pool (see walkSizes). */
+  private statObjectNow(key: string, file: string): Stats | undefined {
+    try {
+      const stat = statSync(file, { throwIfNoEntry: false });
+      return stat?.isFile() ? stat : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw this.fsError("read", key, error);
+    }
+  }
+
   private async describe(key: string, file: string): Promise<{ sidecar: Sidecar; stat: Stats } | undefined> {
     const stat = await this.statObject(key, file);
     if (stat === undefined) return undefined;
@@ -313,6 +326,10 @@ class LocalStorage implements Storage {
       .filter((e) => !e.name.startsWith(".") && (e.isFile() || e.isDirectory()))
       .map((e) => folder + e.name + (e.isDirectory() ? "/" : ""))
       .sort(compareKeys);
+    if (!etags) {
+      yield* this.walkSizes(names, prefix, startAfter);
+      return;
+    }
     for (const name of names) {
       if (name.endsWith("/")) {
         if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
@@ -322,15 +339,46 @@ class LocalStorage implements Storage {
         if (!name.startsWith(prefix)) continue;
         if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
         const file = path.join(this.bucket, ...name.split("/"));
-        if (!etags) {
-          const stat = await this.statObject(name, file);
-          if (stat) yield { key: name, size: stat.size, etag: "", lastModified: stat.mtime };
-          continue;
-        }
         const found = await this.describe(name, file);
         if (found) yield infoOf(name, found.sidecar, found.stat); // else deleted meanwhile
       }
     }
+  }
+
+  /**
+   * walk without etags: keys and sizes only, no sidecar read. A stat of a file whose folder
+   * was just read is a cached lookup: done synchronously, a batch at a time, it costs a few
+   * microseconds, where a stat through the thread pool costs several times that in
+   * scheduling (doctor lists millions of files).
+   */
+  private async *walkSizes(
+    names: string[],
+    prefix: string,
+    startAfter: string | undefined,
+  ): AsyncGenerator<ObjectInfo> {
+    let files: string[] = [];
+    const flush = () => {
+      const batch = files;
+      files = [];
+      return batch.flatMap((key) => {
+        const stat = this.statObjectNow(key, path.join(this.bucket, ...key.split("/")));
+        return stat ? [{ key, size: stat.size, etag: "", lastModified: stat.mtime }] : []; // else deleted meanwhile
+      });
+    };
+    for (const name of names) {
+      if (name.endsWith("/")) {
+        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
+        yield* flush();
+        yield* this.walk(name, prefix, startAfter, false);
+      } else {
+        if (!name.startsWith(prefix)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
+        files.push(name);
+        if (files.length >= PARALLEL_STATS) yield* flush();
+      }
+    }
+    yield* flush();
   }
 
   /** Removes folders emptied by a delete, up to (not including) root, as S3 has no folders. */

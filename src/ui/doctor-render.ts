@@ -38,7 +38,9 @@ export async function doctorView(output: Output, options: { ndjson?: boolean }):
         repairs.push(outcome);
       }
     },
+    // Without a terminal there is no progress line: not even its text is made.
     onProgress: (p) =>
+      output.interactive &&
       progress.update(
         `Checking ${p.phase === "objects" ? "stored keys against the storage listing" : p.phase}: ${formatRate(p.done, p.total, p.startedAt, unit[p.phase])}`,
       ),
