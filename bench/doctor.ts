@@ -131,7 +131,11 @@ if (s3Objects > 0) {
     const limit = pLimit(32);
     await Promise.all(
       Array.from({ length: s3Objects }, (_, i) =>
-        limit(() => s3.send(new PutObjectCommand({ Bucket: bucket, Key: keyOf(i + 1), Body: "" }))),
+        limit(() =>
+          s3.send(
+            new PutObjectCommand({ Bucket: bucket, Key: keyOf(i + 1), Body: new Uint8Array(0), ContentLength: 0 }),
+          ),
+        ),
       ),
     );
     console.log(
