@@ -61,7 +61,7 @@ async function receiver(
     db.query<{ id: string; predictionId: string; state: string; query: unknown; body: unknown }>(
       `SELECT id, "predictionId", state, query, body FROM "WebhookDelivery" ORDER BY "receivedAt"`,
     );
-  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, processed, lines, rows };
+  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, server, processed, lines, rows };
 }
 
 describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
@@ -266,7 +266,8 @@ describe("closing", () => {
   it("lets an in-flight request finish, then refuses new connections", async () => {
     const r = await receiver("embedded");
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
-    // Headers and half the body now, the rest after close() began.
+    // Headers and a part of the body now, the rest after close() began.
+    let sendRest = () => {};
     const pending = new Promise<number>((resolve, reject) => {
       const req = http.request(
         r.url,
@@ -281,11 +282,14 @@ describe("closing", () => {
       );
       req.on("error", reject);
       req.write(delivery.body.slice(0, 10));
-      setTimeout(() => req.end(delivery.body.slice(10)), 200);
+      sendRest = () => req.end(delivery.body.slice(10));
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The server holds the request (its declared length is reserved once the headers are read).
+    await waitFor(() => r.server.bufferedBytes() > 0);
     const close = closers.pop()!;
     const closing = close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    sendRest();
     expect(await pending).toBe(200);
     await closing;
     const port = Number(new URL(r.base).port);
