@@ -218,7 +218,7 @@ export async function findRow(
   adoptId?: string | null,
 ): Promise<{ row: GenerationRecord | null; adopted: boolean }> {
   const [row] = await db.query(
-    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = $1 ORDER BY ${t.col("createdAt")}, ${t.col("id")} LIMIT 1`,
+    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = $1 ORDER BY ${t.col("createdAt", t.name)}, ${t.col("id", t.name)} LIMIT 1`,
     replicateId,
   );
   if (row) return { row: t.decode(row), adopted: false };
