@@ -1,5 +1,7 @@
 import { Option, type Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { RETRY_WINDOW_VARIABLE, retryWindowMs as retryWindowFor } from "../config.ts";
+import { DEFAULT_RETRY_WINDOW } from "../core/delivery-retry.ts";
 import { DEFAULT_RETENTION, RETENTION_VARIABLE, retentionMs as retentionFor } from "../jobs/prune.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import { renderStopped, reportListening, serveWebhookLog, warnInsecure } from "../ui/serve-webhook-render.ts";
@@ -22,6 +24,10 @@ export function register(program: Command, signal: AbortSignal): void {
     .option(
       "--retention <duration>",
       `delete done deliveries older than this, hourly (env ${RETENTION_VARIABLE}, default ${DEFAULT_RETENTION}; failed ones are kept)`,
+    )
+    .option(
+      "--retry-window <duration>",
+      `retry a delivery whose failure may pass (storage, network) until this long after its prediction completed (env ${RETRY_WINDOW_VARIABLE}, default ${DEFAULT_RETRY_WINDOW})`,
     )
     .addOption(
       new Option("--lease <seconds>", "how long a claimed delivery stays locked without renewal")
@@ -57,6 +63,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       user: z.string().min(1).optional(),
       insecureNoVerify: z.boolean().optional(),
       retention: z.string().optional(),
+      retryWindow: z.string().optional(),
       lease: z.coerce.number().positive("must be a number of seconds"),
       poll: z.coerce.number().int().positive("must be a number of milliseconds"),
     }),
@@ -66,11 +73,12 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
   const secret = input.insecureNoVerify ? undefined : config.webhookSecret;
   checkServeWebhookInput({ ...input, secret });
   const retentionMs = retentionFor({ name: "--retention", value: input.retention });
+  const retryWindowMs = retryWindowFor({ name: "--retry-window", value: input.retryWindow });
   if (input.insecureNoVerify) warnInsecure(output);
 
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const result = await runServeWebhook(
-    { ...input, secret, retentionMs, leaseMs: input.lease * 1000, pollIntervalMs: input.poll },
+    { ...input, secret, retentionMs, retryWindowMs, leaseMs: input.lease * 1000, pollIntervalMs: input.poll },
     {
       db,
       storage,

@@ -8,7 +8,7 @@ import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createIngestProcessor } from "./ingest-delivery.ts";
+import { createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
 import { createDeliveryQueue } from "./queue.ts";
@@ -32,6 +32,8 @@ export interface ServeWebhookInput {
   pollIntervalMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
+  /** How long after the prediction's completed_at a retryable failure is retried (default 1 h). */
+  retryWindowMs?: number;
   /** Done deliveries older than this are deleted (src/jobs/prune.ts); undefined keeps them all. */
   retentionMs?: number;
   /** How often retention runs (default hourly, and once at start). */
@@ -78,7 +80,7 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
-  const queue = createDeliveryQueue(deps.db, input.retry);
+  const queue = createDeliveryQueue(deps.db, input.retry, { retryWindowMs: input.retryWindowMs });
   const worker = createDeliveryWorker({
     queue,
     concurrency: input.concurrency,
@@ -93,6 +95,7 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
         { user: input.user },
       ),
     log: deps.log,
+    onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
   const server = createWebhookServer({
     queue,

@@ -19,6 +19,8 @@ export interface DeliveryWorkerOptions {
   /** How long a claim lasts without renewal; renewed every third of it (default 60 s). */
   leaseMs?: number;
   log?: (line: string, level: WorkerLogLevel) => void;
+  /** Called when a retryable failure is given up (its retry window passed): records why on the row. */
+  onGivenUp?: (delivery: ClaimedDelivery, givenUp: { reason: string; error: string }) => Promise<unknown>;
 }
 
 export interface DeliveryWorker {
@@ -128,8 +130,14 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           const seconds = Math.round((outcome.retryAt!.getTime() - Date.now()) / 1000);
           log(`200 ${who} → attempt ${delivery.attempt} failed, retrying in ${seconds}s: ${message(error)}`, "warn");
         } else if (outcome.state === "failed") {
-          const after = final ? "not retried" : `after ${delivery.attempt} attempts`;
+          const after = final ? "not retried" : `after ${delivery.attempt} attempts, ${outcome.reason ?? "given up"}`;
           log(`200 ${who} → failed (${after}): ${message(error)}`, "error");
+          if (outcome.reason !== undefined)
+            await options
+              .onGivenUp?.(delivery, { reason: outcome.reason, error: message(error) })
+              ?.catch((why: unknown) =>
+                log(`200 ${who} → could not record on its row why it was given up: ${message(why)}`, "warn"),
+              );
         } else {
           log(
             `200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`,
