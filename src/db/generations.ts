@@ -188,10 +188,18 @@ function pgArray(value: string[] | string): string[] {
 /** The predictions of rows still starting or processing, oldest first (what `recover --pending` polls). */
 export async function runningPredictions(
   db: Database,
+  options: { untouchedForMs?: number } = {},
 ): Promise<{ predictionIds: string[]; withoutPrediction: number }> {
   const t = await db.generations();
+  const params: unknown[] = [];
+  // Only rows nothing has written for a while: the others are being worked on (a webhook retry, a poll).
+  const untouched =
+    options.untouchedForMs === undefined
+      ? ""
+      : ` AND ${t.col("updatedAt")} < ${t.nowSql("updatedAt")} - $${params.push(options.untouchedForMs)} * interval '1 millisecond'`;
   const rows = await db.query<{ id: string | null }>(
-    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.statusInSql(["starting", "processing"])} ORDER BY ${t.col("createdAt")}`,
+    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.statusInSql(["starting", "processing"])}${untouched} ORDER BY ${t.col("createdAt")}`,
+    ...params,
   );
   const predictionIds = rows.map((r) => r.id).filter((id): id is string => id !== null);
   return { predictionIds, withoutPrediction: rows.length - predictionIds.length };

@@ -29,6 +29,8 @@ import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "../
 export interface RecoverInput {
   ids?: string[];
   pending?: boolean;
+  /** With pending: only rows that nothing has written for this long (serve-webhook's poll for stuck rows). */
+  untouchedForMs?: number;
   since?: Date;
   /** Keep polling predictions that are not final yet, every intervalMs, until all are. */
   watch?: boolean;
@@ -196,7 +198,7 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     emit({ type: "start", mode, total: ids.length });
     await runAll(ids.map((id) => ({ id, via: "recover" as const })));
   } else if (mode === "pending") {
-    const running = await runningPredictions(deps.pipeline.db);
+    const running = await runningPredictions(deps.pipeline.db, { untouchedForMs: input.untouchedForMs });
     const ids = running.predictionIds;
     withoutReplicateId = running.withoutPrediction;
     emit({ type: "start", mode, total: ids.length, withoutReplicateId });

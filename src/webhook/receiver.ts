@@ -16,6 +16,8 @@ import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
+import { pollStuckRows } from "./poller.ts";
+import type { ReplicateApi } from "../replicate/client.ts";
 
 export interface ServeWebhookInput {
   port: number;
@@ -40,6 +42,8 @@ export interface ServeWebhookInput {
   retentionEveryMs?: number;
   /** Rows per retention statement and the pause between them (tests). */
   retentionBatch?: { batchSize?: number; pauseMs?: number };
+  /** Poll Replicate for rows stuck in starting/processing (needs deps.replicate); undefined: no polling. */
+  stuckPoll?: { untouchedForMs: number; everyMs: number };
 }
 
 export interface ServeWebhookDeps {
@@ -52,6 +56,8 @@ export interface ServeWebhookDeps {
   onListening?: (info: { url: string; webhookUrl: string }) => void;
   /** Replaces the pipeline (tests and benchmarks). */
   process?: DeliveryProcessor;
+  /** The Replicate API, for polling stuck rows (absent: no REPLICATE_API_TOKEN, no polling). */
+  replicate?: ReplicateApi;
 }
 
 export interface ServeWebhookResult {
@@ -118,8 +124,21 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     throw listenError(error, input.port, input.host);
   });
   worker.start();
-  const retention = new AbortController();
-  const retaining = keepRetention(input, deps, retention.signal);
+  const background = new AbortController();
+  const retaining = keepRetention(input, deps, background.signal);
+  const polling =
+    input.stuckPoll && deps.replicate
+      ? pollStuckRows(
+          { ...input.stuckPoll, user: input.user },
+          {
+            replicate: deps.replicate,
+            ingest: deps.ingest,
+            pipeline: { db: deps.db, storage: deps.storage, config: deps.config },
+            log: deps.log,
+            signal: background.signal,
+          },
+        )
+      : undefined;
   deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
   // In the background: a large storage folder takes a while to walk, and nothing waits for it.
   const sweeping = deps.storage.removeStaleTemps?.().then(
@@ -136,8 +155,8 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   });
   deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
   await server.close();
-  retention.abort();
-  await Promise.all([worker.stop(), retaining]);
+  background.abort();
+  await Promise.all([worker.stop(), retaining, polling]);
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
   return { pending: counts.pending + counts.processing };
