@@ -41,6 +41,11 @@ export function register(program: Command, signal: AbortSignal): void {
     .option("--reconcile-after <duration>", "poll Replicate for rows starting/processing untouched this long", "10m")
     .option("--reconcile-every <duration>", "how often to look for such rows", "1m")
     .option("--no-reconcile", "do not poll Replicate for stuck rows (polling needs REPLICATE_API_TOKEN anyway)")
+    .option(
+      "--unhealthy-after <duration>",
+      "GET /healthz answers 503 when deliveries are in progress and none finished for this long",
+      "10m",
+    )
     .addOption(
       new Option("--lease <seconds>", "how long a claimed delivery stays locked without renewal")
         .default("60")
@@ -54,9 +59,11 @@ export function register(program: Command, signal: AbortSignal): void {
       `
 Needs REPLICATE_WEBHOOK_SECRET (whsec_…, from GET https://api.replicate.com/v1/webhooks/default/secret).
 Register the webhook as https://<your host>/api/webhooks/replicate?userId=<id>; GET /healthz answers
-{"ok":true,"pending":…,"processing":…,"failed":…}. Each delivery is logged on stderr; Ctrl-C stops
-accepting, finishes what is in progress and exits 0. Work left by a stopped or crashed receiver is
-picked up by the next one on the same database.
+{"ok":true,"pending":…,"processing":…,"failed":…,"worker":{"ok":true,…}}, or 503 when the database
+fails or the worker makes no progress. Each delivery is logged on stderr; Ctrl-C stops accepting,
+finishes what is in progress and exits 0. Work left by a stopped or crashed receiver is picked up by
+the next one on the same database. With REPLICATE_API_TOKEN, rows stuck in starting/processing are
+polled from Replicate (as recover --pending).
 
 Examples:
   $ genstore serve-webhook
@@ -77,6 +84,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       retention: z.string().optional(),
       retryWindow: z.string().optional(),
       reconcile: z.boolean(),
+      unhealthyAfter: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 10m or 90s"),
       reconcileAfter: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 10m or 1h"),
       reconcileEvery: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 1m or 30s"),
       lease: z.coerce.number().positive("must be a number of seconds"),
@@ -108,6 +116,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       retryWindowMs,
       leaseMs: input.lease * 1000,
       pollIntervalMs: input.poll,
+      stallMs: parseDuration(input.unhealthyAfter)!,
       stuckPoll: polling.on
         ? { untouchedForMs: parseDuration(input.reconcileAfter)!, everyMs: parseDuration(input.reconcileEvery)! }
         : undefined,

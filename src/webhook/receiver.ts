@@ -32,6 +32,8 @@ export interface ServeWebhookInput {
   /** Claim lease (renewed while working); a crashed receiver's work is retried after it. */
   leaseMs?: number;
   pollIntervalMs?: number;
+  /** /healthz says the worker is stuck when deliveries are in progress and none finished for this long (default 10 min). */
+  stallMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
   /** How long after the prediction's completed_at a retryable failure is retried (default 1 h). */
@@ -92,6 +94,7 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
+    stallMs: input.stallMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
     process:
       deps.process ??
@@ -108,6 +111,7 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     secret: input.secret,
     insecureNoVerify: input.insecureNoVerify,
     onAccepted: () => worker.wake(),
+    workerHealth: () => worker.health(),
     log: deps.log,
   });
 
