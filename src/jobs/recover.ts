@@ -18,7 +18,7 @@ import type { Arrival, IngestFunction, IngestResult, PipelineDeps } from "../pip
 import type { ReplicateApi } from "../replicate/client.ts";
 import { ReplicateError } from "../replicate/errors.ts";
 import { knownPredictions, runningPredictions } from "../db/generations.ts";
-import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "../storage/errors.ts";
+import { isStorageOutage } from "../storage/errors.ts";
 
 // `genstore recover`: fetch predictions from Replicate and put each through the one
 // ingestion pipeline. Three ways to choose them: ids given by the operator, every row still
@@ -367,13 +367,8 @@ function classify(error: unknown): Verdict {
   }
   if (error instanceof DatabaseError) return { stop: "database", message, hint };
   // A storage error about one object (already there, missing, a body cut short) concerns one prediction.
-  if (
-    error instanceof ObjectExistsError ||
-    error instanceof ObjectNotFoundError ||
-    error instanceof IncompleteBodyError
-  )
-    return { state: "failed", message, hint };
-  if (error instanceof StorageError) return { stop: "storage", message, hint };
+  if (isStorageOutage(error)) return { stop: "storage", message, hint };
+  if (error instanceof StorageError) return { state: "failed", message, hint };
   if (error instanceof IngestRefusedError)
     return { state: "refused", message, hint: "Pass --user <userId> for predictions that name no user." };
   if (error instanceof OutputExpiredError) return { state: "expired", message, hint };

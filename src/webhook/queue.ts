@@ -100,6 +100,11 @@ export interface DeliveryQueue {
    * deleted: they wait for an operator.
    */
   deleteDone(before: string, limit: number): Promise<number>;
+  /**
+   * Makes every delivery waiting out a backoff due now (what failed them is over: storage came
+   * back); returns how many.
+   */
+  releaseWaiting(): Promise<number>;
 }
 
 export interface DeliveryQueueOptions {
@@ -246,6 +251,17 @@ export function createDeliveryQueue(
          SELECT count(*) AS n FROM gone`,
         before,
         limit,
+      );
+      return Number(row?.n ?? 0);
+    },
+
+    async releaseWaiting() {
+      const [row] = await db.query<{ n: number | string }>(
+        `WITH released AS (
+           UPDATE "WebhookDelivery" SET "lockedUntil" = ${NOW}, "updatedAt" = ${NOW}
+            WHERE state = 'pending' AND "lockedUntil" > ${NOW}
+           RETURNING 1)
+         SELECT count(*) AS n FROM released`,
       );
       return Number(row?.n ?? 0);
     },

@@ -16,6 +16,7 @@ import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
+import { createOutageWatch } from "./outage.ts";
 import { pollStuckRows } from "./poller.ts";
 import type { ReplicateApi } from "../replicate/client.ts";
 
@@ -34,6 +35,8 @@ export interface ServeWebhookInput {
   pollIntervalMs?: number;
   /** /healthz says the worker is stuck when deliveries are in progress and none finished for this long (default 10 min). */
   stallMs?: number;
+  /** How often storage is checked while it fails, to retry the deliveries it stranded as soon as it is back (default 15 s). */
+  storageProbeMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
   /** How long after the prediction's completed_at a retryable failure is retried (default 1 h). */
@@ -89,6 +92,13 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
   const queue = createDeliveryQueue(deps.db, input.retry, { retryWindowMs: input.retryWindowMs });
+  const outage = createOutageWatch({
+    queue,
+    probe: () => deps.storage.check(),
+    everyMs: input.storageProbeMs,
+    wake: () => worker.wake(),
+    log: deps.log,
+  });
   const worker = createDeliveryWorker({
     queue,
     concurrency: input.concurrency,
@@ -96,13 +106,14 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     pollIntervalMs: input.pollIntervalMs,
     stallMs: input.stallMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process:
+    process: outage.watch(
       deps.process ??
-      createIngestProcessor(
-        deps.ingest,
-        { db: deps.db, storage: deps.storage, config: deps.config },
-        { user: input.user },
-      ),
+        createIngestProcessor(
+          deps.ingest,
+          { db: deps.db, storage: deps.storage, config: deps.config },
+          { user: input.user },
+        ),
+    ),
     log: deps.log,
     onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
@@ -160,6 +171,7 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
   await server.close();
   background.abort();
+  outage.stop();
   await Promise.all([worker.stop(), retaining, polling]);
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
