@@ -17,9 +17,9 @@ import { waitFor } from "./support/wait.ts";
 // 9 attempts, then back. Every stranded delivery is stored with no operator, soon after storage
 // returns (not after the backoff's next wait). The real server on loopback, the real pipeline,
 // local storage whose folder disappears (a volume unmounted) and comes back. The backoff is
-// shortened (10 ms doubling) so that 10 attempts take seconds; storage is checked every second.
+// shortened (5 ms doubling) so that 10 attempts take seconds; storage is checked every second.
 
-const N = 12;
+const N = 8;
 
 describe("a storage outage longer than the old attempt limit (serve-webhook's server, local storage)", () => {
   it("stores every stranded delivery once storage is back, with no operator", async () => {
@@ -40,7 +40,7 @@ describe("a storage outage longer than the old attempt limit (serve-webhook's se
         concurrency: 4,
         secret,
         pollIntervalMs: 50,
-        retry: { ...BACKOFF.delivery, baseDelayMs: 10, maxDelayMs: 60_000 },
+        retry: { ...BACKOFF.delivery, baseDelayMs: 5, maxDelayMs: 60_000 },
         storageProbeMs: 1_000,
       },
       {

@@ -171,6 +171,19 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     expect(row!.lastError).toMatch(/worker stopped during its last attempt/);
   });
 
+  it("releases deliveries waiting out a backoff: the soonest due first, or all", async () => {
+    const { db } = await createTestDatabase(kind);
+    const queue = createDeliveryQueue(db);
+    for (const id of ["a", "b", "c"]) await queue.enqueue(delivery(id));
+    for (const claimed of await queue.claim(3, 60_000)) await queue.fail(claimed, "storage is full");
+    expect(await queue.claim(3, 60_000)).toEqual([]);
+    expect(await queue.releaseWaiting(1)).toBe(1);
+    expect(await queue.claim(3, 60_000)).toHaveLength(1);
+    expect(await queue.releaseWaiting()).toBe(2);
+    expect(await queue.claim(3, 60_000)).toHaveLength(2);
+    expect(await queue.releaseWaiting()).toBe(0);
+  });
+
   it("the worker processes what is queued, retries what throws, and stops cleanly", async () => {
     const { db } = await createTestDatabase(kind);
     const queue = createDeliveryQueue(db, fastRetries);

@@ -1,8 +1,10 @@
 // A storage outage ends for every delivery at once. The queue's backoff reaches 10 min, so
 // after a long outage the deliveries it stranded would wait up to 10 min more each once
 // storage is back. Instead: after an attempt fails on storage itself (unreachable, full,
-// refusing writes), the receiver checks storage every few seconds, and as soon as a check
-// or an attempt succeeds, every delivery waiting out a backoff is made due at once.
+// refusing writes), the receiver checks storage every few seconds. A check that passes lets
+// one waiting delivery go at once (a check can pass while writes still fail: a full disk
+// takes an empty file), and the first attempt that succeeds makes every delivery waiting
+// out a backoff due at once.
 import { isStorageOutage } from "../storage/errors.ts";
 import type { DeliveryQueue } from "./queue.ts";
 import type { DeliveryProcessor } from "./worker.ts";
@@ -29,37 +31,44 @@ export interface OutageWatch {
 
 export function createOutageWatch(options: OutageWatchOptions): OutageWatch {
   const everyMs = options.everyMs ?? DEFAULT_STORAGE_PROBE_MS;
+  /** When the outage began; undefined: no outage. */
   let since: number | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  let releasing = false;
 
-  const end = async () => {
-    if (since === undefined || releasing) return;
-    releasing = true;
+  const release = async (limit?: number): Promise<number> => {
     try {
-      const released = await options.queue.releaseWaiting();
-      const lasted = Math.round((Date.now() - since) / 1000);
-      since = undefined;
-      clearTimeout(timer);
-      options.log(
-        `storage is back after ${lasted} s: ${released} deliver${released === 1 ? "y" : "ies"} waiting out a backoff retried now`,
-        "info",
-      );
+      const released = await options.queue.releaseWaiting(limit);
       if (released > 0) options.wake();
+      return released;
     } catch {
-      // The database failed: the next check or success tries again.
-    } finally {
-      releasing = false;
+      return -1; // The database failed: the next check or success tries again.
     }
   };
 
+  const end = async () => {
+    if (since === undefined) return;
+    const began = since;
+    since = undefined;
+    clearTimeout(timer);
+    const released = await release();
+    if (released < 0) since ??= began;
+    else
+      options.log(
+        `storage is back after ${Math.round((Date.now() - began) / 1000)} s: ${released} deliver${released === 1 ? "y" : "ies"} waiting out a backoff retried now`,
+        "info",
+      );
+  };
+
   const check = () => {
+    clearTimeout(timer);
     timer = setTimeout(() => {
       if (stopped || since === undefined) return;
       options
         .probe()
-        .then(end, () => undefined)
+        // The check passed: one waiting delivery tries now; its success ends the outage. Nothing waiting: it is over.
+        .then(async () => ((await release(1)) === 0 ? end() : undefined))
+        .catch(() => undefined)
         .finally(() => {
           if (!stopped && since !== undefined) check();
         });
@@ -72,7 +81,7 @@ export function createOutageWatch(options: OutageWatchOptions): OutageWatch {
       return async (delivery) => {
         try {
           const summary = await process(delivery);
-          void end();
+          if (since !== undefined) void end();
           return summary;
         } catch (error) {
           if (isStorageOutage(error) && since === undefined && !stopped) {

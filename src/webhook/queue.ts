@@ -101,10 +101,10 @@ export interface DeliveryQueue {
    */
   deleteDone(before: string, limit: number): Promise<number>;
   /**
-   * Makes every delivery waiting out a backoff due now (what failed them is over: storage came
-   * back); returns how many.
+   * Makes deliveries waiting out a backoff due now (what failed them may be over: storage came
+   * back), the soonest due first, up to `limit` (default all); returns how many.
    */
-  releaseWaiting(): Promise<number>;
+  releaseWaiting(limit?: number): Promise<number>;
 }
 
 export interface DeliveryQueueOptions {
@@ -255,13 +255,19 @@ export function createDeliveryQueue(
       return Number(row?.n ?? 0);
     },
 
-    async releaseWaiting() {
+    async releaseWaiting(limit) {
       const [row] = await db.query<{ n: number | string }>(
         `WITH released AS (
            UPDATE "WebhookDelivery" SET "lockedUntil" = ${NOW}, "updatedAt" = ${NOW}
-            WHERE state = 'pending' AND "lockedUntil" > ${NOW}
+            WHERE id IN (
+              SELECT id FROM "WebhookDelivery"
+               WHERE state = 'pending' AND "lockedUntil" > ${NOW}
+               ORDER BY "lockedUntil"
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
            RETURNING 1)
          SELECT count(*) AS n FROM released`,
+        limit ?? null,
       );
       return Number(row?.n ?? 0);
     },
