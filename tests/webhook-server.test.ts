@@ -4,7 +4,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/http-server.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "../src/webhook/worker.ts";
+import { runServeWebhook } from "../src/webhook/receiver.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
+import { testStorage } from "./support/pipeline-fixtures.ts";
 import {
   newSecret,
   post,
@@ -296,5 +298,70 @@ describe("closing", () => {
     await expect(
       new Promise((resolve, reject) => net.connect(port, "127.0.0.1").on("connect", resolve).on("error", reject)),
     ).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe("healthz and a worker that makes no progress (serve-webhook's server)", () => {
+  it("answers 503 with the reason while deliveries are in progress and none finishes, and 200 once one does", async () => {
+    const { db } = await createTestDatabase("embedded");
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const controller = new AbortController();
+    let base = "";
+    const running = runServeWebhook(
+      { port: 0, host: "127.0.0.1", concurrency: 2, secret, pollIntervalMs: 50, stallMs: 500 },
+      {
+        db,
+        storage: await testStorage("local"),
+        config: { outputHosts: [], maxOutputBytes: 1 },
+        ingest: () => Promise.reject(new Error("not used")),
+        // A storage call that never answers, as S3 without deadlines did.
+        process: () => held.then(() => "released"),
+        signal: controller.signal,
+        log: () => {},
+        onListening: (where) => (base = where.url),
+      },
+    );
+    try {
+      await waitFor(() => base !== "", undefined, "the receiver to listen");
+      const idle = await request("GET", `${base}/healthz`);
+      expect(idle.status).toBe(200);
+      expect(idle.json).toMatchObject({ ok: true, worker: { ok: true, inProgress: 0 } });
+
+      const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
+      expect((await post(`${base}/api/webhooks/replicate`, delivery.body, delivery.headers)).status).toBe(200);
+      const stuck = await waitFor(
+        async () => {
+          const reply = await request("GET", `${base}/healthz`);
+          return reply.status === 503 && reply;
+        },
+        undefined,
+        "healthz to report the stuck worker",
+      );
+      expect(stuck.json).toMatchObject({
+        ok: false,
+        processing: 1,
+        worker: {
+          ok: false,
+          inProgress: 1,
+          reason: expect.stringMatching(/^1 delivery in progress, none finished for \d+ s$/),
+        },
+      });
+
+      release();
+      const healed = await waitFor(
+        async () => {
+          const reply = await request("GET", `${base}/healthz`);
+          return reply.status === 200 && reply;
+        },
+        undefined,
+        "healthz to be ok again",
+      );
+      expect(healed.json).toMatchObject({ ok: true, worker: { ok: true, inProgress: 0 } });
+    } finally {
+      release();
+      controller.abort();
+      await running;
+    }
   });
 });
