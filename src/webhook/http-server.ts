@@ -13,6 +13,7 @@ import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import type { DeliveryQueue } from "./queue.ts";
+import type { WorkerHealth } from "./worker.ts";
 import {
   MAX_BODY_BYTES,
   acceptDelivery,
@@ -37,6 +38,8 @@ export interface WebhookServerOptions {
   maxBodyBytes?: number;
   /** Body bytes held in memory at once across all requests (default MAX_BUFFERED_BYTES); over it, 503. */
   maxBufferedBytes?: number;
+  /** The worker's health, reported by GET /healthz (unhealthy: 503). */
+  workerHealth?: () => WorkerHealth;
   /** Called after a delivery is durable (wakes the worker). */
   onAccepted?: (accepted: NonNullable<AcceptResult["accepted"]>) => void;
   /** One line per request refused (warn), duplicate (info) or accepted (debug: the worker logs the outcome). */
@@ -84,7 +87,9 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
         return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
       try {
         const counts = await options.queue.counts();
-        return send(res, 200, { ok: true, ...counts });
+        const worker = options.workerHealth?.();
+        if (worker && !worker.ok) return send(res, 503, { ok: false, ...counts, worker });
+        return send(res, 200, { ok: true, ...counts, ...(worker ? { worker } : {}) });
       } catch (error) {
         return send(res, 503, { ok: false, error: `database unavailable: ${oneLine(error)}` });
       }

@@ -1,7 +1,11 @@
 // Turns a queued delivery into an ingestion-pipeline call, and its result into the words
 // of the delivery's log line.
+import { givenUpWrite } from "../core/generation-merge.ts";
 import { parsePrediction } from "../core/prediction.ts";
+import type { Database } from "../db/client.ts";
+import { updateExistingRow } from "../db/generations.ts";
 import type { IngestFunction, IngestResult, PipelineDeps } from "../pipeline/types.ts";
+import type { ClaimedDelivery } from "./queue.ts";
 import type { DeliveryProcessor } from "./worker.ts";
 
 export function createIngestProcessor(
@@ -65,4 +69,21 @@ export function describeIngestResult(result: IngestResult): string {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** Writes on the prediction's row (when it has one) why its delivery was given up; true when written. */
+export function recordGivenUp(
+  db: Database,
+  delivery: Pick<ClaimedDelivery, "id" | "predictionId" | "attempt">,
+  givenUp: { reason: string; error: string },
+): Promise<boolean> {
+  return updateExistingRow(db, delivery.predictionId, (row) =>
+    givenUpWrite(row, {
+      webhookId: delivery.id,
+      attempts: delivery.attempt,
+      reason: givenUp.reason,
+      lastError: givenUp.error,
+      at: new Date(),
+    }),
+  );
 }

@@ -8,7 +8,7 @@ import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createIngestProcessor } from "./ingest-delivery.ts";
+import { createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
 import { createDeliveryQueue } from "./queue.ts";
@@ -16,6 +16,9 @@ import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
+import { createOutageWatch } from "./outage.ts";
+import { pollStuckRows } from "./poller.ts";
+import type { ReplicateApi } from "../replicate/client.ts";
 
 export interface ServeWebhookInput {
   port: number;
@@ -30,14 +33,22 @@ export interface ServeWebhookInput {
   /** Claim lease (renewed while working); a crashed receiver's work is retried after it. */
   leaseMs?: number;
   pollIntervalMs?: number;
+  /** /healthz says the worker is stuck when deliveries are in progress and none finished for this long (default 10 min). */
+  stallMs?: number;
+  /** How often storage is checked while it fails, to retry the deliveries it stranded as soon as it is back (default 15 s). */
+  storageProbeMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
+  /** How long after the prediction's completed_at a retryable failure is retried (default 1 h). */
+  retryWindowMs?: number;
   /** Done deliveries older than this are deleted (src/jobs/prune.ts); undefined keeps them all. */
   retentionMs?: number;
   /** How often retention runs (default hourly, and once at start). */
   retentionEveryMs?: number;
   /** Rows per retention statement and the pause between them (tests). */
   retentionBatch?: { batchSize?: number; pauseMs?: number };
+  /** Poll Replicate for rows stuck in starting/processing (needs deps.replicate); undefined: no polling. */
+  stuckPoll?: { untouchedForMs: number; everyMs: number };
 }
 
 export interface ServeWebhookDeps {
@@ -50,6 +61,8 @@ export interface ServeWebhookDeps {
   onListening?: (info: { url: string; webhookUrl: string }) => void;
   /** Replaces the pipeline (tests and benchmarks). */
   process?: DeliveryProcessor;
+  /** The Replicate API, for polling stuck rows (absent: no REPLICATE_API_TOKEN, no polling). */
+  replicate?: ReplicateApi;
 }
 
 export interface ServeWebhookResult {
@@ -78,27 +91,38 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
-  const queue = createDeliveryQueue(deps.db, input.retry);
+  const queue = createDeliveryQueue(deps.db, input.retry, { retryWindowMs: input.retryWindowMs });
+  const outage = createOutageWatch({
+    queue,
+    probe: () => deps.storage.check(),
+    everyMs: input.storageProbeMs,
+    wake: () => worker.wake(),
+    log: deps.log,
+  });
   const worker = createDeliveryWorker({
     queue,
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
+    stallMs: input.stallMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process:
+    process: outage.watch(
       deps.process ??
-      createIngestProcessor(
-        deps.ingest,
-        { db: deps.db, storage: deps.storage, config: deps.config },
-        { user: input.user },
-      ),
+        createIngestProcessor(
+          deps.ingest,
+          { db: deps.db, storage: deps.storage, config: deps.config },
+          { user: input.user },
+        ),
+    ),
     log: deps.log,
+    onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
   const server = createWebhookServer({
     queue,
     secret: input.secret,
     insecureNoVerify: input.insecureNoVerify,
     onAccepted: () => worker.wake(),
+    workerHealth: () => worker.health(),
     log: deps.log,
   });
 
@@ -115,8 +139,21 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     throw listenError(error, input.port, input.host);
   });
   worker.start();
-  const retention = new AbortController();
-  const retaining = keepRetention(input, deps, retention.signal);
+  const background = new AbortController();
+  const retaining = keepRetention(input, deps, background.signal);
+  const polling =
+    input.stuckPoll && deps.replicate
+      ? pollStuckRows(
+          { ...input.stuckPoll, user: input.user },
+          {
+            replicate: deps.replicate,
+            ingest: deps.ingest,
+            pipeline: { db: deps.db, storage: deps.storage, config: deps.config },
+            log: deps.log,
+            signal: background.signal,
+          },
+        )
+      : undefined;
   deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
   // In the background: a large storage folder takes a while to walk, and nothing waits for it.
   const sweeping = deps.storage.removeStaleTemps?.().then(
@@ -133,8 +170,9 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   });
   deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
   await server.close();
-  retention.abort();
-  await Promise.all([worker.stop(), retaining]);
+  background.abort();
+  outage.stop();
+  await Promise.all([worker.stop(), retaining, polling]);
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
   return { pending: counts.pending + counts.processing };
