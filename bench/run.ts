@@ -13,6 +13,7 @@ for (const name of [
   "migrate-keys",
   "nextjs-route",
   "gallery",
+  "doctor",
 ]) {
   if (only.length > 0 && !only.includes(name)) continue;
   execFileSync(process.execPath, ["--import", "tsx", `bench/${name}.ts`], { stdio: "inherit" });

@@ -35,6 +35,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import("./commands/migrate-keys.ts"),
   },
   list: { summary: "List generations, newest first", load: () => import("./commands/list.ts") },
+  doctor: {
+    summary: "Check that the rows and the storage agree (nothing lost), and repair what can be repaired",
+    load: () => import("./commands/doctor.ts"),
+  },
   gallery: {
     summary: "Browse the generations in a local, read-only web page (tabs, filters, details, media)",
     load: () => import("./commands/gallery.ts"),
@@ -86,7 +90,7 @@ Examples:
 
 Exit codes: 0 ok, 1 bug, 2 usage, 3 configuration, 4 database, 5 storage, 6 Replicate,
 7 some items failed, 8 input refused, 9 busy (another run holds the job's lock),
-130 interrupted. See the README.`,
+10 doctor found problems that remain, 130 interrupted. See the README.`,
     );
 
   for (const [name, entry] of Object.entries(COMMANDS)) {

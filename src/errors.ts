@@ -22,6 +22,8 @@ export const ExitCode = {
   refused: 8,
   /** Another run of the same job holds its lock; try again when it ends. */
   busy: 9,
+  /** doctor: the scan found problems that remain (not repaired, or no --repair). */
+  problems: 10,
   /** Stopped by Ctrl-C or SIGTERM; rerunning continues where it stopped. */
   interrupted: 130,
 } as const;

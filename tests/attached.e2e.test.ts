@@ -8,6 +8,7 @@ import { runDbCheck } from "../src/jobs/db.ts";
 import { runBackfill } from "../src/jobs/backfill.ts";
 import { runList } from "../src/jobs/list.ts";
 import { runMigrateKeys } from "../src/jobs/migrate-keys.ts";
+import { runDoctor } from "../src/jobs/doctor.ts";
 import { runRecover } from "../src/jobs/recover.ts";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
@@ -331,6 +332,18 @@ describe.each(APP_NAMES)("app (%s) on the embedded database: the jobs in process
     );
     expect(response.status).toBe(200);
     expect(await appRow(db, app, table, "lib1")).toMatchObject({ status: succeededValue(app) });
+
+    // doctor reads the app's table through its mapping: every row, and every key against the storage.
+    const [deleted] = storageKeysOf(app, await appRow(db, app, table, "orph1"));
+    await storage.delete(deleted!);
+    const doctor = await runDoctor(
+      { scope: {}, stuckAfterMs: 3_600_000 },
+      { db, storage, pipeline, ingest: ingestPrediction, replicate },
+    );
+    expect(doctor.rows).toBe(page.rows.length + 2);
+    expect(doctor.keys).toBeGreaterThan(0);
+    expect(doctor.counts["never-stored"] + doctor.counts.stuck).toBe(0);
+    expect(doctor.examples["missing-object"].map((f) => f.key)).toEqual([deleted]);
 
     expect(await snapshotApp(db, appSchema)).toEqual(before);
     expect(await appColumns(db, app, table)).toEqual(ownBefore);

@@ -316,6 +316,14 @@ describe.each(providers)("$name storage", ({ make }) => {
       (await collect(storage.list("generated/", { startAfter: "generated/u1/g_1.png" }))).map((o) => o.key),
     ).toEqual(["generated/u1/sub/deep_0.png", "generated/u10/i_0.png", "generated/u2/h_0.png"]);
     expect(await collect(storage.list("nothing/"))).toEqual([]);
+    // Keys and sizes only (doctor): the same objects in the same order.
+    const sizes = await collect(storage.list("", { etags: false }));
+    expect(sizes.map((o) => [o.key, o.size])).toEqual(all.map((o) => [o.key, o.size]));
+    expect(
+      (await collect(storage.list("generated/", { etags: false, startAfter: "generated/u1/g_1.png" }))).map(
+        (o) => o.key,
+      ),
+    ).toEqual(["generated/u1/sub/deep_0.png", "generated/u10/i_0.png", "generated/u2/h_0.png"]);
   });
 
   it("passes check() when the storage is usable", async () => {

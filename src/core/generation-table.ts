@@ -196,23 +196,26 @@ export class GenerationTable {
   /**
    * The select list that reads a row as GenerationRecord's fields: every field under its
    * Prisma name; a field the table lacks reads as NULL (decode takes it from metadata).
-   * Arrays and JSON come back as one jsonb value each, the same on both drivers.
+   * Arrays and JSON come back as one jsonb value each, the same on both drivers. `fields`
+   * reads only those (decode then leaves the others empty).
    */
-  selectList(alias?: string): string {
-    return GENERATION_FIELDS.map((field) => {
-      if (!this.has(field)) return `NULL AS ${quoteIdent(field)}`;
-      const col = this.col(field, alias);
-      const kind = FIELD_SPECS[field].kind;
-      const expr =
-        kind === "jsonb[]" || kind === "text[]"
-          ? `to_jsonb(${col})`
-          : kind === "status" || kind === "id"
-            ? `${col}::text`
-            : kind === "timestamp"
-              ? this.utcTimestamp(field, col)
-              : col;
-      return `${expr} AS ${quoteIdent(field)}`;
-    }).join(", ");
+  selectList(alias?: string, fields: readonly GenerationField[] = GENERATION_FIELDS): string {
+    return fields
+      .map((field) => {
+        if (!this.has(field)) return `NULL AS ${quoteIdent(field)}`;
+        const col = this.col(field, alias);
+        const kind = FIELD_SPECS[field].kind;
+        const expr =
+          kind === "jsonb[]" || kind === "text[]"
+            ? `to_jsonb(${col})`
+            : kind === "status" || kind === "id"
+              ? `${col}::text`
+              : kind === "timestamp"
+                ? this.utcTimestamp(field, col)
+                : col;
+        return `${expr} AS ${quoteIdent(field)}`;
+      })
+      .join(", ");
   }
 
   /** A row as read with selectList, as a GenerationRecord. */

@@ -89,6 +89,26 @@ export function parseContextKey(key: string): ContextKey | undefined {
   return { kind: thumbnail ? "thumbnail" : "output", context, userId, id, index: n === undefined ? 0 : Number(n), ext };
 }
 
+/**
+ * Keys compared as S3 and PostgreSQL's COLLATE "C" compare them: by UTF-8 bytes, which is
+ * code point order. JavaScript's < compares UTF-16 units, which differs above U+FFFF (a
+ * surrogate, D800-DFFF, would sort below E000-FFFF): moving surrogates above them fixes it.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codeOrder(x) - codeOrder(y);
+  }
+  return a.length - b.length;
+}
+
+function codeOrder(unit: number): number {
+  if (unit < 0xd800) return unit;
+  return unit <= 0xdfff ? unit + 0x2000 : unit - 0x800;
+}
+
 export function isContextKey(key: string): boolean {
   return parseContextKey(key) !== undefined;
 }

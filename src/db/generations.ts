@@ -4,6 +4,7 @@ import {
   defaultMapping,
   GenerationTable,
   missingRequiredFields,
+  type GenerationField,
   quoteIdent,
   type ColumnShape,
   type GenerationMapping,
@@ -11,9 +12,12 @@ import {
   type TableMode,
   type TableShape,
 } from "../core/generation-table.ts";
+import { contextConditionSql, filterConditions } from "../core/list-query.ts";
+import type { StorageContext } from "../core/operation.ts";
 import type { Status } from "../core/status.ts";
 import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import type { Database, Queryable } from "./client.ts";
+import { cursorBatches } from "./cursor.ts";
 
 // The generations table: which one (genstore's own, or the app's, attached), what the
 // catalog says of it, and the reads and the one write path the pipeline uses. Every write
@@ -319,6 +323,144 @@ export async function updateExistingRow(
 /** Every write of a prediction's row holds this lock until its transaction ends. */
 async function lockPrediction(tx: Queryable, replicateId: string): Promise<void> {
   await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, `genstore:prediction:${replicateId}`);
+}
+
+/**
+ * writeRow for a row known by its id (doctor's repairs: a thumbnail made, an object adopted,
+ * a loss recorded): the same prediction lock when the row has a prediction, then the row
+ * itself locked and re-read, and `decide` called with it. Returns the row after the write,
+ * or null when no row has this id.
+ */
+export async function writeRowById(
+  db: Database,
+  id: string,
+  decide: (current: GenerationRecord) => GenerationWrite | null,
+): Promise<RowWriteResult | null> {
+  const t = await db.generations();
+  return db.transaction(async (tx) => {
+    const read = async () => {
+      const [raw] = await tx.query(
+        `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("id")}::text = $1 FOR UPDATE`,
+        id,
+      );
+      return raw === undefined ? null : t.decode(raw);
+    };
+    let current = await read();
+    if (current === null) return null;
+    if (current.replicateId !== null) {
+      await lockPrediction(tx, current.replicateId);
+      current = (await read())!;
+    }
+    const write = decide(current);
+    if (write === null) return { row: current, created: false, changed: false };
+    return { row: await updateRow(tx, t, current, write), created: false, changed: true };
+  });
+}
+
+// --- doctor's scans: every row, and every stored key in key order, without holding them ---------
+
+export interface ScanScope {
+  userId?: string;
+  context?: StorageContext;
+  since?: Date;
+}
+
+export interface StoredKeyRow {
+  key: string;
+  size: number | null;
+  kind: string | null;
+  generationId: string;
+  replicateId: string | null;
+  userId: string;
+  lost: boolean;
+}
+
+function scopeConditions(t: GenerationTable, scope: ScanScope, param: (value: unknown) => string): string[] {
+  const where = filterConditions(t, { userId: scope.userId, since: scope.since }, param);
+  if (scope.context !== undefined) where.push(contextConditionSql(t, scope.context));
+  return where;
+}
+
+/** One storageKeys entry per row (named so no column of an app's table can shadow them), as key (a plain string entry, or its `key`), size and kind. */
+function storedKeysLateral(t: GenerationTable): string {
+  return `CROSS JOIN LATERAL (
+      SELECT CASE jsonb_typeof(e) WHEN 'string' THEN e #>> '{}' ELSE e ->> 'key' END AS entry_key,
+             CASE WHEN jsonb_typeof(e -> 'size') = 'number' THEN (e ->> 'size')::float8 END AS entry_size,
+             e ->> 'kind' AS entry_kind
+        FROM unnest(g.${t.col("storageKeys")}) AS e) k`;
+}
+
+/** How many rows and stored keys the scope holds (for the progress line's ETA). */
+export async function countScope(db: Database, scope: ScanScope): Promise<{ rows: number; keys: number }> {
+  const t = await db.generations();
+  const params: unknown[] = [];
+  const where = scopeConditions(t, scope, (value) => `$${params.push(value)}`);
+  const [row] = await db.query<{ rows: string | number; keys: string | number | null }>(
+    `SELECT count(*) AS rows, sum(cardinality(${t.col("storageKeys")})) AS keys FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`,
+    ...params,
+  );
+  return { rows: Number(row?.rows ?? 0), keys: Number(row?.keys ?? 0) };
+}
+
+/** What scanRows reads of a row (what doctor checks); the others read as empty. */
+const SCAN_FIELDS = [
+  "id",
+  "userId",
+  "prompt",
+  "status",
+  "replicateId",
+  "imageUrls",
+  "storageKeys",
+  "operationType",
+  "storageContext",
+  "metadata",
+  "createdAt",
+] as const satisfies readonly GenerationField[];
+export type ScannedRow = Pick<GenerationRecord, (typeof SCAN_FIELDS)[number]>;
+
+/** Every row of the scope, batch by batch (in no particular order), with the SCAN_FIELDS only. */
+export async function* scanRows(db: Database, scope: ScanScope, batchSize?: number): AsyncGenerator<ScannedRow[]> {
+  const t = await db.generations();
+  const params: unknown[] = [];
+  const where = scopeConditions(t, scope, (value) => `$${params.push(value)}`);
+  const sql = `SELECT ${t.selectList(undefined, SCAN_FIELDS)} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+  for await (const batch of cursorBatches<Record<string, unknown>>(db, sql, params, batchSize))
+    yield batch.map((raw) => t.decode(raw));
+}
+
+/**
+ * Every key the scope's rows list, in the byte order of the key (COLLATE "C", the order S3
+ * lists in and compareKeys follows), with the row it belongs to; a key several rows list
+ * comes once per row.
+ */
+export async function* scanStoredKeys(
+  db: Database,
+  scope: ScanScope,
+  batchSize?: number,
+): AsyncGenerator<StoredKeyRow[]> {
+  const t = await db.generations();
+  const params: unknown[] = [];
+  const where = scopeConditions(t, scope, (value) => `$${params.push(value)}`);
+  const sql = `SELECT k.entry_key AS key, k.entry_size AS size, k.entry_kind AS kind, g.${t.col("id")}::text AS "generationId", g.${t.col("replicateId")} AS "replicateId",
+         g.${t.col("userId")} AS "userId",
+         COALESCE(jsonb_typeof(g.${t.col("metadata")} -> 'lostObjects') = 'array'
+           AND g.${t.col("metadata")} -> 'lostObjects' @> jsonb_build_array(jsonb_build_object('key', k.entry_key)), false) AS lost
+    FROM ${t.name} g ${storedKeysLateral(t)}
+   WHERE k.entry_key IS NOT NULL${where.length > 0 ? ` AND ${where.map((c) => `(${c})`).join(" AND ")}` : ""}
+   ORDER BY k.entry_key COLLATE "C"`;
+  for await (const batch of cursorBatches<StoredKeyRow>(db, sql, params, batchSize))
+    yield batch.map((r) => ({ ...r, size: r.size === null ? null : Number(r.size) }));
+}
+
+/** Which of these keys some row (any row, whatever the scope) lists. */
+export async function keysListed(db: Database, keys: readonly string[]): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const t = await db.generations();
+  const rows = await db.query<{ key: string }>(
+    `SELECT DISTINCT k.entry_key AS key FROM ${t.name} g ${storedKeysLateral(t)} WHERE k.entry_key = ANY($1::text[])`,
+    [...keys],
+  );
+  return new Set(rows.map((r) => r.key));
 }
 
 async function updateRow(

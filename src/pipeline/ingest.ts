@@ -186,9 +186,14 @@ function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
 /** planIngest, or the refusal as an IngestRefusedError (exit code refused). */
 function mustPlan(request: IngestRequest, row: GenerationRecord | null, newId: string): IngestPlan {
   const { prediction } = request;
+  const missing = new Set(request.missingKeys ?? []);
+  const storageKeys = (row?.storageKeys ?? []) as ExistingRow["storageKeys"];
   const plan = planIngest({
     prediction,
-    row: row && { ...row, storageKeys: row.storageKeys as ExistingRow["storageKeys"] },
+    row: row && {
+      ...row,
+      storageKeys: missing.size > 0 ? storageKeys.filter((entry) => !missing.has(entry?.key)) : storageKeys,
+    },
     hints: userIdHints(prediction, request.query ?? {}),
     fallbackUserId: request.user ?? null,
     newId,

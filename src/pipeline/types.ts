@@ -29,6 +29,11 @@ export interface IngestRequest {
   user?: string;
   /** Plan only: read the row, decide, touch nothing. */
   dryRun?: boolean;
+  /**
+   * Keys the row lists that storage no longer has (doctor --repair): planned as not stored,
+   * so they are copied again from the prediction's outputs (never over an existing object).
+   */
+  missingKeys?: readonly string[];
 }
 
 export interface StoredObject {

@@ -1,14 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream, type Dir, type Stats } from "node:fs";
+import { constants, createReadStream, statSync, type Dir, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
-import { contentTypeFor, storageKeyProblem } from "../core/keys.ts";
+import { compareKeys, contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
-import type { DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { DeleteFailure, GetOptions, ListOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The local provider: key "a/b/c.png" is the file <root>/a/b/c.png.
 //
@@ -33,6 +33,8 @@ interface Sidecar {
 
 /** A temp file untouched this long belongs to no write in flight (they fail after minutes without progress). */
 export const STALE_TEMP_MS = 60 * 60_000;
+/** Files a listing without etags stats at once. */
+const PARALLEL_STATS = 64;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
@@ -176,13 +178,13 @@ class LocalStorage implements Storage {
     return failures;
   }
 
-  async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
+  async *list(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo> {
     // Walking starts in the folder holding the prefix; a partial last segment
     // ("generated/us") is matched against names inside it. pageSize has no use here:
     // memory holds the sorted entries of the folders on the current path, nothing more.
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
     if (folder !== "") this.fileFor(folder.slice(0, -1));
-    yield* this.walk(folder, prefix, options.startAfter);
+    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false);
   }
 
   async check(): Promise<void> {
@@ -285,6 +287,17 @@ class LocalStorage implements Storage {
     }
   }
 
+  /** statObject without the thread pool (see walkSizes). */
+  private statObjectNow(key: string, file: string): Stats | undefined {
+    try {
+      const stat = statSync(file, { throwIfNoEntry: false });
+      return stat?.isFile() ? stat : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw this.fsError("read", key, error);
+    }
+  }
+
   private async describe(key: string, file: string): Promise<{ sidecar: Sidecar; stat: Stats } | undefined> {
     const stat = await this.statObject(key, file);
     if (stat === undefined) return undefined;
@@ -297,7 +310,12 @@ class LocalStorage implements Storage {
   }
 
   /** Yields the objects under folder (a key prefix ending in "/" or ""), in key order. */
-  private async *walk(folder: string, prefix: string, startAfter: string | undefined): AsyncGenerator<ObjectInfo> {
+  private async *walk(
+    folder: string,
+    prefix: string,
+    startAfter: string | undefined,
+    etags: boolean,
+  ): AsyncGenerator<ObjectInfo> {
     const entries = await fs.readdir(path.join(this.bucket, folder), { withFileTypes: true }).catch((error) => {
       if (isMissing(error)) return [];
       throw this.fsError("list", folder || "/", error);
@@ -308,18 +326,59 @@ class LocalStorage implements Storage {
       .filter((e) => !e.name.startsWith(".") && (e.isFile() || e.isDirectory()))
       .map((e) => folder + e.name + (e.isDirectory() ? "/" : ""))
       .sort(compareKeys);
+    if (!etags) {
+      yield* this.walkSizes(names, prefix, startAfter);
+      return;
+    }
     for (const name of names) {
       if (name.endsWith("/")) {
         if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
         if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
-        yield* this.walk(name, prefix, startAfter);
+        yield* this.walk(name, prefix, startAfter, etags);
       } else {
         if (!name.startsWith(prefix)) continue;
         if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
-        const found = await this.describe(name, path.join(this.bucket, ...name.split("/")));
+        const file = path.join(this.bucket, ...name.split("/"));
+        const found = await this.describe(name, file);
         if (found) yield infoOf(name, found.sidecar, found.stat); // else deleted meanwhile
       }
     }
+  }
+
+  /**
+   * walk without etags: keys and sizes only, no sidecar read. A stat of a file whose folder
+   * was just read is a cached lookup: done synchronously, a batch at a time, it costs a few
+   * microseconds, where a stat through the thread pool costs several times that in
+   * scheduling (doctor lists millions of files).
+   */
+  private async *walkSizes(
+    names: string[],
+    prefix: string,
+    startAfter: string | undefined,
+  ): AsyncGenerator<ObjectInfo> {
+    let files: string[] = [];
+    const flush = () => {
+      const batch = files;
+      files = [];
+      return batch.flatMap((key) => {
+        const stat = this.statObjectNow(key, path.join(this.bucket, ...key.split("/")));
+        return stat ? [{ key, size: stat.size, etag: "", lastModified: stat.mtime }] : []; // else deleted meanwhile
+      });
+    };
+    for (const name of names) {
+      if (name.endsWith("/")) {
+        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
+        yield* flush();
+        yield* this.walk(name, prefix, startAfter, false);
+      } else {
+        if (!name.startsWith(prefix)) continue;
+        if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
+        files.push(name);
+        if (files.length >= PARALLEL_STATS) yield* flush();
+      }
+    }
+    yield* flush();
   }
 
   /** Removes folders emptied by a delete, up to (not including) root, as S3 has no folders. */
@@ -436,11 +495,6 @@ function infoOf(key: string, sidecar: Sidecar, stat: Stats): ObjectInfo {
     contentType: sidecar.contentType ?? contentTypeFor(key),
     lastModified: stat.mtime,
   };
-}
-
-/** S3's key order: by UTF-8 bytes (JavaScript's < compares UTF-16 units, which differs above U+FFFF). */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 function isMissing(error: unknown): boolean {

@@ -20,7 +20,7 @@ import { contentTypeFor } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
 import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "./errors.ts";
 import { copyMultipart, isNotImplemented, uploadMultipart } from "./s3-multipart.ts";
-import type { CopyOptions, DeleteFailure, GetOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
+import type { CopyOptions, DeleteFailure, GetOptions, ListOptions, ObjectInfo, PutOptions, Storage } from "./types.ts";
 
 // The S3 provider, for AWS and any S3-compatible service (R2, MinIO, Swift, moto...).
 // Every SDK failure becomes a StorageError here, naming the bucket and key; failures of a
@@ -289,7 +289,7 @@ class S3Storage implements Storage {
     return failures;
   }
 
-  async *list(prefix = "", options: { pageSize?: number; startAfter?: string } = {}): AsyncIterable<ObjectInfo> {
+  async *list(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo> {
     const pages = paginateListObjectsV2(
       { client: this.client, pageSize: options.pageSize ?? 1000 },
       { Bucket: this.bucket, Prefix: prefix || undefined, StartAfter: options.startAfter },

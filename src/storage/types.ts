@@ -41,6 +41,16 @@ export interface GetOptions {
   range?: { start: number; end: number };
 }
 
+export interface ListOptions {
+  pageSize?: number;
+  startAfter?: string;
+  /**
+   * false: keys and sizes are enough (doctor). The local provider then reads no sidecar and
+   * hashes nothing, and etag is ""; S3 lists ETags anyway.
+   */
+  etags?: boolean;
+}
+
 /** A key deleteMany could not delete, and why. */
 export interface DeleteFailure {
   key: string;
@@ -79,8 +89,11 @@ export interface Storage {
    * deleted; throws when the storage could not be asked at all.
    */
   deleteMany(keys: string[]): Promise<DeleteFailure[]>;
-  /** Every object under prefix, in key order, page by page (memory stays flat). */
-  list(prefix?: string, options?: { pageSize?: number; startAfter?: string }): AsyncIterable<ObjectInfo>;
+  /**
+   * Every object under prefix, in key order (UTF-8 bytes, as S3 and compareKeys order them),
+   * page by page (memory stays flat).
+   */
+  list(prefix?: string, options?: ListOptions): AsyncIterable<ObjectInfo>;
   /** Checks the storage is reachable and usable; throws StorageError with a clear message. */
   check(): Promise<void>;
   /**

@@ -56,6 +56,11 @@ export class Output {
     this.out.write(`${JSON.stringify(value, jsonReplacer, 2)}\n`);
   }
 
+  /** One line of an --ndjson stream (a record a line, written as it comes). */
+  printJsonLine(value: unknown): void {
+    this.out.write(`${JSON.stringify(value, jsonReplacer)}\n`);
+  }
+
   /** The one JSON document of a --json run, with one array too long for memory read back from its spool. */
   async printJsonDocument(spool: JsonArraySpool, key: string, rest: Record<string, unknown>): Promise<void> {
     await spool.writeDocument(this.out, key, rest);

@@ -55,6 +55,14 @@ export interface QueueCounts {
   failed: number;
 }
 
+export interface FailedDelivery {
+  id: string;
+  predictionId: string;
+  attempts: number;
+  lastError: string | null;
+  receivedAt: Date;
+}
+
 export interface DeliveryQueue {
   /** Inserts a delivery; a webhook-id seen before changes nothing and answers duplicate. */
   enqueue(delivery: NewDelivery): Promise<{ duplicate: boolean }>;
@@ -87,6 +95,13 @@ export interface DeliveryQueue {
    */
   failAbandoned(): Promise<number>;
   counts(): Promise<QueueCounts>;
+  /** Failed deliveries received since `since` (all without), oldest first, `limit` after the cursor (the last one's id). */
+  listFailed(options: { limit: number; after?: string; since?: Date }): Promise<FailedDelivery[]>;
+  /**
+   * Puts these failed deliveries back in the queue (pending, due now, with a fresh count of
+   * attempts; lastError is kept until the next attempt), for a worker to take; returns how many.
+   */
+  retryFailed(ids: readonly string[]): Promise<number>;
   /**
    * The moment `ageMs` before the database's clock, as the table stores times (UTC): the
    * cut-off of a retention run, fixed once so that its batches agree.
@@ -253,6 +268,31 @@ export function createDeliveryQueue(
         limit,
       );
       return Number(row?.n ?? 0);
+    },
+
+    async listFailed({ limit, after, since }) {
+      const rows = await db.query<FailedDelivery & { receivedAt: Date | string }>(
+        `SELECT id, "predictionId", attempts, "lastError", "receivedAt" FROM "WebhookDelivery"
+          WHERE state = 'failed'
+            AND ($2::text IS NULL OR ("receivedAt", id) > (SELECT "receivedAt", id FROM "WebhookDelivery" WHERE id = $2))
+            AND ($3::timestamp IS NULL OR "receivedAt" >= $3::timestamp)
+          ORDER BY "receivedAt", id
+          LIMIT $1`,
+        limit,
+        after ?? null,
+        since ? since.toISOString().replace("Z", "") : null,
+      );
+      return rows.map((r) => ({ ...r, attempts: Number(r.attempts), receivedAt: new Date(r.receivedAt) }));
+    },
+
+    async retryFailed(ids) {
+      if (ids.length === 0) return 0;
+      const rows = await db.query(
+        `UPDATE "WebhookDelivery" SET state = 'pending', attempts = 0, "lockedUntil" = NULL, "updatedAt" = ${NOW}
+          WHERE id = ANY($1::text[]) AND state = 'failed' RETURNING id`,
+        [...ids],
+      );
+      return rows.length;
     },
 
     async releaseWaiting(limit) {
