@@ -4,7 +4,10 @@ import {
   defaultMapping,
   GenerationTable,
   missingRequiredFields,
+  OPTIONAL_FIELDS,
   quoteIdent,
+  quoteLiteral,
+  type GenerationField,
   type ColumnShape,
   type GenerationMapping,
   type GenerationRecord,
@@ -327,4 +330,154 @@ async function insertRow(
     ...params,
   );
   return rows.length === 1;
+}
+
+// --- Many predictions at once (the webhook worker's non-final deliveries) ---------------------
+
+/** What a batch writes for one prediction: its row's state after every delivery, and which fields changed. */
+export interface BatchRowDecision {
+  replicateId: string;
+  /** The id of the row to create when there is none. */
+  newId: string;
+  /** The row's fields after the batch (a new row: all of them). */
+  next: GenerationWrite;
+  /** The fields that differ from the row as read (a new row: all of them); none: nothing to write. */
+  changed: readonly string[];
+}
+
+export interface BatchWriteResult {
+  /** Predictions whose row was created, updated or found unchanged, with the row's id. */
+  written: Map<string, { id: string; created: boolean; changed: boolean }>;
+  /** Predictions the batch could not write (a row appeared meanwhile, an id taken): for the one-at-a-time path. */
+  skipped: string[];
+}
+
+/**
+ * writeRow for many predictions in one transaction: takes their advisory locks in one
+ * sorted order (a batch never deadlocks with another batch, and takes its turn with single
+ * writers as writeRow does), reads and locks their rows in id order, lets `decide` fold
+ * what each prediction's deliveries change into its row, then writes every new row with one
+ * INSERT and every change with one UPDATE. `also` runs last, in the same transaction (the
+ * queue marks the deliveries done there, so a row change and its delivery's completion
+ * commit together).
+ */
+export async function writeRowsBatch(
+  db: Database,
+  replicateIds: readonly string[],
+  decide: (current: ReadonlyMap<string, GenerationRecord>) => BatchRowDecision[],
+  also?: (tx: Queryable, written: BatchWriteResult) => Promise<void>,
+): Promise<BatchWriteResult> {
+  const t = await db.generations();
+  const sorted = [...new Set(replicateIds)].sort();
+  return db.transaction(async (tx) => {
+    await tx.query(
+      `SELECT pg_advisory_xact_lock(hashtextextended('genstore:prediction:' || k, 0))
+         FROM (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i OFFSET 0) AS locked`,
+      sorted,
+    );
+    const rows = await tx.query(
+      `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = ANY($1::text[]) ORDER BY ${t.col("id")} FOR UPDATE`,
+      sorted,
+    );
+    // The oldest row of a prediction, as findRow picks it (an app's table may hold several).
+    const current = new Map<string, GenerationRecord>();
+    for (const record of rows.map((row) => t.decode(row)).sort(byAge)) {
+      if (record.replicateId !== null && !current.has(record.replicateId)) current.set(record.replicateId, record);
+    }
+    const decisions = decide(current);
+    const result: BatchWriteResult = { written: new Map(), skipped: [] };
+
+    const fresh = decisions.filter((d) => !current.has(d.replicateId));
+    if (fresh.length > 0) {
+      const params: unknown[] = [];
+      const param = (value: unknown) => `$${params.push(value)}`;
+      const element = param(
+        JSON.stringify(
+          fresh.map((d) => ({
+            id: d.newId,
+            userId: d.next.userId ?? "",
+            prompt: d.next.prompt ?? "",
+            status: t.jsonValue("status", d.next.status ?? "starting"),
+            replicateId: d.replicateId,
+          })),
+        ),
+      );
+      const insert = t.insertColumnsFromJson("d", param);
+      if (insert.blockers.length > 0) {
+        // The one-at-a-time path says which columns block it, delivery by delivery.
+        result.skipped.push(...fresh.map((d) => d.replicateId));
+      } else {
+        const inserted = await tx.query<{ id: string; replicateId: string }>(
+          `INSERT INTO ${t.name} (${insert.columns.join(", ")})
+           SELECT ${insert.values.join(", ")} FROM jsonb_array_elements(${element}::jsonb) AS d
+           ON CONFLICT DO NOTHING
+           RETURNING ${t.col("id")}::text AS id, ${t.col("replicateId")} AS "replicateId"`,
+          ...params,
+        );
+        const ids = new Map(inserted.map((row) => [row.replicateId, row.id]));
+        for (const d of fresh) {
+          const id = ids.get(d.replicateId);
+          if (id === undefined) result.skipped.push(d.replicateId);
+          else result.written.set(d.replicateId, { id, created: true, changed: true });
+        }
+      }
+    }
+    for (const d of decisions) {
+      const row = current.get(d.replicateId);
+      if (row) result.written.set(d.replicateId, { id: row.id, created: false, changed: d.changed.length > 0 });
+    }
+
+    const updates = decisions.filter((d) => result.written.get(d.replicateId)?.changed === true);
+    if (updates.length > 0) await updateRows(tx, t, updates, current, result);
+    await also?.(tx, result);
+    return result;
+  });
+}
+
+/** One UPDATE for every changed row: each row gets its state after the batch for every field any row changed. */
+async function updateRows(
+  tx: Queryable,
+  t: GenerationTable,
+  updates: BatchRowDecision[],
+  current: ReadonlyMap<string, GenerationRecord>,
+  result: BatchWriteResult,
+): Promise<void> {
+  const fields = new Set<GenerationField>();
+  for (const d of updates) for (const field of d.changed) fields.add(field as GenerationField);
+  fields.delete("id");
+  fields.delete("updatedAt");
+  fields.delete("replicateId");
+  // A field the table lacks is kept in metadata (as assignments() does it for one row).
+  const folded = [...fields].filter((f) => !t.has(f));
+  for (const f of folded) fields.delete(f);
+  if (folded.some((f) => OPTIONAL_FIELDS.includes(f))) fields.add("metadata");
+  const elements = updates.map((d) => {
+    const row = current.get(d.replicateId);
+    const state = { ...row, ...d.next } as Record<string, unknown>;
+    const element: Record<string, unknown> = { id: result.written.get(d.replicateId)!.id };
+    let metadata = state["metadata"];
+    for (const f of folded) {
+      if (!OPTIONAL_FIELDS.includes(f)) continue;
+      const value = state[f];
+      metadata = { ...asRecord(metadata), [f]: value instanceof Date ? value.toISOString() : value };
+    }
+    for (const f of fields) element[f] = t.jsonValue(f, f === "metadata" ? metadata : state[f]);
+    return element;
+  });
+  const sets = [...fields].map((f) => `${t.col(f)} = ${t.valueFromJsonSql(f, `d->${quoteLiteral(f)}`)}`);
+  sets.push(`${t.col("updatedAt")} = ${t.nowSql("updatedAt")}`);
+  await tx.query(
+    `UPDATE ${t.name} AS g SET ${sets.join(", ")}
+       FROM jsonb_array_elements($1::jsonb) AS d
+      WHERE g.${t.col("id")}::text = d->>'id'`,
+    JSON.stringify(elements),
+  );
+}
+
+function byAge(a: GenerationRecord, b: GenerationRecord): number {
+  return a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }

@@ -53,8 +53,10 @@ export interface DeliveryQueue {
   /**
    * Claims up to `limit` deliveries that are pending and due, or processing with an expired
    * lease (a crashed worker's), oldest first, skipping rows another worker is claiming.
+   * With `statuses`, only deliveries whose prediction has one of them (the worker takes
+   * non-final ones only while its downloads are busy).
    */
-  claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]>;
+  claim(limit: number, leaseMs: number, options?: { statuses?: readonly string[] }): Promise<ClaimedDelivery[]>;
   /**
    * Claims one delivery by id when nobody holds it (pending, even before its backoff is
    * over, or processing with an expired lease): a redelivery is a good moment to retry.
@@ -64,6 +66,8 @@ export interface DeliveryQueue {
   renew(delivery: Pick<ClaimedDelivery, "id" | "attempt">, leaseMs: number): Promise<boolean>;
   /** Marks a claimed delivery done; false when the claim was lost meanwhile. */
   complete(delivery: Pick<ClaimedDelivery, "id" | "attempt">): Promise<boolean>;
+  /** complete() for many, in one statement; the ids whose claim still held. */
+  completeMany(deliveries: ReadonlyArray<Pick<ClaimedDelivery, "id" | "attempt">>): Promise<Set<string>>;
   /**
    * Records a failed attempt: back to pending after a backoff, or failed after the last
    * attempt, or at once when `final` (an error that no retry can fix).
@@ -102,16 +106,18 @@ export function createDeliveryQueue(
   return {
     enqueue: createEnqueueBatcher(db),
 
-    async claim(limit, leaseMs) {
+    async claim(limit, leaseMs, options = {}) {
       if (limit <= 0) return [];
+      const statuses = options.statuses;
       const rows = await db.query<ClaimRow>(
         `UPDATE "WebhookDelivery"
             SET state = 'processing', attempts = attempts + 1,
                 "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
           WHERE id IN (
             SELECT id FROM "WebhookDelivery"
-             WHERE (state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
-                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3)
+             WHERE ((state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
+                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3))
+               ${statuses ? `AND body->>'status' = ANY($4::text[])` : ""}
              ORDER BY "receivedAt"
              LIMIT $1
              FOR UPDATE SKIP LOCKED)
@@ -119,6 +125,7 @@ export function createDeliveryQueue(
         limit,
         leaseMs,
         policy.maxAttempts,
+        ...(statuses ? [statuses] : []),
       );
       return rows.map(claimedFrom).sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
     },
@@ -159,6 +166,8 @@ export function createDeliveryQueue(
       );
       return rows.length > 0;
     },
+
+    completeMany: (deliveries) => completeClaims(db, deliveries),
 
     async fail(delivery, error, options = {}) {
       const last = options.final === true || delivery.attempt >= policy.maxAttempts;
@@ -232,6 +241,29 @@ export function createDeliveryQueue(
       return counts;
     },
   };
+}
+
+/**
+ * Marks claimed deliveries done in one statement, on db or inside a caller's transaction (the
+ * batch writes rows and completes their deliveries in one commit). A claim that was lost (its
+ * lease ran out and another worker took it: another attempt number) is left alone, as
+ * complete() does. Returns the ids marked done.
+ */
+export async function completeClaims(
+  db: Pick<Database, "query">,
+  deliveries: ReadonlyArray<Pick<ClaimedDelivery, "id" | "attempt">>,
+): Promise<Set<string>> {
+  if (deliveries.length === 0) return new Set();
+  const rows = await db.query<{ id: string }>(
+    `UPDATE "WebhookDelivery" AS w
+        SET state = 'done', "doneAt" = ${NOW}, "lockedUntil" = NULL, "updatedAt" = ${NOW}
+       FROM unnest($1::text[], $2::int[]) AS c(id, attempt)
+      WHERE w.id = c.id AND w.attempts = c.attempt AND w.state = 'processing'
+    RETURNING w.id`,
+    deliveries.map((d) => d.id),
+    deliveries.map((d) => d.attempt),
+  );
+  return new Set(rows.map((row) => row.id));
 }
 
 /**

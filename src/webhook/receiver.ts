@@ -8,7 +8,7 @@ import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createIngestProcessor } from "./ingest-delivery.ts";
+import { createBatchIngestProcessor, createIngestProcessor } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
 import { createDeliveryQueue } from "./queue.ts";
@@ -79,19 +79,16 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
   const queue = createDeliveryQueue(deps.db, input.retry);
+  const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
   const worker = createDeliveryWorker({
     queue,
+    // Non-final deliveries are written many at a time; a replaced pipeline (tests) sees every delivery.
+    batch: deps.process ? undefined : createBatchIngestProcessor(pipeline, { user: input.user }),
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process:
-      deps.process ??
-      createIngestProcessor(
-        deps.ingest,
-        { db: deps.db, storage: deps.storage, config: deps.config },
-        { user: input.user },
-      ),
+    process: deps.process ?? createIngestProcessor(deps.ingest, pipeline, { user: input.user }),
     log: deps.log,
   });
   const server = createWebhookServer({
