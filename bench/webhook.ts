@@ -201,7 +201,8 @@ function startBare(): Promise<Server> {
 
 function startGenstore(bench: BenchDatabase, outputs: OutputServer, home: string): Promise<Server> {
   return startProcess(
-    [bin, "serve-webhook", "--port", "0"],
+    // BENCH_NODE_ARGS: node flags for the receiver (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
+    [...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bin, "serve-webhook", "--port", "0"],
     cleanEnv({
       ...bench.env,
       GENSTORE_HOME: home,

@@ -98,13 +98,18 @@ export interface DeliveryQueue {
   deleteDone(before: string, limit: number): Promise<number>;
 }
 
-/** The queue over db; a failed attempt is retried after `policy`'s backoff, until its attempts run out. */
+/**
+ * The queue over db; a failed attempt is retried after `policy`'s backoff, until its attempts
+ * run out. `enqueueDb` (default db) runs the enqueues: connections of their own keep acks from
+ * waiting behind the worker's statements.
+ */
 export function createDeliveryQueue(
   db: Pick<Database, "query">,
   policy: BackoffPolicy = BACKOFF.delivery,
+  options: { enqueueDb?: Pick<Database, "query"> } = {},
 ): DeliveryQueue {
   return {
-    enqueue: createEnqueueBatcher(db),
+    enqueue: createEnqueueBatcher(options.enqueueDb ?? db),
 
     async claim(limit, leaseMs, options = {}) {
       if (limit <= 0) return [];

@@ -17,6 +17,9 @@ import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
 
+/** Connections for enqueues: the group commit has one statement in flight at a time (queue.ts). */
+const ENQUEUE_CONNECTIONS = 1;
+
 export interface ServeWebhookInput {
   port: number;
   host: string;
@@ -78,7 +81,8 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
-  const queue = createDeliveryQueue(deps.db, input.retry);
+  // Enqueues (the acks) on connections of their own: a worker's batch never makes one wait for a connection.
+  const queue = createDeliveryQueue(deps.db, input.retry, { enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS) });
   const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
   const worker = createDeliveryWorker({
     queue,

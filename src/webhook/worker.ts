@@ -33,6 +33,8 @@ export interface DeliveryWorkerOptions {
   batch?: DeliveryBatchProcessor;
   /** Deliveries claimed a round trip when batching (default 256). */
   batchSize?: number;
+  /** After a batch that was not full, how long the next one gathers before it is claimed (default 50 ms). */
+  batchLingerMs?: number;
   /** Deliveries processed one at a time, at the same time (default 4). */
   concurrency?: number;
   /** How often the queue is polled when nothing woke the worker (default 1 s). */
@@ -63,6 +65,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   const leaseMs = options.leaseMs ?? 60_000;
   const log = options.log ?? (() => {});
   const batchSize = Math.max(1, options.batchSize ?? 256);
+  const batchLingerMs = options.batchLingerMs ?? 50;
   const limit = pLimit(concurrency);
   /** One-at-a-time deliveries held (running or waiting for a slot) before claims take non-final ones only. */
   const holdAtMost = concurrency * 2;
@@ -125,6 +128,13 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       }
       // A full claim may have left more due work; otherwise wait for a wake-up or the next poll.
       if (claimed.length > 0 && claimed.length === want) continue;
+      if (options.batch && claimed.length > 0) {
+        // Under load, a moment lets the next batch gather: each costs a transaction and a
+        // commit whatever its size, and every one the worker saves leaves the database and
+        // this process more time for acks. Wake-ups (every enqueue) do not cut it short.
+        await new Promise((resolve) => setTimeout(resolve, batchLingerMs));
+        continue;
+      }
       await sleep(pollIntervalMs);
     }
   }
