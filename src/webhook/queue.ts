@@ -47,6 +47,11 @@ export interface QueueCounts {
   failed: number;
 }
 
+export interface QueueHealth extends QueueCounts {
+  /** Seconds since the oldest delivery not yet done (pending or processing) was received; null when none. */
+  oldestPendingSeconds: number | null;
+}
+
 export interface DeliveryQueue {
   /** Inserts a delivery; a webhook-id seen before changes nothing and answers duplicate. */
   enqueue(delivery: NewDelivery): Promise<{ duplicate: boolean }>;
@@ -83,6 +88,8 @@ export interface DeliveryQueue {
    */
   failAbandoned(): Promise<number>;
   counts(): Promise<QueueCounts>;
+  /** counts(), and the age of the oldest delivery not yet done (in the database's clock). */
+  health(): Promise<QueueHealth>;
   /**
    * The moment `ageMs` before the database's clock, as the table stores times (UTC): the
    * cut-off of a retention run, fixed once so that its batches agree.
@@ -234,6 +241,23 @@ export function createDeliveryQueue(
         limit,
       );
       return Number(row?.n ?? 0);
+    },
+
+    async health() {
+      const rows = await db.query<{ state: string; n: number | string; age: number | string | null }>(
+        `SELECT state, count(*) AS n, extract(epoch FROM ${NOW} - min("receivedAt")) AS age
+           FROM "WebhookDelivery" WHERE state IN ('pending', 'processing', 'failed') GROUP BY state`,
+      );
+      const health: QueueHealth = { pending: 0, processing: 0, failed: 0, oldestPendingSeconds: null };
+      for (const row of rows) {
+        if (!(row.state in health)) continue;
+        health[row.state as keyof QueueCounts] = Number(row.n);
+        if (row.state !== "failed" && row.age !== null)
+          health.oldestPendingSeconds = Math.max(health.oldestPendingSeconds ?? 0, Math.max(0, Number(row.age)));
+      }
+      if (health.oldestPendingSeconds !== null)
+        health.oldestPendingSeconds = Math.round(health.oldestPendingSeconds * 1000) / 1000;
+      return health;
     },
 
     async counts() {

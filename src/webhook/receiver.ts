@@ -1,7 +1,9 @@
 // `serve-webhook` without the CLI: the HTTP receiver, the worker and the queue's retention
 // on one database, until the signal aborts; then stop accepting, finish what is in flight,
 // and return.
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleepFor } from "node:timers/promises";
+import { isLoopbackHost } from "../core/loopback.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
@@ -11,6 +13,7 @@ import type { IngestFunction } from "../pipeline/types.ts";
 import { createBatchIngestProcessor, createIngestProcessor } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
+import { createReceiverMetrics, type IngestOutcome } from "./metrics.ts";
 import { createDeliveryQueue } from "./queue.ts";
 import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
@@ -41,6 +44,8 @@ export interface ServeWebhookInput {
   retentionEveryMs?: number;
   /** Rows per retention statement and the pause between them (tests). */
   retentionBatch?: { batchSize?: number; pauseMs?: number };
+  /** Required by GET /metrics; generated when host is not a loopback address and none is given. */
+  metricsToken?: string;
 }
 
 export interface ServeWebhookDeps {
@@ -50,7 +55,11 @@ export interface ServeWebhookDeps {
   ingest: IngestFunction;
   signal: AbortSignal;
   log: (line: string, level: ServerLogLevel) => void;
-  onListening?: (info: { url: string; webhookUrl: string }) => void;
+  onListening?: (info: {
+    url: string;
+    webhookUrl: string;
+    metricsToken?: { token: string; generated: boolean };
+  }) => void;
   /** Replaces the pipeline (tests and benchmarks). */
   process?: DeliveryProcessor;
 }
@@ -81,18 +90,38 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
+  // Beyond loopback, /metrics needs a token, as the gallery does; one is made for the run when none is given.
+  const generated = input.metricsToken === undefined && !isLoopbackHost(input.host);
+  const metricsToken = generated ? randomBytes(24).toString("base64url") : input.metricsToken;
   // Enqueues (the acks) on connections of their own: a worker's batch never makes one wait for a connection.
   const queue = createDeliveryQueue(deps.db, input.retry, { enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS) });
   const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
+  const metrics = createReceiverMetrics();
+  const ingest: IngestFunction = async (pipelineDeps, request) => {
+    const result = await deps.ingest(pipelineDeps, request);
+    metrics.downloaded(result.stored.reduce((sum, o) => sum + (o.kind === "output" ? o.size : 0), 0));
+    return result;
+  };
   const worker = createDeliveryWorker({
     queue,
     // Non-final deliveries are written many at a time; a replaced pipeline (tests) sees every delivery.
     batch: deps.process ? undefined : createBatchIngestProcessor(pipeline, { user: input.user }),
+    events: {
+      single(outcome, seconds) {
+        metrics.ingested(outcome === "done" ? "ingested" : outcome);
+        metrics.observeIngest("single", seconds);
+      },
+      batch(result, _size, seconds) {
+        metrics.observeIngest("batch", seconds);
+        for (const [outcome, count] of Object.entries(result?.outcomes ?? {}))
+          metrics.ingested(outcome as IngestOutcome, count);
+      },
+    },
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process: deps.process ?? createIngestProcessor(deps.ingest, pipeline, { user: input.user }),
+    process: deps.process ?? createIngestProcessor(ingest, pipeline, { user: input.user }),
     log: deps.log,
   });
   const server = createWebhookServer({
@@ -101,6 +130,8 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     insecureNoVerify: input.insecureNoVerify,
     onAccepted: () => worker.wake(),
     log: deps.log,
+    metrics,
+    metricsToken,
   });
 
   // Ready means ready: a receiver that acks deliveries it cannot store, or cannot queue, is worse than none.
@@ -118,7 +149,11 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   worker.start();
   const retention = new AbortController();
   const retaining = keepRetention(input, deps, retention.signal);
-  deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
+  deps.onListening?.({
+    url,
+    webhookUrl: `${url}${WEBHOOK_PATH}`,
+    ...(metricsToken !== undefined ? { metricsToken: { token: metricsToken, generated } } : {}),
+  });
   // In the background: a large storage folder takes a while to walk, and nothing waits for it.
   const sweeping = deps.storage.removeStaleTemps?.().then(
     (removed) => {
