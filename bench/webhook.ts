@@ -11,6 +11,8 @@
 //   sustained  60 s (BENCH_SUSTAIN_S) paced at 80% of the burst's ack rate (BENCH_SUSTAIN_RATE
 //              overrides): p99 while the worker works, and whether the queue empties within
 //              10 s of the load stopping;
+//   drain      the worker alone: BENCH_DRAIN_BACKLOG (default 40,000) distinct `processing`
+//              deliveries queued while no receiver runs, then one starts: deliveries/s until empty;
 //   mixed      8 s, 70% starting/processing/logs and 30% succeeded deliveries whose output (a
 //              640×480 PNG) is downloaded from a server on loopback, then thumbnailed.
 // The queue is watched in the deliveries table; waiting for it to empty stops after
@@ -32,8 +34,9 @@ const CONNECTIONS = 32;
 const BURST_S = Number(process.env.BENCH_BURST_S ?? 8);
 const SUSTAIN_S = Number(process.env.BENCH_SUSTAIN_S ?? 60);
 const DRAIN_LIMIT_S = Number(process.env.BENCH_DRAIN_LIMIT_S ?? 180);
-const scenarios = (process.env.BENCH_SCENARIOS ?? "burst,sustained,mixed").split(",");
-const bin = path.resolve("bin/genstore");
+const scenarios = (process.env.BENCH_SCENARIOS ?? "burst,sustained,drain,mixed").split(",");
+/** BENCH_BIN: another build's binary (e.g. main's, for the figures before a change). */
+const bin = path.resolve(process.env.BENCH_BIN ?? "bin/genstore");
 const secret = `whsec_${randomBytes(24).toString("base64")}`;
 const secretKey = Buffer.from(secret.slice("whsec_".length), "base64");
 const work = mkdtempSync(path.join(os.tmpdir(), "genstore-bench-webhook-"));
@@ -458,6 +461,35 @@ await withBenchDatabase("webhook", async (bench) => {
       console.log(drained.line);
       console.log(
         `  targets: p99 ${ms(r.p99)} (< 50 ms: ${r.p99 < 50 ? "met" : "NOT met"}); empty within 10 s (${drained.empty && drained.emptySeconds <= 10 ? "met" : "NOT met"})`,
+      );
+    }
+
+    if (scenarios.includes("drain")) {
+      const count = Number(process.env.BENCH_DRAIN_BACKLOG ?? 40_000);
+      await genstore?.stop();
+      genstore = undefined;
+      const body = processingPool("d");
+      for (let start = 0; start < count; start += 5_000) {
+        const ids = Array.from({ length: Math.min(5_000, count - start) }, (_, i) => start + i);
+        await bench.db.query(
+          `INSERT INTO "WebhookDelivery" (id, "predictionId", state, body, query, attempts, "receivedAt", "updatedAt")
+           SELECT 'msg_d_' || (d->>'i'), d->'b'->>'id', 'pending', d->'b', '{}'::jsonb, 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+             FROM jsonb_array_elements($1::jsonb) AS d`,
+          JSON.stringify(ids.map((i) => ({ i, b: JSON.parse(body(i)) as unknown }))),
+        );
+      }
+      console.log(`\ndrain: ${fmt(count)} distinct \`processing\` deliveries queued, then a receiver starts (no load)`);
+      genstore = await startGenstore(bench, outputs, home);
+      const started = Date.now();
+      const empty = await waitEmpty(bench, started);
+      const kept = await stored(bench, "d");
+      console.log(
+        empty.left === 0
+          ? `  worker: queue empty ${empty.seconds.toFixed(1)} s after the receiver was ready: ${fmt(count / empty.seconds)} deliveries/s; ${fmt(kept.rows)} generation rows`
+          : `  worker: NOT empty after ${DRAIN_LIMIT_S} s: ${fmt(empty.left)} left (${fmt((count - empty.left) / empty.seconds)} deliveries/s)`,
+      );
+      console.log(
+        `  target: ≥ 2,000 deliveries/s (${empty.left === 0 && count / empty.seconds >= 2_000 ? "met" : "NOT met"})`,
       );
     }
 

@@ -357,25 +357,32 @@ export class GenerationTable {
     param: (value: unknown) => string,
   ): { columns: string[]; values: string[]; blockers: string[] } {
     return this.insertList(
-      (field) => param(field === "status" ? this.statusValue(values.status) : values[field]),
+      (field) => param(field === "status" ? this.statusValue(values.status) : values[field as keyof typeof values]),
       param,
     );
   }
 
   /**
    * insertColumns for a set-based INSERT … SELECT over a jsonb array: each row's id, userId,
-   * prompt, status and replicateId read from the element `element` (see jsonValue).
+   * prompt, status and replicateId read from the element `element` (see jsonValue), and the
+   * `more` fields too, where the table has their columns (a whole row in one write).
    */
   insertColumnsFromJson(
     element: string,
     param: (value: unknown) => string,
+    more: readonly GenerationField[] = [],
   ): { columns: string[]; values: string[]; blockers: string[] } {
-    return this.insertList((field) => this.valueFromJsonSql(field, `${element}->${quoteLiteral(field)}`), param);
+    return this.insertList(
+      (field) => this.valueFromJsonSql(field, `${element}->${quoteLiteral(field)}`),
+      param,
+      more.filter((f) => this.has(f) && !["id", "userId", "prompt", "status", "replicateId"].includes(f)),
+    );
   }
 
   private insertList(
-    valueOf: (field: "id" | "userId" | "prompt" | "status" | "replicateId") => string,
+    valueOf: (field: GenerationField) => string,
     param: (value: unknown) => string,
+    more: readonly GenerationField[] = [],
   ): { columns: string[]; values: string[]; blockers: string[] } {
     const columns: string[] = [];
     const sqlValues: string[] = [];
@@ -391,6 +398,7 @@ export class GenerationTable {
     add(this.mapping.columns.prompt, valueOf("prompt"));
     add(this.mapping.columns.status, valueOf("status"));
     add(this.mapping.columns.replicateId, valueOf("replicateId"));
+    for (const field of more) add(this.mapping.columns[field], valueOf(field));
     const empty: Partial<Record<GenerationField, string>> = {
       createdAt: this.nowSql("createdAt"),
       updatedAt: this.nowSql("updatedAt"),
@@ -402,7 +410,8 @@ export class GenerationTable {
     for (const [field, sql] of Object.entries(empty) as [GenerationField, string][]) {
       const column = this.shape.columns.get(this.mapping.columns[field]);
       // updatedAt is Prisma's @updatedAt: no database default, the client sets it.
-      if (column && (field === "updatedAt" || !column.hasDefault)) add(this.mapping.columns[field], sql);
+      if (column && (field === "updatedAt" || !column.hasDefault) && !more.includes(field))
+        add(this.mapping.columns[field], sql);
     }
     for (const c of columns) filled.add(c);
     const blockers: string[] = [];

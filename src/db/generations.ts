@@ -389,20 +389,26 @@ export async function writeRowsBatch(
 
     const fresh = decisions.filter((d) => !current.has(d.replicateId));
     if (fresh.length > 0) {
+      // New rows are written whole: every field the table has, in the one INSERT.
+      const fields = new Set<GenerationField>();
+      for (const d of fresh) for (const f of Object.keys(d.next)) fields.add(f as GenerationField);
+      for (const f of ["id", "createdAt", "updatedAt", "replicateId"] as const) fields.delete(f);
       const params: unknown[] = [];
       const param = (value: unknown) => `$${params.push(value)}`;
       const element = param(
         JSON.stringify(
-          fresh.map((d) => ({
-            id: d.newId,
-            userId: d.next.userId ?? "",
-            prompt: d.next.prompt ?? "",
-            status: t.jsonValue("status", d.next.status ?? "starting"),
-            replicateId: d.replicateId,
-          })),
+          fresh.map((d) => {
+            const row: Record<string, unknown> = { ...d.next, metadata: foldMissing(t, d.next, d.next.metadata) };
+            const out: Record<string, unknown> = { id: d.newId, replicateId: d.replicateId };
+            for (const f of fields) out[f] = t.jsonValue(f, row[f]);
+            out["userId"] ??= "";
+            out["prompt"] ??= "";
+            out["status"] ??= t.jsonValue("status", "starting");
+            return out;
+          }),
         ),
       );
-      const insert = t.insertColumnsFromJson("d", param);
+      const insert = t.insertColumnsFromJson("d", param, [...fields]);
       if (insert.blockers.length > 0) {
         // The one-at-a-time path says which columns block it, delivery by delivery.
         result.skipped.push(...fresh.map((d) => d.replicateId));
@@ -419,6 +425,7 @@ export async function writeRowsBatch(
           const id = ids.get(d.replicateId);
           if (id === undefined) result.skipped.push(d.replicateId);
           else result.written.set(d.replicateId, { id, created: true, changed: true });
+          // Written whole by the INSERT: nothing left to update.
         }
       }
     }
@@ -427,7 +434,7 @@ export async function writeRowsBatch(
       if (row) result.written.set(d.replicateId, { id: row.id, created: false, changed: d.changed.length > 0 });
     }
 
-    const updates = decisions.filter((d) => result.written.get(d.replicateId)?.changed === true);
+    const updates = decisions.filter((d) => current.has(d.replicateId) && result.written.get(d.replicateId)?.changed);
     if (updates.length > 0) await updateRows(tx, t, updates, current, result);
     await also?.(tx, result);
     return result;
@@ -455,12 +462,7 @@ async function updateRows(
     const row = current.get(d.replicateId);
     const state = { ...row, ...d.next } as Record<string, unknown>;
     const element: Record<string, unknown> = { id: result.written.get(d.replicateId)!.id };
-    let metadata = state["metadata"];
-    for (const f of folded) {
-      if (!OPTIONAL_FIELDS.includes(f)) continue;
-      const value = state[f];
-      metadata = { ...asRecord(metadata), [f]: value instanceof Date ? value.toISOString() : value };
-    }
+    const metadata = foldMissing(t, pick(state, folded), state["metadata"]);
     for (const f of fields) element[f] = t.jsonValue(f, f === "metadata" ? metadata : state[f]);
     return element;
   });
@@ -472,6 +474,21 @@ async function updateRows(
       WHERE g.${t.col("id")}::text = d->>'id'`,
     JSON.stringify(elements),
   );
+}
+
+/** metadata with the optional fields the table has no column for (as assignments() keeps them). */
+function foldMissing(t: GenerationTable, state: Record<string, unknown>, metadata: unknown): unknown {
+  let result = metadata;
+  for (const f of OPTIONAL_FIELDS) {
+    if (t.has(f) || !(f in state) || state[f] === undefined) continue;
+    const value = state[f];
+    result = { ...asRecord(result), [f]: value instanceof Date ? value.toISOString() : value };
+  }
+  return result;
+}
+
+function pick(state: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(fields.filter((f) => f in state).map((f) => [f, state[f]]));
 }
 
 function byAge(a: GenerationRecord, b: GenerationRecord): number {

@@ -55,6 +55,9 @@ export interface DeliveryWorker {
   drained(): Promise<void>;
 }
 
+/** Batches written at once: one in its transaction while the next is claimed and folded. */
+const BATCHES_IN_FLIGHT = 2;
+
 /** The statuses a batch writes without downloading: what the worker claims while its downloads are busy. */
 const NON_FINAL = ["starting", "processing"] as const;
 
@@ -73,6 +76,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   let running = false;
   let loopDone: Promise<void> = Promise.resolve();
   const inFlight = new Set<Promise<void>>();
+  const batches = new Set<Promise<void>>();
   let woken = false;
   let wakeUp: (() => void) | undefined;
   const idleWaiters: (() => void)[] = [];
@@ -99,6 +103,10 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     let lastSweep = 0;
     while (running) {
       woken = false;
+      if (batches.size >= BATCHES_IN_FLIGHT) {
+        await Promise.race(batches);
+        continue;
+      }
       const want = options.batch ? batchSize : concurrency - inFlight.size;
       let claimed: ClaimedDelivery[] = [];
       if (want > 0) {
@@ -121,9 +129,19 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           lastDatabaseError = Date.now();
         }
       }
-      const single = claimed.length > 0 && options.batch ? await runBatch(options.batch, claimed) : claimed;
-      for (const delivery of single) schedule(delivery);
-      if (claimed.length === 0 && inFlight.size === 0) {
+      if (claimed.length > 0 && options.batch) {
+        // The next claim goes out while this batch is written: two batches of the same
+        // prediction take turns on its lock, the later one seeing what the first wrote.
+        const batch = runBatch(options.batch, claimed).then((single) => single.forEach(schedule));
+        batches.add(batch);
+        void batch.finally(() => {
+          batches.delete(batch);
+          wake();
+        });
+      } else {
+        for (const delivery of claimed) schedule(delivery);
+      }
+      if (claimed.length === 0 && inFlight.size === 0 && batches.size === 0) {
         for (const resolve of idleWaiters.splice(0)) resolve();
       }
       // A full claim may have left more due work; otherwise wait for a wake-up or the next poll.
@@ -228,6 +246,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       running = false;
       wake();
       await loopDone;
+      await Promise.allSettled([...batches]);
       await Promise.allSettled([...inFlight]);
     },
     drained() {
