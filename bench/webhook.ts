@@ -387,14 +387,19 @@ await withBenchDatabase("webhook", async (bench) => {
       `PostgreSQL ${server!.server_version} at ${new URL(benchDatabaseUrl).host}; ${execFileSync("uptime").toString().trim()}`,
   );
   let genstore: Server | undefined;
-  /** A fresh receiver on an empty queue: what an earlier scenario left (past the drain limit) is deleted. */
-  const restart = async () => {
+  /** What an earlier scenario left queued (past the drain limit) is deleted, with no receiver running. */
+  const clearQueue = async () => {
     await genstore?.stop();
+    genstore = undefined;
     const [left] = await bench.db.query<{ n: string }>(
       `WITH gone AS (DELETE FROM "WebhookDelivery" WHERE state IN ('pending', 'processing') RETURNING 1) SELECT count(*) AS n FROM gone`,
     );
     if (Number(left!.n) > 0)
       console.log(`  (deleted the ${fmt(Number(left!.n))} deliveries left queued, before the next scenario)`);
+  };
+  /** A fresh receiver on an empty queue. */
+  const restart = async () => {
+    await clearQueue();
     genstore = await startGenstore(bench, outputs, home);
     return genstore;
   };
@@ -466,8 +471,7 @@ await withBenchDatabase("webhook", async (bench) => {
 
     if (scenarios.includes("drain")) {
       const count = Number(process.env.BENCH_DRAIN_BACKLOG ?? 40_000);
-      await genstore?.stop();
-      genstore = undefined;
+      await clearQueue();
       const body = processingPool("d");
       for (let start = 0; start < count; start += 5_000) {
         const ids = Array.from({ length: Math.min(5_000, count - start) }, (_, i) => start + i);
