@@ -4,7 +4,7 @@
 // BENCH_BASELINE_BIN=<another checkout>/bin/genstore runs that binary too, for a before/after
 // in one run. BENCH_PROFILE=1 adds where the CPU time of each list goes (V8's sampling
 // profiler, grouped by package).
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -24,10 +24,13 @@ interface Sample {
 /** One whole process under /usr/bin/time: wall ms, CPU ms (user + system), peak RSS. */
 function measure(args: string[], env: NodeJS.ProcessEnv): Sample {
   const start = performance.now();
-  const out = execFileSync("/usr/bin/time", ["-f", "%U %S %M", process.execPath, ...args], {
+  // /usr/bin/time writes its figures on stderr, the last line (the command's own stderr comes before).
+  const run = spawnSync("/usr/bin/time", ["-f", "%U %S %M", process.execPath, ...args], {
     env,
     stdio: ["ignore", "ignore", "pipe"],
-  }).toString();
+  });
+  if (run.status !== 0) throw new Error(`${args.join(" ")} exited ${run.status}: ${String(run.stderr)}`);
+  const out = String(run.stderr);
   const wall = performance.now() - start;
   const [user, sys, rss] = out.trim().split("\n").at(-1)!.split(" ").map(Number) as [number, number, number];
   return { wall, cpu: (user + sys) * 1000, rssMiB: rss / 1024 };

@@ -2,9 +2,11 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import nextEnv from "@next/env";
 import { z } from "zod";
+import { parseDuration } from "./core/dates.ts";
+import { DEFAULT_RETRY_WINDOW } from "./core/delivery-retry.ts";
 import { GENERATION_FIELDS } from "./core/generation-table.ts";
 import { STATUSES } from "./core/status.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, UserError } from "./errors.ts";
 
 // The one place where environment variables, genstore.config.json and flags become a typed
 // Config. Flags win over the environment, the environment over the file; the `.env` files
@@ -288,6 +290,53 @@ function parseHostList(value: string | undefined): string[] {
     }
   }
   return hosts;
+}
+
+/** A duration setting: a command's flag, else an environment variable, else a default. */
+export interface DurationSetting {
+  /** The flag as typed ("--retention") and its value, when given. */
+  flag: { name: string; value: string | undefined };
+  variable: string;
+  fallback: string;
+  /** "7d, 36h or 2w": what the error shows as examples. */
+  examples: string;
+  /** What the default amounts to, for the hint ("keeps 7 days"). */
+  fallbackMeans: string;
+}
+
+/**
+ * The setting in milliseconds (the one duration parser, src/core/dates.ts). A value that is
+ * not a positive duration is refused, naming where it came from: a flag is the user's error,
+ * the variable a configuration error.
+ */
+export function durationSetting(setting: DurationSetting, env: Env = process.env): number {
+  const fromFlag = setting.flag.value !== undefined;
+  const text = fromFlag ? setting.flag.value! : (env[setting.variable] ?? setting.fallback);
+  const ms = parseDuration(text);
+  if (ms !== undefined && ms > 0) return ms;
+  const problem = `must be a duration such as ${setting.examples} (got ${JSON.stringify(text)})`;
+  if (fromFlag)
+    throw new UserError(`Invalid option: ${setting.flag.name} ${problem}.`, {
+      hint: "See --help for the accepted values.",
+    });
+  throw new ConfigError(`${setting.variable} ${problem}.`, `Fix or unset it (the default ${setting.fallbackMeans}).`);
+}
+
+/** The variable that sets how long a webhook delivery's retryable failure is retried (serve-webhook's --retry-window overrides it). */
+export const RETRY_WINDOW_VARIABLE = "GENSTORE_DELIVERY_RETRY_WINDOW";
+
+/** The retry window of webhook deliveries: the flag, else GENSTORE_DELIVERY_RETRY_WINDOW, else 1 h. */
+export function retryWindowMs(flag: { name: string; value: string | undefined }, env: Env = process.env): number {
+  return durationSetting(
+    {
+      flag,
+      variable: RETRY_WINDOW_VARIABLE,
+      fallback: DEFAULT_RETRY_WINDOW,
+      examples: "1h, 90m or 2h",
+      fallbackMeans: "retries for 1 hour after the prediction completed",
+    },
+    env,
+  );
 }
 
 /** Where the user is told what a secret-requiring command needs. */

@@ -33,7 +33,7 @@ describe("genstore (the binary)", () => {
     const help = await genstore(["--help"]);
     expect(help.code).toBe(0);
     const listed = [...help.stdout.split("Commands:")[1]!.matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]);
-    const commands = ["recover", "backfill", "migrate-keys", "list", "serve-webhook", "trigger", "db"];
+    const commands = ["recover", "backfill", "migrate-keys", "list", "gallery", "serve-webhook", "trigger", "db"];
     expect(listed).toEqual([...commands, "help"]);
     const helps = await Promise.all(
       [...commands, "db migrate", "db status", "db prune"].map(async (command) => ({

@@ -43,9 +43,9 @@ describe("backoffDelay: the Replicate API (equal jitter, 0.5 s doubling, at most
 
 describe("backoffDelay: webhook deliveries (no jitter, from 5 s to 10 min)", () => {
   const policy = BACKOFF.delivery;
-  it("is retried 8 times, 5 s after the first failure, doubling up to 10 min", () => {
-    const waits = Array.from({ length: policy.maxAttempts - 1 }, (_, i) => backoffDelay(policy, i + 1));
-    expect(waits).toEqual([5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000]);
+  it("waits 5 s after the first failure, doubling up to 10 min, and 10 min after that", () => {
+    const waits = Array.from({ length: 10 }, (_, i) => backoffDelay(policy, i + 1));
+    expect(waits).toEqual([5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000, 600_000, 600_000]);
   });
   it.each([0, 0.5, 0.999])("does not depend on chance (random %d)", (random) => {
     expect(backoffDelay(policy, 3, { random })).toBe(20_000);
@@ -65,7 +65,14 @@ describe("nextRetry", () => {
     ["exactly the budget is allowed", api, 2, 20_000, 10_000, { retry: true, delayMs: 10_000 }],
     ["a policy without a budget", BACKOFF.download, 3, 1e9, undefined, { retry: true, delayMs: 2_000 }],
     ["deliveries: the 8th retry", BACKOFF.delivery, 8, 0, undefined, { retry: true, delayMs: 600_000 }],
-    ["deliveries: no 9th retry", BACKOFF.delivery, 9, 0, undefined, { retry: false, reason: "attempts" }],
+    [
+      "deliveries: no attempt limit (the retry window ends them)",
+      BACKOFF.delivery,
+      30,
+      0,
+      undefined,
+      { retry: true, delayMs: 600_000 },
+    ],
   ])("%s", (_name, policy, attempt, waitedMs, retryAfterMs, expected) => {
     // random 1 → the top of each range, so the table reads plainly.
     expect(nextRetry(policy, { attempt, waitedMs }, { retryAfterMs, random: 1 })).toEqual(expected);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { buildListQuery } from "../src/core/list-query.ts";
 import { runList } from "../src/jobs/list.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import { insertGenerations } from "./support/generations.ts";
@@ -45,6 +46,21 @@ describe.each(databaseKinds)("list on %s", (kind) => {
     const db = await seeded();
     const { rows } = await runList({ limit: 50, context }, { db });
     expect(rows.map((r) => r.id)).toEqual(ids);
+  });
+
+  it("reads the first page from the (createdAt, id) index, never sorting the table", async () => {
+    const db = await seeded();
+    const t = await db.generations();
+    const { sql, params } = buildListQuery(t, { limit: 3 });
+    // The select list converts createdAt and id (AT TIME ZONE, ::text): an ORDER BY that named
+    // those outputs instead of the columns would sort every row (a full scan at 1,000,000).
+    const plan = await db.transaction(async (tx) => {
+      await tx.query("SET LOCAL enable_seqscan = off");
+      return tx.query<Record<string, string>>(`EXPLAIN ${sql}`, ...params);
+    });
+    const text = plan.map((row) => Object.values(row)[0]).join("\n");
+    expect(text).toMatch(/Index Scan/);
+    expect(text).not.toMatch(/Sort/);
   });
 
   it("filters by user, status and dates together", async () => {

@@ -20,9 +20,9 @@ import { waitFor } from "./support/wait.ts";
 
 // examples/nextjs as a user gets it: genstore from the packed tarball, Next.js 16 and React
 // from the registry, built once per bundler (Turbopack, Next's default, and webpack) with
-// `output: "standalone"`, then served by `next start` on PostgreSQL (through a proxy the
-// test can cut) and by the standalone server, copied away from the app, on the embedded
-// database. Deliveries are signed by svix, as Replicate signs them.
+// `output: "standalone"`, then served by the standalone server, copied away from the app,
+// on the embedded database, and (Turbopack's build) by `next start` on PostgreSQL, through a
+// proxy the test can cut. Deliveries are signed by svix, as Replicate signs them.
 
 const MINUTE = 60_000;
 const secret = newSecret();
@@ -153,7 +153,11 @@ describe.each<Bundler>(["turbopack", "webpack"])("examples/nextjs built with %s"
     5 * MINUTE,
   );
 
-  if (!testDatabaseUrl) return;
+  // What follows is the route's behaviour at run time (503 and Retry-After, recovery without a
+  // restart, the drain route), the same code whichever bundler built it: run under the
+  // default bundler only, to keep the suite short. Each bundler's own failures (resolving the
+  // package, the schema engine, file URLs, tracing) show in the standalone test above.
+  if (!testDatabaseUrl || bundler !== "turbopack") return;
 
   describe("on PostgreSQL under next start", () => {
     let proxy: TcpProxy;

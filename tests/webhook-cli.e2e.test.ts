@@ -28,6 +28,18 @@ describe("serve-webhook and trigger (the binary)", () => {
     expect(result.stderr).toMatch(/--insecure-no-verify/);
   });
 
+  it("serve-webhook refuses a retry window that is not a duration: the flag exits 2, GENSTORE_DELIVERY_RETRY_WINDOW exits 3", async () => {
+    const env = { GENSTORE_HOME: "/nonexistent-genstore-home", REPLICATE_WEBHOOK_SECRET: newSecret() };
+    const flag = await genstore(["serve-webhook", "--port", "0", "--retry-window", "soon"], env);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(
+      /^error: Invalid option: --retry-window must be a duration such as 1h, 90m or 2h \(got "soon"\)/,
+    );
+    const variable = await genstore(["serve-webhook", "--port", "0"], { ...env, GENSTORE_DELIVERY_RETRY_WINDOW: "0s" });
+    expect(variable.code).toBe(3);
+    expect(variable.stderr).toMatch(/^error: GENSTORE_DELIVERY_RETRY_WINDOW must be a duration such as 1h/);
+  });
+
   it("trigger sends a signed sample: exit 0, the answer on stdout", async () => {
     const secret = newSecret();
     const r = await receiver(secret);

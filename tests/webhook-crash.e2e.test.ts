@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { bin, cleanEnv } from "./support/cli.ts";
+import { startBinary } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { newSecret, post, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
@@ -16,42 +15,6 @@ import { waitFor } from "./support/wait.ts";
 // with outputs served slowly so that work is still queued when the receiver dies.
 
 const MiB = 1024 * 1024;
-
-interface Receiver {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-async function startBinary(env: Record<string, string>): Promise<Receiver> {
-  const child = spawn(
-    process.execPath,
-    [bin, "serve-webhook", "--port", "0", "--concurrency", "2", "--lease", "2", "--poll", "200"],
-    {
-      env: cleanEnv(env),
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  const url = await waitFor(
-    () =>
-      /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(stdout)?.[1] ??
-      (child.exitCode !== null
-        ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`))
-        : undefined),
-    undefined,
-    "serve-webhook to listen",
-  );
-  return { child, url, stderr: () => stderr, exited };
-}
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)(
   "serve-webhook killed with SIGKILL after acking (the binary, PostgreSQL, local storage)",
@@ -91,7 +54,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
           res.on("close", () => clearTimeout(timer));
         });
       }
-      const first = await startBinary(env);
+      const first = await startBinary(env, ["--concurrency", "2", "--lease", "2", "--poll", "200"]);
       const predictions = Array.from({ length: N }, (_, i) =>
         samplePrediction({ output: [outputs.url(`/slow/out-${i}.png`)] }),
       );
@@ -114,7 +77,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
       // The test means something only if work was left behind.
       expect(atKill.filter((s) => s !== "done").length).toBeGreaterThan(0);
 
-      const second = await startBinary(env);
+      const second = await startBinary(env, ["--concurrency", "2", "--lease", "2", "--poll", "200"]);
       await waitFor(
         async () => (await states()).every((s) => s === "done"),
         undefined,

@@ -1,12 +1,14 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { createDeliveryQueue, searchParamsFrom, storedQueryFrom, type NewDelivery } from "../src/webhook/queue.ts";
 import { BACKOFF, type BackoffPolicy } from "../src/core/backoff.ts";
 import { createDeliveryWorker } from "../src/webhook/worker.ts";
 import type { Database } from "../src/db/client.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
 import { waitFor } from "./support/wait.ts";
+import { generation, insertGenerations } from "./support/generations.ts";
+import { recordGivenUp } from "../src/webhook/ingest-delivery.ts";
 
-const fastRetries: BackoffPolicy = { ...BACKOFF.delivery, maxAttempts: 3, baseDelayMs: 0 };
+const fastRetries: BackoffPolicy = { ...BACKOFF.delivery, baseDelayMs: 0 };
 /** Moves every lease and backoff into the past, as the passing of time would. */
 async function expireLeases(db: Pick<Database, "query">): Promise<void> {
   await db.query(
@@ -99,33 +101,67 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     expect(row!.doneAt).not.toBeNull();
   });
 
-  it("retries a failed attempt after its backoff and marks it failed after the last, keeping the error", async () => {
+  it("retries a retryable failure after its backoff for as long as its retry window lasts, past the old 9 attempts, then fails it saying why", async () => {
     const { db } = await createTestDatabase(kind);
-    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 2 });
-    await queue.enqueue(delivery("m1"));
+    const queue = createDeliveryQueue(db, BACKOFF.delivery, { retryWindowMs: 60 * 60_000 });
+    const completedAt = new Date(Date.now() - 1_000).toISOString();
+    await queue.enqueue({
+      ...delivery("m1"),
+      body: JSON.stringify({ id: "p_m1", status: "succeeded", completed_at: completedAt }),
+    });
     const [one] = await queue.claim(1, 60_000);
     const failedAt = Date.now();
     const outcome = await queue.fail(one!, "S3 unreachable");
     expect(outcome).toMatchObject({ state: "retry" });
     expect(outcome.retryAt!.getTime() - failedAt).toBeGreaterThanOrEqual(5_000); // BACKOFF.delivery's first wait
     expect(await queue.claim(1, 60_000)).toEqual([]);
-    await expireLeases(db); // the backoff is over
-    const [two] = await queue.claim(1, 60_000);
-    expect(two!.attempt).toBe(2);
-    expect(await queue.fail(two!, "S3 still unreachable")).toEqual({ state: "failed" });
+    for (let attempt = 2; attempt <= 12; attempt++) {
+      await expireLeases(db); // the backoff is over
+      const [next] = await queue.claim(1, 60_000);
+      expect(next!.attempt).toBe(attempt);
+      expect(await queue.fail(next!, "S3 still unreachable")).toMatchObject({ state: "retry" });
+    }
+    // An hour and more after the prediction completed: its output is gone from Replicate.
+    await db.query(
+      `UPDATE "WebhookDelivery" SET body = jsonb_set(body, '{completed_at}', to_jsonb($1::text))`,
+      new Date(Date.now() - 61 * 60_000).toISOString(),
+    );
+    await expireLeases(db);
+    const [last] = await queue.claim(1, 60_000);
+    expect(last!.attempt).toBe(13);
+    const given = await queue.fail(last!, "S3 still unreachable");
+    expect(given).toMatchObject({
+      state: "failed",
+      reason: expect.stringMatching(/^its retry window ended at .* \(60 min after the prediction's completed_at\)$/),
+    });
     const [row] = await db.query<{ state: string; lastError: string; attempts: number }>(
       `SELECT state, "lastError", attempts FROM "WebhookDelivery"`,
     );
-    expect(row).toEqual({ state: "failed", lastError: "S3 still unreachable", attempts: 2 });
+    expect(row).toEqual({
+      state: "failed",
+      lastError: `S3 still unreachable (given up: ${given.reason})`,
+      attempts: 13,
+    });
     expect(await queue.counts()).toEqual({ pending: 0, processing: 0, failed: 1 });
   });
 
-  it("marks failed a delivery whose worker died during its last attempt", async () => {
+  it("fails at once what no retry can fix", async () => {
     const { db } = await createTestDatabase(kind);
-    const queue = createDeliveryQueue(db, { ...BACKOFF.delivery, maxAttempts: 1 });
+    const queue = createDeliveryQueue(db);
     await queue.enqueue(delivery("m1"));
-    await queue.claim(1, 50);
-    await new Promise((r) => setTimeout(r, 100));
+    const [one] = await queue.claim(1, 60_000);
+    expect(await queue.fail(one!, "the output has expired", { final: true })).toEqual({ state: "failed" });
+  });
+
+  it("marks failed a delivery whose worker died during every attempt its window allows", async () => {
+    const { db } = await createTestDatabase(kind);
+    // A window shorter than the first wait allows 3 attempts.
+    const queue = createDeliveryQueue(db, BACKOFF.delivery, { retryWindowMs: 1 });
+    await queue.enqueue(delivery("m1"));
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      expect(await queue.claim(1, 60_000)).toMatchObject([{ attempt }]);
+      await expireLeases(db); // the worker died: its lease ran out
+    }
     expect(await queue.claim(1, 60_000)).toEqual([]);
     expect(await queue.failAbandoned()).toBe(1);
     const [row] = await db.query<{ state: string; lastError: string }>(
@@ -133,6 +169,19 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
     );
     expect(row!.state).toBe("failed");
     expect(row!.lastError).toMatch(/worker stopped during its last attempt/);
+  });
+
+  it("releases deliveries waiting out a backoff: the soonest due first, or all", async () => {
+    const { db } = await createTestDatabase(kind);
+    const queue = createDeliveryQueue(db);
+    for (const id of ["a", "b", "c"]) await queue.enqueue(delivery(id));
+    for (const claimed of await queue.claim(3, 60_000)) await queue.fail(claimed, "storage is full");
+    expect(await queue.claim(3, 60_000)).toEqual([]);
+    expect(await queue.releaseWaiting(1)).toBe(1);
+    expect(await queue.claim(3, 60_000)).toHaveLength(1);
+    expect(await queue.releaseWaiting()).toBe(2);
+    expect(await queue.claim(3, 60_000)).toHaveLength(2);
+    expect(await queue.releaseWaiting()).toBe(0);
   });
 
   it("the worker processes what is queued, retries what throws, and stops cleanly", async () => {
@@ -171,6 +220,38 @@ describe.each(databaseKinds)("the delivery queue (%s)", (kind) => {
       "c:done:1",
       "flaky:done:2",
     ]);
+  });
+});
+
+describe("a delivery given up", () => {
+  it("records on its prediction's row why it has no outputs, and leaves the row processing for a poll or recover", async () => {
+    const { db } = await createTestDatabase("embedded");
+    await insertGenerations(db, [
+      { replicateId: "p_gone", status: "processing", error: "S3 unreachable (will be retried)" },
+    ]);
+    const queue = createDeliveryQueue(db, fastRetries, { retryWindowMs: 1 });
+    const worker = createDeliveryWorker({
+      queue,
+      pollIntervalMs: 50,
+      process: () => Promise.reject(new Error("S3 unreachable")),
+      onGivenUp: (d, givenUp) => recordGivenUp(db, d, givenUp),
+    });
+    worker.start();
+    onTestFinished(() => worker.stop());
+    await queue.enqueue(delivery("m_gone", "p_gone"));
+    worker.wake();
+    await waitFor(async () => (await queue.counts()).failed === 1, undefined, "the delivery to be given up");
+    await waitFor(async () => (await generation(db, { replicateId: "p_gone" })).metadata, undefined, "the row");
+    const row = await generation(db, { replicateId: "p_gone" });
+    expect(row.status).toBe("processing");
+    expect(row.error).toMatch(
+      /^not stored: webhook delivery m_gone given up after 3 attempts, its retry window ended at .*; last error: S3 unreachable$/,
+    );
+    expect((row.metadata as Record<string, unknown>)["deliveryGivenUp"]).toMatchObject({
+      webhookId: "m_gone",
+      attempts: 3,
+      lastError: "S3 unreachable",
+    });
   });
 });
 

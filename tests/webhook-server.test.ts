@@ -5,7 +5,9 @@ import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/http-server.ts";
 import { createReceiverMetrics } from "../src/webhook/metrics.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "../src/webhook/worker.ts";
+import { runServeWebhook } from "../src/webhook/receiver.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
+import { testStorage } from "./support/pipeline-fixtures.ts";
 import {
   newSecret,
   post,
@@ -65,7 +67,7 @@ async function receiver(
     db.query<{ id: string; predictionId: string; state: string; query: unknown; body: unknown }>(
       `SELECT id, "predictionId", state, query, body FROM "WebhookDelivery" ORDER BY "receivedAt"`,
     );
-  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, processed, lines, rows, metrics };
+  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, server, processed, lines, rows, metrics };
 }
 
 /** The value of one sample in Prometheus text (`name{labels} value`). */
@@ -318,7 +320,8 @@ describe("closing", () => {
   it("lets an in-flight request finish, then refuses new connections", async () => {
     const r = await receiver("embedded");
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
-    // Headers and half the body now, the rest after close() began.
+    // Headers and a part of the body now, the rest after close() began.
+    let sendRest = () => {};
     const pending = new Promise<number>((resolve, reject) => {
       const req = http.request(
         r.url,
@@ -333,11 +336,14 @@ describe("closing", () => {
       );
       req.on("error", reject);
       req.write(delivery.body.slice(0, 10));
-      setTimeout(() => req.end(delivery.body.slice(10)), 200);
+      sendRest = () => req.end(delivery.body.slice(10));
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The server holds the request (its declared length is reserved once the headers are read).
+    await waitFor(() => r.server.bufferedBytes() > 0);
     const close = closers.pop()!;
     const closing = close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    sendRest();
     expect(await pending).toBe(200);
     await closing;
     const port = Number(new URL(r.base).port);
@@ -373,5 +379,70 @@ describe("the receiver's metrics", () => {
     // The database did not answer the scrape: said so, and no queue gauges made up.
     expect(sample(text, "genstore_webhook_database_up")).toBe(0);
     expect(text).not.toContain("genstore_webhook_queue_depth");
+  });
+});
+
+describe("healthz and a worker that makes no progress (serve-webhook's server)", () => {
+  it("answers 503 with the reason while deliveries are in progress and none finishes, and 200 once one does", async () => {
+    const { db } = await createTestDatabase("embedded");
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const controller = new AbortController();
+    let base = "";
+    const running = runServeWebhook(
+      { port: 0, host: "127.0.0.1", concurrency: 2, secret, pollIntervalMs: 50, stallMs: 500 },
+      {
+        db,
+        storage: await testStorage("local"),
+        config: { outputHosts: [], maxOutputBytes: 1 },
+        ingest: () => Promise.reject(new Error("not used")),
+        // A storage call that never answers, as S3 without deadlines did.
+        process: () => held.then(() => "released"),
+        signal: controller.signal,
+        log: () => {},
+        onListening: (where) => (base = where.url),
+      },
+    );
+    try {
+      await waitFor(() => base !== "", undefined, "the receiver to listen");
+      const idle = await request("GET", `${base}/healthz`);
+      expect(idle.status).toBe(200);
+      expect(idle.json).toMatchObject({ ok: true, worker: { ok: true, inProgress: 0 } });
+
+      const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
+      expect((await post(`${base}/api/webhooks/replicate`, delivery.body, delivery.headers)).status).toBe(200);
+      const stuck = await waitFor(
+        async () => {
+          const reply = await request("GET", `${base}/healthz`);
+          return reply.status === 503 && reply;
+        },
+        undefined,
+        "healthz to report the stuck worker",
+      );
+      expect(stuck.json).toMatchObject({
+        ok: false,
+        processing: 1,
+        worker: {
+          ok: false,
+          inProgress: 1,
+          reason: expect.stringMatching(/^1 delivery in progress, none finished for \d+ s$/),
+        },
+      });
+
+      release();
+      const healed = await waitFor(
+        async () => {
+          const reply = await request("GET", `${base}/healthz`);
+          return reply.status === 200 && reply;
+        },
+        undefined,
+        "healthz to be ok again",
+      );
+      expect(healed.json).toMatchObject({ ok: true, worker: { ok: true, inProgress: 0 } });
+    } finally {
+      release();
+      controller.abort();
+      await running;
+    }
   });
 });

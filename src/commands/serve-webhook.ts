@@ -1,8 +1,19 @@
 import { Option, type Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { RETRY_WINDOW_VARIABLE, retryWindowMs as retryWindowFor } from "../config.ts";
+import { parseDuration } from "../core/dates.ts";
+import { DEFAULT_RETRY_WINDOW } from "../core/delivery-retry.ts";
+import { replicateClientFromConfig } from "../replicate/client.ts";
 import { DEFAULT_RETENTION, RETENTION_VARIABLE, retentionMs as retentionFor } from "../jobs/prune.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
-import { renderStopped, reportListening, serveWebhookLog, warnInsecure } from "../ui/serve-webhook-render.ts";
+import {
+  renderStopped,
+  reportListening,
+  reportPolling,
+  serveWebhookLog,
+  warnInsecure,
+  type PollingState,
+} from "../ui/serve-webhook-render.ts";
 import { checkServeWebhookInput, runServeWebhook } from "../webhook/receiver.ts";
 
 // `serve-webhook`: receive Replicate webhooks on POST /api/webhooks/replicate, verify them,
@@ -27,6 +38,18 @@ export function register(program: Command, signal: AbortSignal): void {
       "--retention <duration>",
       `delete done deliveries older than this, hourly (env ${RETENTION_VARIABLE}, default ${DEFAULT_RETENTION}; failed ones are kept)`,
     )
+    .option(
+      "--retry-window <duration>",
+      `retry a delivery whose failure may pass (storage, network) until this long after its prediction completed (env ${RETRY_WINDOW_VARIABLE}, default ${DEFAULT_RETRY_WINDOW})`,
+    )
+    .option("--reconcile-after <duration>", "poll Replicate for rows starting/processing untouched this long", "10m")
+    .option("--reconcile-every <duration>", "how often to look for such rows", "1m")
+    .option("--no-reconcile", "do not poll Replicate for stuck rows (polling needs REPLICATE_API_TOKEN anyway)")
+    .option(
+      "--unhealthy-after <duration>",
+      "GET /healthz answers 503 when deliveries are in progress and none finished for this long",
+      "10m",
+    )
     .addOption(
       new Option("--lease <seconds>", "how long a claimed delivery stays locked without renewal")
         .default("60")
@@ -40,10 +63,12 @@ export function register(program: Command, signal: AbortSignal): void {
       `
 Needs REPLICATE_WEBHOOK_SECRET (whsec_…, from GET https://api.replicate.com/v1/webhooks/default/secret).
 Register the webhook as https://<your host>/api/webhooks/replicate?userId=<id>; GET /healthz answers
-{"ok":true,"pending":…,"processing":…,"failed":…,"oldestPendingSeconds":…}, GET /metrics in Prometheus'
-text format. Deliveries are logged on stderr (non-final ones a line per batch); Ctrl-C stops
-accepting, finishes what is in progress and exits 0. Work left by a stopped or crashed receiver is
-picked up by the next one on the same database.
+{"ok":true,"pending":…,"processing":…,"failed":…,"oldestPendingSeconds":…,"worker":{"ok":true,…}}, or 503
+when the database fails or the worker makes no progress; GET /metrics in Prometheus' text format.
+Deliveries are logged on stderr (non-final ones a line per batch); Ctrl-C stops accepting, finishes
+what is in progress and exits 0. Work left by a stopped or crashed receiver is picked up by the next
+one on the same database. With REPLICATE_API_TOKEN, rows stuck in starting/processing are polled
+from Replicate (as recover --pending).
 
 Examples:
   $ genstore serve-webhook
@@ -63,6 +88,11 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       insecureNoVerify: z.boolean().optional(),
       metricsToken: z.string().min(16, "must be at least 16 characters").optional(),
       retention: z.string().optional(),
+      retryWindow: z.string().optional(),
+      reconcile: z.boolean(),
+      unhealthyAfter: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 10m or 90s"),
+      reconcileAfter: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 10m or 1h"),
+      reconcileEvery: z.string().refine((v) => (parseDuration(v) ?? 0) > 0, "must be a duration such as 1m or 30s"),
       lease: z.coerce.number().positive("must be a number of seconds"),
       poll: z.coerce.number().int().positive("must be a number of milliseconds"),
     }),
@@ -72,20 +102,43 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
   const secret = input.insecureNoVerify ? undefined : config.webhookSecret;
   checkServeWebhookInput({ ...input, secret });
   const retentionMs = retentionFor({ name: "--retention", value: input.retention });
+  const retryWindowMs = retryWindowFor({ name: "--retry-window", value: input.retryWindow });
   if (input.insecureNoVerify) warnInsecure(output);
+
+  // The second half of "webhook + polling": only with a token (recover --pending's code).
+  const polling: PollingState = !input.reconcile
+    ? { on: false, why: "--no-reconcile" }
+    : !config.replicate.token
+      ? { on: false, why: "REPLICATE_API_TOKEN is not set" }
+      : { on: true, every: input.reconcileEvery, after: input.reconcileAfter };
+  const replicate = polling.on ? replicateClientFromConfig(config) : undefined;
 
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const result = await runServeWebhook(
-    { ...input, secret, retentionMs, leaseMs: input.lease * 1000, pollIntervalMs: input.poll },
+    {
+      ...input,
+      secret,
+      retentionMs,
+      retryWindowMs,
+      leaseMs: input.lease * 1000,
+      pollIntervalMs: input.poll,
+      stallMs: parseDuration(input.unhealthyAfter)!,
+      stuckPoll: polling.on
+        ? { untouchedForMs: parseDuration(input.reconcileAfter)!, everyMs: parseDuration(input.reconcileEvery)! }
+        : undefined,
+    },
     {
       db,
       storage,
       config,
       ingest: ingestPrediction,
+      replicate,
       signal: context.signal,
       log: serveWebhookLog(output),
-      onListening: (where) =>
-        reportListening(output, { ...where, database: db.describe, storage: `${storage.provider} ${storage.bucket}` }),
+      onListening: (where) => {
+        reportListening(output, { ...where, database: db.describe, storage: `${storage.provider} ${storage.bucket}` });
+        reportPolling(output, polling);
+      },
     },
   );
   renderStopped(result, output);

@@ -5,9 +5,10 @@
 //             longer than 10 s (a longer Retry-After gives up: src/pipeline/download.ts)
 //   api       the Replicate API: 5 attempts, waits of about 0.5 s, 1 s, 2 s, 4 s (each between
 //             half and all of that), at most 30 s of waiting for one request
-//   delivery  a webhook delivery in the queue: retried 8 times, 5 s after the first failure,
-//             doubling up to 10 min (5 s, 10 s, 20 s … 320 s, 10 min), no jitter: the queue
-//             spreads them already, and an operator reads the times in the log
+//   delivery  a webhook delivery in the queue: 5 s after the first failure, doubling up to
+//             10 min (5 s, 10 s, 20 s … 320 s, 10 min, 10 min …), no jitter (the queue spreads
+//             them already, and an operator reads the times in the log); no attempt limit: its
+//             retry window ends it (src/core/delivery-retry.ts)
 
 export interface BackoffPolicy {
   /** Attempts in all, the first one included. */
@@ -30,7 +31,7 @@ export const BACKOFF = {
   download: { maxAttempts: 4, baseDelayMs: 500, maxDelayMs: 10_000, jitter: 1 },
   // Replicate allows 3000 GETs a minute, so a 429 clears within seconds.
   api: { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 8_000, jitter: 0.5, budgetMs: 30_000 },
-  delivery: { maxAttempts: 9, baseDelayMs: 5_000, maxDelayMs: 10 * 60_000, jitter: 0 },
+  delivery: { maxAttempts: Number.POSITIVE_INFINITY, baseDelayMs: 5_000, maxDelayMs: 10 * 60_000, jitter: 0 },
 } as const satisfies Record<string, BackoffPolicy>;
 
 export interface DelayOptions {

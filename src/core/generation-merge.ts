@@ -225,3 +225,37 @@ function stableJson(value: unknown): string {
       : v,
   );
 }
+
+/** A delivery the queue gave up on (its retry window passed while a retryable failure lasted). */
+export interface GivenUpDelivery {
+  webhookId: string;
+  attempts: number;
+  /** Why it was given up: "its retry window ended at …". */
+  reason: string;
+  /** The last attempt's error. */
+  lastError: string;
+  at: Date;
+}
+
+/**
+ * What a given-up delivery writes on its prediction's row, so that the row says why it has no
+ * outputs: `error` and metadata.deliveryGivenUp. Null when the row reached a final status
+ * meanwhile (another delivery or a poll finished it): nothing to explain then.
+ */
+export function givenUpWrite(current: GenerationState, givenUp: GivenUpDelivery): GenerationWrite | null {
+  if (isFinal(current.status)) return null;
+  const metadata = asObject(current.metadata);
+  return {
+    error: `not stored: webhook delivery ${givenUp.webhookId} given up after ${givenUp.attempts} attempts, ${givenUp.reason}; last error: ${givenUp.lastError}`,
+    metadata: {
+      ...metadata,
+      deliveryGivenUp: {
+        webhookId: givenUp.webhookId,
+        attempts: givenUp.attempts,
+        reason: givenUp.reason,
+        lastError: givenUp.lastError,
+        at: givenUp.at.toISOString(),
+      },
+    },
+  };
+}

@@ -58,7 +58,9 @@ export function buildListQuery(t: GenerationTable, filters: ListFilters): Built 
   const sql = [
     `SELECT ${t.selectList()} FROM ${t.name}`,
     where.length > 0 ? `WHERE ${where.join(" AND ")}` : "",
-    `ORDER BY ${t.col("createdAt")} DESC, ${t.col("id")} DESC`,
+    // Qualified: a bare name in ORDER BY means the output column of that name, which the
+    // select list converts (AT TIME ZONE, ::text), and no index can then serve the order.
+    `ORDER BY ${t.col("createdAt", t.name)} DESC, ${t.col("id", t.name)} DESC`,
     // One more than asked, to know whether there is a next page.
     `LIMIT ${param(filters.limit + 1)}`,
   ]

@@ -116,10 +116,18 @@ export function hybridOperationConditionSql(
 ): string {
   const op = columns.operationType ?? `"operationType"`;
   const prompt = columns.prompt ?? `"prompt"`;
-  const known = OPERATION_TYPES.map((o) => `'${o}'`).join(", ");
   const fromPrompt =
     operationType === DEFAULT_RULE.operationType
       ? PREFIX_TABLE.map((r) => `NOT (${startsWithSql(prompt, r.prefix!)})`).join(" AND ")
       : startsWithSql(prompt, ruleFor(operationType).prefix!);
-  return `(${op} = '${operationType}' OR ((${op} IS NULL OR ${op} NOT IN (${known})) AND ${fromPrompt}))`;
+  return `(${op} = '${operationType}' OR (NOT ${knownOperationSql(op)} AND ${fromPrompt}))`;
+}
+
+/**
+ * True where the column holds one of the operation types, so the hybrid rule takes the
+ * column; false (never NULL) where it is NULL or holds something else, so the prompt decides.
+ */
+export function knownOperationSql(operationTypeColumn = `"operationType"`): string {
+  const known = OPERATION_TYPES.map((o) => `'${o}'`).join(", ");
+  return `COALESCE(${operationTypeColumn} IN (${known}), false)`;
 }

@@ -191,10 +191,18 @@ function pgArray(value: string[] | string): string[] {
 /** The predictions of rows still starting or processing, oldest first (what `recover --pending` polls). */
 export async function runningPredictions(
   db: Database,
+  options: { untouchedForMs?: number } = {},
 ): Promise<{ predictionIds: string[]; withoutPrediction: number }> {
   const t = await db.generations();
+  const params: unknown[] = [];
+  // Only rows nothing has written for a while: the others are being worked on (a webhook retry, a poll).
+  const untouched =
+    options.untouchedForMs === undefined
+      ? ""
+      : ` AND ${t.col("updatedAt")} < ${t.nowSql("updatedAt")} - $${params.push(options.untouchedForMs)} * interval '1 millisecond'`;
   const rows = await db.query<{ id: string | null }>(
-    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.statusInSql(["starting", "processing"])} ORDER BY ${t.col("createdAt")}`,
+    `SELECT ${t.col("replicateId")} AS id FROM ${t.name} WHERE ${t.statusInSql(["starting", "processing"])}${untouched} ORDER BY ${t.col("createdAt")}`,
+    ...params,
   );
   const predictionIds = rows.map((r) => r.id).filter((id): id is string => id !== null);
   return { predictionIds, withoutPrediction: rows.length - predictionIds.length };
@@ -221,7 +229,7 @@ export async function findRow(
   adoptId?: string | null,
 ): Promise<{ row: GenerationRecord | null; adopted: boolean }> {
   const [row] = await db.query(
-    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = $1 ORDER BY ${t.col("createdAt")}, ${t.col("id")} LIMIT 1`,
+    `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = $1 ORDER BY ${t.col("createdAt", t.name)}, ${t.col("id", t.name)} LIMIT 1`,
     replicateId,
   );
   if (row) return { row: t.decode(row), adopted: false };
@@ -269,7 +277,7 @@ export async function writeRow(
 ): Promise<RowWriteResult> {
   const t = await db.generations();
   return db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, `genstore:prediction:${input.replicateId}`);
+    await lockPrediction(tx, input.replicateId);
     let { row: current } = await findRow(tx, t, input.replicateId, input.adoptId);
     let created = false;
     let write = decide(current);
@@ -287,15 +295,49 @@ export async function writeRow(
       if (!created) write = decide(current);
     }
     if (write === null) return { row: current, created, changed: created };
-    const params: unknown[] = [current.id];
-    const param = (value: unknown) => `$${params.push(value)}`;
-    const sets = t.assignments(write, param, current.metadata);
-    const [updated] = await tx.query(
-      `UPDATE ${t.name} SET ${sets.join(", ")} WHERE ${t.col("id")}::text = $1 RETURNING ${t.selectList()}`,
-      ...params,
-    );
-    return { row: t.decode(updated!), created, changed: true };
+    return { row: await updateRow(tx, t, current, write), created, changed: true };
   });
+}
+
+/**
+ * Locks the prediction and writes what `decide` returns for its row; no row, or nothing to
+ * write (null), writes nothing. True when the row was changed.
+ */
+export async function updateExistingRow(
+  db: Database,
+  replicateId: string,
+  decide: (current: GenerationRecord) => GenerationWrite | null,
+): Promise<boolean> {
+  const t = await db.generations();
+  return db.transaction(async (tx) => {
+    await lockPrediction(tx, replicateId);
+    const { row } = await findRow(tx, t, replicateId);
+    const write = row && decide(row);
+    if (!row || !write) return false;
+    await updateRow(tx, t, row, write);
+    return true;
+  });
+}
+
+/** Every write of a prediction's row holds this lock until its transaction ends. */
+async function lockPrediction(tx: Queryable, replicateId: string): Promise<void> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, `genstore:prediction:${replicateId}`);
+}
+
+async function updateRow(
+  tx: Queryable,
+  t: GenerationTable,
+  current: GenerationRecord,
+  write: GenerationWrite,
+): Promise<GenerationRecord> {
+  const params: unknown[] = [current.id];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  const sets = t.assignments(write, param, current.metadata);
+  const [updated] = await tx.query(
+    `UPDATE ${t.name} SET ${sets.join(", ")} WHERE ${t.col("id")}::text = $1 RETURNING ${t.selectList()}`,
+    ...params,
+  );
+  return t.decode(updated!);
 }
 
 /** A bare row (the rest is written by the update that follows); false when a row already holds the id or prediction. */

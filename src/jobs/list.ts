@@ -1,6 +1,13 @@
 import type { GenerationRecord } from "../core/generation-table.ts";
-import { buildListQuery, contextConditionSql, filterConditions, type ListFilters } from "../core/list-query.ts";
-import { STORAGE_CONTEXTS, type StorageContext } from "../core/operation.ts";
+import { buildListQuery, filterConditions, type ListFilters } from "../core/list-query.ts";
+import {
+  contextForOperation,
+  isOperationType,
+  knownOperationSql,
+  operationFromPromptSql,
+  type OperationType,
+  type StorageContext,
+} from "../core/operation.ts";
 import type { Database } from "../db/client.ts";
 import { UserError } from "../errors.ts";
 
@@ -34,9 +41,11 @@ export async function runList(filters: ListFilters, deps: { db: Database }): Pro
 export type ContextCounts = Record<"all" | StorageContext, number>;
 
 /**
- * How many rows match the filters, in all and per context, in one scan. Every row is in
- * exactly one context under the hybrid rule, so `generated` (the costliest condition: no
- * prefix at all) is what the others leave.
+ * How many rows match the filters, in all and per context. Every row is in exactly one
+ * context under the hybrid rule. The rows are first counted by their operationType column
+ * alone (an index-only scan where the column is indexed); only when some hold none of the
+ * types are those counted again by their prompt's prefix, which reads each of them. Once
+ * `backfill` has set the column everywhere, the counts do not read the table.
  */
 export async function countByContext(
   filters: Omit<ListFilters, "context" | "after" | "limit">,
@@ -45,13 +54,32 @@ export async function countByContext(
   const t = await deps.db.generations();
   const params: unknown[] = [];
   const where = filterConditions(t, filters, (value) => `$${params.push(value)}`);
-  const others = STORAGE_CONTEXTS.filter((context) => context !== "generated");
-  const perContext = others.map(
-    (context) => `count(*) FILTER (WHERE ${contextConditionSql(t, context)})::int AS "${context}"`,
-  );
-  const sql = `SELECT count(*)::int AS "all", ${perContext.join(", ")} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
-  const [row] = await deps.db.query<Omit<ContextCounts, "generated">>(sql, ...params);
-  return { ...row!, generated: others.reduce((left, context) => left - row![context], row!.all) };
+  const op = t.col("operationType");
+  const whereSql = (more: string[]) =>
+    where.length + more.length > 0 ? `WHERE ${[...where, ...more].join(" AND ")}` : "";
+  // One snapshot for both counts, so that the tabs add up to All while rows are written.
+  return deps.db.transaction(async (tx) => {
+    await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    const counts: ContextCounts = { all: 0, generated: 0, edited: 0, upscaled: 0, videos: 0 };
+    let byPrompt = 0;
+    const byColumn = await tx.query<{ op: string | null; n: number }>(
+      `SELECT ${op}::text AS op, count(*)::int AS n FROM ${t.name} ${whereSql([])} GROUP BY 1`,
+      ...params,
+    );
+    for (const { op: value, n } of byColumn) {
+      counts.all += Number(n);
+      if (isOperationType(value)) counts[contextForOperation(value)] += Number(n);
+      else byPrompt += Number(n);
+    }
+    if (byPrompt > 0) {
+      const byPrefix = await tx.query<{ op: OperationType; n: number }>(
+        `SELECT ${operationFromPromptSql(t.col("prompt"))} AS op, count(*)::int AS n FROM ${t.name} ${whereSql([`NOT ${knownOperationSql(op)}`])} GROUP BY 1`,
+        ...params,
+      );
+      for (const { op: operation, n } of byPrefix) counts[contextForOperation(operation)] += Number(n);
+    }
+    return counts;
+  });
 }
 
 export async function findGeneration(id: string, deps: { db: Database }): Promise<GenerationRecord | null> {

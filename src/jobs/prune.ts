@@ -1,7 +1,7 @@
 import { setTimeout as sleepFor } from "node:timers/promises";
-import { parseDuration } from "../core/dates.ts";
 import type { Database } from "../db/client.ts";
-import { ConfigError, Interrupted, UserError } from "../errors.ts";
+import { durationSetting } from "../config.ts";
+import { Interrupted, UserError } from "../errors.ts";
 import { createDeliveryQueue } from "../webhook/queue.ts";
 
 // Retention of the webhook delivery queue: done deliveries (each up to 10 MiB of body)
@@ -95,12 +95,14 @@ export async function runPrune(input: PruneInput, deps: PruneDeps): Promise<Prun
  * else 7 days. A value that is not a duration is refused, naming where it came from.
  */
 export function retentionMs(flag: { name: string; value: string | undefined }, env = process.env): number {
-  const fromFlag = flag.value !== undefined;
-  const text = fromFlag ? flag.value! : (env[RETENTION_VARIABLE] ?? DEFAULT_RETENTION);
-  const ms = parseDuration(text);
-  if (ms !== undefined && ms > 0) return ms;
-  const problem = `must be a duration such as 7d, 36h or 2w (got ${JSON.stringify(text)})`;
-  if (fromFlag)
-    throw new UserError(`Invalid option: ${flag.name} ${problem}.`, { hint: "See --help for the accepted values." });
-  throw new ConfigError(`${RETENTION_VARIABLE} ${problem}.`, "Fix or unset it (the default keeps 7 days).");
+  return durationSetting(
+    {
+      flag,
+      variable: RETENTION_VARIABLE,
+      fallback: DEFAULT_RETENTION,
+      examples: "7d, 36h or 2w",
+      fallbackMeans: "keeps 7 days",
+    },
+    env,
+  );
 }

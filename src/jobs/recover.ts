@@ -18,7 +18,7 @@ import type { Arrival, IngestFunction, IngestResult, PipelineDeps } from "../pip
 import type { ReplicateApi } from "../replicate/client.ts";
 import { ReplicateError } from "../replicate/errors.ts";
 import { knownPredictions, runningPredictions } from "../db/generations.ts";
-import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "../storage/errors.ts";
+import { isStorageOutage } from "../storage/errors.ts";
 
 // `genstore recover`: fetch predictions from Replicate and put each through the one
 // ingestion pipeline. Three ways to choose them: ids given by the operator, every row still
@@ -29,6 +29,8 @@ import { IncompleteBodyError, ObjectExistsError, ObjectNotFoundError } from "../
 export interface RecoverInput {
   ids?: string[];
   pending?: boolean;
+  /** With pending: only rows that nothing has written for this long (serve-webhook's poll for stuck rows). */
+  untouchedForMs?: number;
   since?: Date;
   /** Keep polling predictions that are not final yet, every intervalMs, until all are. */
   watch?: boolean;
@@ -196,7 +198,7 @@ export async function runRecover(input: RecoverInput, deps: RecoverDeps): Promis
     emit({ type: "start", mode, total: ids.length });
     await runAll(ids.map((id) => ({ id, via: "recover" as const })));
   } else if (mode === "pending") {
-    const running = await runningPredictions(deps.pipeline.db);
+    const running = await runningPredictions(deps.pipeline.db, { untouchedForMs: input.untouchedForMs });
     const ids = running.predictionIds;
     withoutReplicateId = running.withoutPrediction;
     emit({ type: "start", mode, total: ids.length, withoutReplicateId });
@@ -365,13 +367,8 @@ function classify(error: unknown): Verdict {
   }
   if (error instanceof DatabaseError) return { stop: "database", message, hint };
   // A storage error about one object (already there, missing, a body cut short) concerns one prediction.
-  if (
-    error instanceof ObjectExistsError ||
-    error instanceof ObjectNotFoundError ||
-    error instanceof IncompleteBodyError
-  )
-    return { state: "failed", message, hint };
-  if (error instanceof StorageError) return { stop: "storage", message, hint };
+  if (isStorageOutage(error)) return { stop: "storage", message, hint };
+  if (error instanceof StorageError) return { state: "failed", message, hint };
   if (error instanceof IngestRefusedError)
     return { state: "refused", message, hint: "Pass --user <userId> for predictions that name no user." };
   if (error instanceof OutputExpiredError) return { state: "expired", message, hint };

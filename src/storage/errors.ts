@@ -41,3 +41,18 @@ export class ObjectNotFoundError extends StorageError {
     super(`Object ${key} does not exist in ${where}.`, undefined, cause);
   }
 }
+
+/**
+ * A storage failure that is not about one object (unreachable, full, refusing every write):
+ * it concerns every write until the storage comes back.
+ */
+export function isStorageOutage(error: unknown): boolean {
+  return (
+    error instanceof StorageError &&
+    !(
+      error instanceof ObjectExistsError ||
+      error instanceof ObjectNotFoundError ||
+      error instanceof IncompleteBodyError
+    )
+  );
+}

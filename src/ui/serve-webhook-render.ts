@@ -42,6 +42,17 @@ export function reportListening(
     );
 }
 
+/** Whether serve-webhook polls Replicate for stuck rows, and why not. */
+export type PollingState = { on: true; every: string; after: string } | { on: false; why: string };
+
+export function reportPolling(output: Output, polling: PollingState): void {
+  output.info(
+    polling.on
+      ? `Polling Replicate every ${polling.every} for rows starting/processing untouched for ${polling.after} (as recover --pending; --no-reconcile turns it off).`
+      : `Polling Replicate for stuck rows: off (${polling.why}); rows a webhook never finished wait for genstore recover --pending.`,
+  );
+}
+
 export function renderStopped(result: ServeWebhookResult, output: Output): void {
   output.info(
     `Stopped.${result.pending > 0 ? ` ${result.pending} deliveries still queued: the next receiver on this database takes them.` : ""}`,

@@ -5,7 +5,9 @@
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import type { PipelineDeps } from "../pipeline/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createIngestProcessor } from "./ingest-delivery.ts";
+import { BACKOFF } from "../core/backoff.ts";
+import { retryWindowMs } from "../config.ts";
+import { createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import { createDeliveryQueue, type DeliveryQueue, type QueueCounts } from "./queue.ts";
 import { createDeliveryWorker } from "./worker.ts";
 
@@ -20,6 +22,8 @@ export interface DrainOptions {
   user?: string;
   /** Replaces the pipeline (tests). */
   ingest?: IngestFunction;
+  /** How long after the prediction's completed_at a retryable failure is retried (default: GENSTORE_DELIVERY_RETRY_WINDOW, else 1 h). */
+  retryWindowMs?: number;
   /** One line per delivery (default: none); level "warn" or "error" for a failed attempt. */
   log?: (line: string, level: "info" | "warn" | "error") => void;
 }
@@ -41,7 +45,9 @@ export async function drainDeliveries(
   deps: Pick<PipelineDeps, "db" | "storage" | "config">,
   options: DrainOptions = {},
 ): Promise<DrainResult> {
-  const queue = deliveryQueueFor(deps.db);
+  const queue = createDeliveryQueue(deps.db, BACKOFF.delivery, {
+    retryWindowMs: options.retryWindowMs ?? retryWindowMs({ name: "retryWindowMs", value: undefined }),
+  });
   const max = Math.max(1, options.max ?? 10);
   const process = createIngestProcessor(options.ingest ?? ingestPrediction, deps, { user: options.user });
   let started = 0;
@@ -53,6 +59,7 @@ export async function drainDeliveries(
     queue,
     concurrency: Math.min(options.concurrency ?? 2, max),
     log: (line, level) => options.log?.(line, level),
+    onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
     process: async (delivery) => {
       started += 1;
       if (started >= max) reachedMax();

@@ -15,6 +15,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { DeliveryQueue } from "./queue.ts";
+import type { WorkerHealth } from "./worker.ts";
 import {
   MAX_BODY_BYTES,
   acceptDelivery,
@@ -39,6 +40,8 @@ export interface WebhookServerOptions {
   maxBodyBytes?: number;
   /** Body bytes held in memory at once across all requests (default MAX_BUFFERED_BYTES); over it, 503. */
   maxBufferedBytes?: number;
+  /** The worker's health, reported by GET /healthz (unhealthy: 503). */
+  workerHealth?: () => WorkerHealth;
   /** Called after a delivery is durable (wakes the worker). */
   onAccepted?: (accepted: NonNullable<AcceptResult["accepted"]>) => void;
   /** One line per request refused (warn), duplicate (info) or accepted (debug: the worker logs the outcome). */
@@ -95,7 +98,9 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
         return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
       try {
         const health = await options.queue.health();
-        return send(res, 200, { ok: true, ...health });
+        const worker = options.workerHealth?.();
+        if (worker && !worker.ok) return send(res, 503, { ok: false, ...health, worker });
+        return send(res, 200, { ok: true, ...health, ...(worker ? { worker } : {}) });
       } catch (error) {
         return send(res, 503, { ok: false, error: `database unavailable: ${oneLine(error)}` });
       }

@@ -1,7 +1,10 @@
 // Turns a queued delivery into an ingestion-pipeline call, and its result into the words
 // of the delivery's log line; and many non-final deliveries into one batch write.
 import { planDeliveryBatch } from "../core/delivery-batch.ts";
+import { givenUpWrite } from "../core/generation-merge.ts";
 import { parsePrediction, type Prediction } from "../core/prediction.ts";
+import type { Database } from "../db/client.ts";
+import { updateExistingRow } from "../db/generations.ts";
 import { ingestBatch } from "../pipeline/ingest-batch.ts";
 import type { IngestFunction, IngestResult, PipelineDeps } from "../pipeline/types.ts";
 import { completeClaims, searchParamsFrom, type ClaimedDelivery } from "./queue.ts";
@@ -156,4 +159,21 @@ export function createBatchIngestProcessor(
       line: `batch of ${deliveries.length} deliveries → ${parts.join(", ")} (${Date.now() - started} ms)`,
     };
   };
+}
+
+/** Writes on the prediction's row (when it has one) why its delivery was given up; true when written. */
+export function recordGivenUp(
+  db: Database,
+  delivery: Pick<ClaimedDelivery, "id" | "predictionId" | "attempt">,
+  givenUp: { reason: string; error: string },
+): Promise<boolean> {
+  return updateExistingRow(db, delivery.predictionId, (row) =>
+    givenUpWrite(row, {
+      webhookId: delivery.id,
+      attempts: delivery.attempt,
+      reason: givenUp.reason,
+      lastError: givenUp.error,
+      at: new Date(),
+    }),
+  );
 }

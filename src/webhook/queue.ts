@@ -6,7 +6,13 @@
 // Raw SQL on purpose: the claim needs FOR UPDATE SKIP LOCKED and ON CONFLICT DO NOTHING,
 // which Prisma's query API does not express. The SQL runs on PostgreSQL and PGlite alike.
 // Timestamps are written in UTC (`now() AT TIME ZONE 'UTC'`), as Prisma writes them.
-import { BACKOFF, backoffDelay, type BackoffPolicy } from "../core/backoff.ts";
+import { BACKOFF, type BackoffPolicy } from "../core/backoff.ts";
+import {
+  DEFAULT_RETRY_WINDOW_MS,
+  decideDeliveryRetry,
+  maxDeliveryAttempts,
+  windowEndedReason,
+} from "../core/delivery-retry.ts";
 import type { Database } from "../db/client.ts";
 
 const NOW = `(now() AT TIME ZONE 'UTC')`;
@@ -36,9 +42,11 @@ export interface ClaimedDelivery {
 }
 
 export interface FailOutcome {
-  /** "retry": back to pending until retryAt; "failed": out of attempts, kept with lastError. */
+  /** "retry": back to pending until retryAt; "failed": given up, kept with lastError. */
   state: "retry" | "failed" | "lost";
   retryAt?: Date;
+  /** Why a retryable failure was given up ("its retry window ended at …"); absent for a permanent one. */
+  reason?: string;
 }
 
 export interface QueueCounts {
@@ -74,11 +82,11 @@ export interface DeliveryQueue {
   /** complete() for many, in one statement; the ids whose claim still held. */
   completeMany(deliveries: ReadonlyArray<Pick<ClaimedDelivery, "id" | "attempt">>): Promise<Set<string>>;
   /**
-   * Records a failed attempt: back to pending after a backoff, or failed after the last
-   * attempt, or at once when `final` (an error that no retry can fix).
+   * Records a failed attempt: back to pending after a backoff, or failed once its retry window
+   * has passed (src/core/delivery-retry.ts), or at once when `final` (an error that no retry can fix).
    */
   fail(
-    delivery: Pick<ClaimedDelivery, "id" | "attempt">,
+    delivery: Pick<ClaimedDelivery, "id" | "attempt" | "body" | "receivedAt">,
     error: string,
     options?: { final?: boolean },
   ): Promise<FailOutcome>;
@@ -103,18 +111,30 @@ export interface DeliveryQueue {
    * deleted: they wait for an operator.
    */
   deleteDone(before: string, limit: number): Promise<number>;
+  /**
+   * Makes deliveries waiting out a backoff due now (what failed them may be over: storage came
+   * back), the soonest due first, up to `limit` (default all); returns how many.
+   */
+  releaseWaiting(limit?: number): Promise<number>;
 }
 
-/**
- * The queue over db; a failed attempt is retried after `policy`'s backoff, until its attempts
- * run out. `enqueueDb` (default db) runs the enqueues: connections of their own keep acks from
- * waiting behind the worker's statements.
- */
+export interface DeliveryQueueOptions {
+  /** How long after the prediction's completed_at a retryable failure is still retried (default 1 h). */
+  retryWindowMs?: number;
+  /** Runs the enqueues (default db): connections of their own keep acks from waiting behind the worker's statements. */
+  enqueueDb?: Pick<Database, "query">;
+}
+
+/** The queue over db; a failed attempt is retried after `backoff`'s waits, until its retry window has passed. */
 export function createDeliveryQueue(
   db: Pick<Database, "query">,
-  policy: BackoffPolicy = BACKOFF.delivery,
-  options: { enqueueDb?: Pick<Database, "query"> } = {},
+  backoff: BackoffPolicy = BACKOFF.delivery,
+  options: DeliveryQueueOptions = {},
 ): DeliveryQueue {
+  const retryWindowMs = options.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
+  // maxAttempts is the guard against a delivery whose worker dies during every attempt (a body
+  // that crashes the receiver): past the attempts its window allows, it is not claimed again.
+  const policy: BackoffPolicy = { ...backoff, maxAttempts: maxDeliveryAttempts(backoff, retryWindowMs) };
   return {
     enqueue: createEnqueueBatcher(options.enqueueDb ?? db),
 
@@ -182,8 +202,17 @@ export function createDeliveryQueue(
     completeMany: (deliveries) => completeClaims(db, deliveries),
 
     async fail(delivery, error, options = {}) {
-      const last = options.final === true || delivery.attempt >= policy.maxAttempts;
-      const delayMs = last ? 0 : backoffDelay(policy, delivery.attempt);
+      const decision = decideDeliveryRetry(policy, retryWindowMs, {
+        attempt: delivery.attempt,
+        permanent: options.final === true,
+        body: delivery.body,
+        receivedAt: delivery.receivedAt,
+        now: new Date(),
+      });
+      const last = !decision.retry;
+      const delayMs = decision.retry ? decision.delayMs : 0;
+      const reason =
+        !decision.retry && decision.reason === "window" ? windowEndedReason(retryWindowMs, decision) : undefined;
       const rows = await db.query<{ lockedUntil: Date | string | null }>(
         `UPDATE "WebhookDelivery"
             SET state = $3, "lastError" = $4, "updatedAt" = ${NOW},
@@ -193,11 +222,12 @@ export function createDeliveryQueue(
         delivery.id,
         delivery.attempt,
         last ? "failed" : "pending",
-        error,
+        reason ? `${error} (given up: ${reason})` : error,
         delayMs,
       );
       if (rows.length === 0) return { state: "lost" };
-      return last ? { state: "failed" } : { state: "retry", retryAt: new Date(Date.now() + delayMs) };
+      if (last) return reason ? { state: "failed", reason } : { state: "failed" };
+      return { state: "retry", retryAt: new Date(Date.now() + delayMs) };
     },
 
     async failAbandoned() {
@@ -258,6 +288,23 @@ export function createDeliveryQueue(
       if (health.oldestPendingSeconds !== null)
         health.oldestPendingSeconds = Math.round(health.oldestPendingSeconds * 1000) / 1000;
       return health;
+    },
+
+    async releaseWaiting(limit) {
+      const [row] = await db.query<{ n: number | string }>(
+        `WITH released AS (
+           UPDATE "WebhookDelivery" SET "lockedUntil" = ${NOW}, "updatedAt" = ${NOW}
+            WHERE id IN (
+              SELECT id FROM "WebhookDelivery"
+               WHERE state = 'pending' AND "lockedUntil" > ${NOW}
+               ORDER BY "lockedUntil"
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+           RETURNING 1)
+         SELECT count(*) AS n FROM released`,
+        limit ?? null,
+      );
+      return Number(row?.n ?? 0);
     },
 
     async counts() {

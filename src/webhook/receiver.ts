@@ -10,7 +10,7 @@ import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createBatchIngestProcessor, createIngestProcessor } from "./ingest-delivery.ts";
+import { createBatchIngestProcessor, createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
 import { createReceiverMetrics, type IngestOutcome } from "./metrics.ts";
@@ -19,6 +19,9 @@ import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
+import { createOutageWatch } from "./outage.ts";
+import { pollStuckRows } from "./poller.ts";
+import type { ReplicateApi } from "../replicate/client.ts";
 
 /** Connections for enqueues: the group commit has one statement in flight at a time (queue.ts). */
 const ENQUEUE_CONNECTIONS = 1;
@@ -36,8 +39,14 @@ export interface ServeWebhookInput {
   /** Claim lease (renewed while working); a crashed receiver's work is retried after it. */
   leaseMs?: number;
   pollIntervalMs?: number;
+  /** /healthz says the worker is stuck when deliveries are in progress and none finished for this long (default 10 min). */
+  stallMs?: number;
+  /** How often storage is checked while it fails, to retry the deliveries it stranded as soon as it is back (default 15 s). */
+  storageProbeMs?: number;
   /** Default BACKOFF.delivery. */
   retry?: BackoffPolicy;
+  /** How long after the prediction's completed_at a retryable failure is retried (default 1 h). */
+  retryWindowMs?: number;
   /** Done deliveries older than this are deleted (src/jobs/prune.ts); undefined keeps them all. */
   retentionMs?: number;
   /** How often retention runs (default hourly, and once at start). */
@@ -46,6 +55,8 @@ export interface ServeWebhookInput {
   retentionBatch?: { batchSize?: number; pauseMs?: number };
   /** Required by GET /metrics; generated when host is not a loopback address and none is given. */
   metricsToken?: string;
+  /** Poll Replicate for rows stuck in starting/processing (needs deps.replicate); undefined: no polling. */
+  stuckPoll?: { untouchedForMs: number; everyMs: number };
 }
 
 export interface ServeWebhookDeps {
@@ -62,6 +73,8 @@ export interface ServeWebhookDeps {
   }) => void;
   /** Replaces the pipeline (tests and benchmarks). */
   process?: DeliveryProcessor;
+  /** The Replicate API, for polling stuck rows (absent: no REPLICATE_API_TOKEN, no polling). */
+  replicate?: ReplicateApi;
 }
 
 export interface ServeWebhookResult {
@@ -94,7 +107,17 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   const generated = input.metricsToken === undefined && !isLoopbackHost(input.host);
   const metricsToken = generated ? randomBytes(24).toString("base64url") : input.metricsToken;
   // Enqueues (the acks) on connections of their own: a worker's batch never makes one wait for a connection.
-  const queue = createDeliveryQueue(deps.db, input.retry, { enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS) });
+  const queue = createDeliveryQueue(deps.db, input.retry, {
+    retryWindowMs: input.retryWindowMs,
+    enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS),
+  });
+  const outage = createOutageWatch({
+    queue,
+    probe: () => deps.storage.check(),
+    everyMs: input.storageProbeMs,
+    wake: () => worker.wake(),
+    log: deps.log,
+  });
   const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
   const metrics = createReceiverMetrics();
   const ingest: IngestFunction = async (pipelineDeps, request) => {
@@ -120,15 +143,18 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
+    stallMs: input.stallMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process: deps.process ?? createIngestProcessor(ingest, pipeline, { user: input.user }),
+    process: outage.watch(deps.process ?? createIngestProcessor(ingest, pipeline, { user: input.user })),
     log: deps.log,
+    onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
   const server = createWebhookServer({
     queue,
     secret: input.secret,
     insecureNoVerify: input.insecureNoVerify,
     onAccepted: () => worker.wake(),
+    workerHealth: () => worker.health(),
     log: deps.log,
     metrics,
     metricsToken,
@@ -147,8 +173,21 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     throw listenError(error, input.port, input.host);
   });
   worker.start();
-  const retention = new AbortController();
-  const retaining = keepRetention(input, deps, retention.signal);
+  const background = new AbortController();
+  const retaining = keepRetention(input, deps, background.signal);
+  const polling =
+    input.stuckPoll && deps.replicate
+      ? pollStuckRows(
+          { ...input.stuckPoll, user: input.user },
+          {
+            replicate: deps.replicate,
+            ingest,
+            pipeline,
+            log: deps.log,
+            signal: background.signal,
+          },
+        )
+      : undefined;
   deps.onListening?.({
     url,
     webhookUrl: `${url}${WEBHOOK_PATH}`,
@@ -169,8 +208,9 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   });
   deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
   await server.close();
-  retention.abort();
-  await Promise.all([worker.stop(), retaining]);
+  background.abort();
+  outage.stop();
+  await Promise.all([worker.stop(), retaining, polling]);
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
   return { pending: counts.pending + counts.processing };

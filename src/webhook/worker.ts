@@ -43,6 +43,10 @@ export interface DeliveryWorkerOptions {
   leaseMs?: number;
   log?: (line: string, level: WorkerLogLevel) => void;
   events?: WorkerEvents;
+  /** With deliveries in progress, no attempt ending for this long makes health() unhealthy (default 10 min). */
+  stallMs?: number;
+  /** Called when a retryable failure is given up (its retry window passed): records why on the row. */
+  onGivenUp?: (delivery: ClaimedDelivery, givenUp: { reason: string; error: string }) => Promise<unknown>;
 }
 
 export interface DeliveryWorker {
@@ -53,6 +57,8 @@ export interface DeliveryWorker {
   stop(): Promise<void>;
   /** Resolves once nothing is in progress and a claim found nothing (for tests and benchmarks). */
   drained(): Promise<void>;
+  /** Whether the worker makes progress (GET /healthz). */
+  health(): WorkerHealth;
 }
 
 /** Batches written at once: one in its transaction while the next is claimed and folded. */
@@ -60,6 +66,18 @@ const BATCHES_IN_FLIGHT = 2;
 
 /** The statuses a batch writes without downloading: what the worker claims while its downloads are busy. */
 const NON_FINAL = ["starting", "processing"] as const;
+
+export interface WorkerHealth {
+  ok: boolean;
+  /** Deliveries being processed now. */
+  inProgress: number;
+  /** When an attempt last ended (or the worker last became busy). */
+  lastProgressAt: string;
+  /** Why it is unhealthy: "4 deliveries in progress, none finished for 612 s". */
+  reason?: string;
+}
+
+export const DEFAULT_STALL_MS = 10 * 60_000;
 
 export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWorker {
   const { queue } = options;
@@ -81,6 +99,10 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   let wakeUp: (() => void) | undefined;
   const idleWaiters: (() => void)[] = [];
   let lastDatabaseError = 0;
+  const stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+  // Progress: an attempt ended, or the worker became busy; the loop's turns show it is alive.
+  let lastProgress = Date.now();
+  let lastTurn = Date.now();
 
   const wake = () => {
     woken = true;
@@ -103,6 +125,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     let lastSweep = 0;
     while (running) {
       woken = false;
+      lastTurn = Date.now();
       if (batches.size >= BATCHES_IN_FLIGHT) {
         await Promise.race(batches);
         continue;
@@ -188,8 +211,10 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   }
 
   function track(promise: Promise<void>): void {
+    if (inFlight.size === 0) lastProgress = Date.now();
     inFlight.add(promise);
     void promise.finally(() => {
+      lastProgress = Date.now();
       inFlight.delete(promise);
       wake();
     });
@@ -212,8 +237,14 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           const seconds = Math.round((outcome.retryAt!.getTime() - Date.now()) / 1000);
           log(`200 ${who} → attempt ${delivery.attempt} failed, retrying in ${seconds}s: ${message(error)}`, "warn");
         } else if (outcome.state === "failed") {
-          const after = final ? "not retried" : `after ${delivery.attempt} attempts`;
+          const after = final ? "not retried" : `after ${delivery.attempt} attempts, ${outcome.reason ?? "given up"}`;
           log(`200 ${who} → failed (${after}): ${message(error)}`, "error");
+          if (outcome.reason !== undefined)
+            await options
+              .onGivenUp?.(delivery, { reason: outcome.reason, error: message(error) })
+              ?.catch((why: unknown) =>
+                log(`200 ${who} → could not record on its row why it was given up: ${message(why)}`, "warn"),
+              );
         } else {
           log(
             `200 ${who} → attempt ${delivery.attempt} failed after its lease ran out (another worker has it): ${message(error)}`,
@@ -248,6 +279,21 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       await loopDone;
       await Promise.allSettled([...batches]);
       await Promise.allSettled([...inFlight]);
+    },
+    health() {
+      const now = Date.now();
+      const since = (t: number) => Math.round((now - t) / 1000);
+      const base = { inProgress: inFlight.size, lastProgressAt: new Date(lastProgress).toISOString() };
+      if (inFlight.size > 0 && now - lastProgress > stallMs)
+        return {
+          ok: false,
+          ...base,
+          reason: `${inFlight.size} deliver${inFlight.size === 1 ? "y" : "ies"} in progress, none finished for ${since(lastProgress)} s`,
+        };
+      // The loop waits at most pollIntervalMs between turns, unless a database call hangs.
+      if (running && now - lastTurn > stallMs + pollIntervalMs)
+        return { ok: false, ...base, reason: `the worker has not looked for work for ${since(lastTurn)} s` };
+      return { ok: true, ...base };
     },
     drained() {
       return new Promise<void>((resolve) => {

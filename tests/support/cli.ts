@@ -1,6 +1,8 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
+import { onTestFinished } from "vitest";
+import { waitFor } from "./wait.ts";
 
 // The real binary, run as an operator runs it: colour off, and none of the developer's own
 // genstore, database, storage or Replicate settings leaking in from the environment.
@@ -31,4 +33,38 @@ export async function genstore(
     const e = error as { code: number; stdout: string; stderr: string };
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
+}
+
+export interface ServeWebhookProcess {
+  child: ChildProcess;
+  /** The webhook URL it printed on stdout. */
+  url: string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `genstore serve-webhook --port 0 <args>` and waits for its URL; killed when the test ends. */
+export async function startBinary(env: Record<string, string>, args: string[] = []): Promise<ServeWebhookProcess> {
+  const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", ...args], {
+    env: cleanEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => (stdout += chunk));
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  const url = await waitFor(
+    () =>
+      /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(stdout)?.[1] ??
+      (child.exitCode !== null
+        ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`))
+        : undefined),
+    undefined,
+    "serve-webhook to listen",
+  );
+  return { child, url, stderr: () => stderr, exited };
 }

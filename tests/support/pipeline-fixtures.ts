@@ -51,7 +51,14 @@ export async function createTestStorage(
     forcePathStyle: true,
     checksums: "WHEN_REQUIRED",
   };
-  const client = createS3Client(config, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+  // The test S3 server is one Python process shared by every test file: on a busy machine it
+  // can take longer than genstore's own 10 s to accept a connection. That is the harness's
+  // slowness, not what these tests check (tests/storage-deadlines.test.ts checks the deadlines).
+  const client = createS3Client(
+    config,
+    { credentials: { accessKeyId: "test", secretAccessKey: "test" } },
+    { connectMs: 120_000, firstByteMs: 120_000, idleMs: 120_000 },
+  );
   await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
   return { storage: createS3Storage(config, client, { partSize: 5 * MiB }), cleanup: async () => client.destroy() };
 }
