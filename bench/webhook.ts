@@ -1,182 +1,523 @@
-// The webhook receiver's ack path: deliveries acked per second and p50/p99 ack latency at
-// a fixed concurrency, for genstore's server (signature check + durable INSERT into
-// PostgreSQL before the 200; the worker is off, so only the ack path is measured) next to
-// a bare node:http server that only verifies the signature, in the same run. The load
-// generator runs in a worker thread (keep-alive agent, pre-signed deliveries).
-// Needs BENCH_DATABASE_URL (default: the local server, database test).
-// BENCH_DELIVERIES (default 10000) and BENCH_CONCURRENCY (default 32) change the load.
-import { randomBytes } from "node:crypto";
-import http from "node:http";
+// The webhook receiver as operators run it: the real binary, `genstore serve-webhook` with
+// its worker on, on PostgreSQL, driven by `wrk` (one thread, 32 connections) with a Lua
+// script that sends pre-signed, distinct deliveries (bench/webhook.lua). Beside it, in the
+// same run, a bare node:http server that only verifies the signature with standardwebhooks
+// (bench/webhook-bare.mjs), each in its own process.
+//
+// Scenarios (BENCH_SCENARIOS, comma-separated, default all):
+//   burst      8 s as fast as acks come, every delivery a ~1.1 kB `processing` one for its own
+//              prediction (input.user_id): ack req/s, p50/p99 against the bare server, the
+//              worker's drain rate, and the time to empty the queue once the load stops;
+//   sustained  60 s (BENCH_SUSTAIN_S) paced at 80% of the burst's ack rate (BENCH_SUSTAIN_RATE
+//              overrides): p99 while the worker works, and whether the queue empties within
+//              10 s of the load stopping;
+//   drain      the worker alone: BENCH_DRAIN_BACKLOG (default 40,000) distinct `processing`
+//              deliveries queued while no receiver runs, then one starts: deliveries/s until empty;
+//   mixed      8 s, 70% starting/processing/logs and 30% succeeded deliveries whose output (a
+//              640×480 PNG) is downloaded from a server on loopback, then thumbnailed.
+// The queue is watched in the deliveries table; waiting for it to empty stops after
+// BENCH_DRAIN_LIMIT_S (default 180 s), and what is left is reported.
+// BENCH_DATABASE_URL selects the PostgreSQL server (default: the local one, database test).
+// Needs `npm run build` (the binary runs dist/) and wrk (installed with apt-get when missing).
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createHmac, randomBytes } from "node:crypto";
+import { createWriteStream, existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
-import type { AddressInfo } from "node:net";
-import { Worker } from "node:worker_threads";
-import { createDeliveryQueue } from "../src/webhook/queue.ts";
-import { createWebhookServer } from "../src/webhook/http-server.ts";
-import { signWebhook, verifyWebhook } from "../src/webhook/verify.ts";
+import path from "node:path";
+import { once } from "node:events";
+import { cleanEnv } from "../tests/support/cli.ts";
+import { startOutputServer, type OutputServer } from "../tests/support/output-server.ts";
 import { samplePrediction } from "../tests/support/webhook-deliveries.ts";
-import { benchDatabaseUrl, withBenchDatabase } from "./support.ts";
+import { benchDatabaseUrl, withBenchDatabase, type BenchDatabase } from "./support.ts";
 
-const deliveries = Number(process.env.BENCH_DELIVERIES ?? 10_000);
-const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const warmup = 300;
+const CONNECTIONS = 32;
+const BURST_S = Number(process.env.BENCH_BURST_S ?? 8);
+const SUSTAIN_S = Number(process.env.BENCH_SUSTAIN_S ?? 60);
+const DRAIN_LIMIT_S = Number(process.env.BENCH_DRAIN_LIMIT_S ?? 180);
+const scenarios = (process.env.BENCH_SCENARIOS ?? "burst,sustained,drain,mixed").split(",");
+/** BENCH_BIN: another build's binary (e.g. main's, for the figures before a change). */
+const bin = path.resolve(process.env.BENCH_BIN ?? "bin/genstore");
 const secret = `whsec_${randomBytes(24).toString("base64")}`;
+const secretKey = Buffer.from(secret.slice("whsec_".length), "base64");
+const work = mkdtempSync(path.join(os.tmpdir(), "genstore-bench-webhook-"));
 
-interface Signed {
-  body: string;
-  headers: Record<string, string>;
+function wrkPath(): string {
+  for (const candidate of ["/usr/bin/wrk", "/usr/local/bin/wrk"]) if (existsSync(candidate)) return candidate;
+  if (process.env.CI) throw new Error("wrk is missing: the webhook benchmark does not install it in CI");
+  console.log("  installing wrk (apt-get install wrk)…");
+  execFileSync("apt-get", ["install", "-y", "wrk"], { stdio: "ignore" });
+  return "/usr/bin/wrk";
 }
 
-/** A realistic completed prediction (about 1.3 kB), each with its own webhook-id. */
-function presign(count: number, tag: string): Signed[] {
-  const now = Math.floor(Date.now() / 1000);
-  return Array.from({ length: count }, (_, i) => {
-    const id = `p${tag}${i.toString(36).padStart(6, "0")}`;
-    const body = JSON.stringify(
-      samplePrediction({
-        id,
-        input: { prompt: "[EDITED] a red fox in snow, golden hour, 35mm", aspect_ratio: "1:1", num_outputs: 1 },
-        logs: "Using seed: 1234\nrunning quantized prediction\n100%|██████████| 4/4 [00:01<00:00,  2.95it/s]\n",
-        output: [`https://replicate.delivery/xezq/${randomBytes(16).toString("hex")}/out-0.webp`],
-        urls: {
-          get: `https://api.replicate.com/v1/predictions/${id}`,
-          cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`,
-          web: `https://replicate.com/p/${id}`,
-        },
-      }),
-    );
-    const webhookId = `msg_${tag}_${i}`;
-    return {
-      body,
-      headers: {
-        "content-type": "application/json",
-        "webhook-id": webhookId,
-        "webhook-timestamp": String(now),
-        "webhook-signature": signWebhook({ id: webhookId, timestamp: now, body, secret }),
+/** "wrk debian/4.1.0-3+b2" (wrk -v prints its version, then exits 1). */
+function wrkVersion(wrk: string): string {
+  try {
+    return execFileSync(wrk, ["-v"])
+      .toString()
+      .split("\n")[0]!
+      .replace(/ \[.*$/, "");
+  } catch (error) {
+    return String((error as { stdout?: Buffer }).stdout ?? "wrk")
+      .split("\n")[0]!
+      .replace(/ \[.*$/, "");
+  }
+}
+
+// --- Deliveries ------------------------------------------------------------------------
+
+type Kind = "starting" | "processing" | "logs" | "succeeded";
+
+function predictionBody(id: string, kind: Kind, output: string | null): string {
+  const running = kind !== "succeeded";
+  return JSON.stringify(
+    samplePrediction({
+      id,
+      status: kind === "logs" ? "processing" : kind,
+      input: {
+        prompt: "[EDITED] a red fox in snow, golden hour, 35mm, shallow depth of field",
+        aspect_ratio: "1:1",
+        num_outputs: 1,
+        output_format: "png",
+        output_quality: 90,
+        guidance: 3.5,
+        num_inference_steps: 4,
+        seed: 1234,
+        go_fast: true,
+        megapixels: "1",
+        disable_safety_checker: false,
+        negative_prompt: "blurry, low quality, watermark, text, extra limbs, deformed hands",
+        user_id: `user_${id.slice(-3)}`,
       },
-    };
-  });
+      logs:
+        kind === "starting"
+          ? ""
+          : "Using seed: 1234\nrunning quantized prediction\nLoading LoRA weights\n100%|██████████| 4/4 [00:01<00:00,  2.95it/s]\n",
+      output: running ? null : [output],
+      started_at: kind === "starting" ? null : "2026-11-20T10:00:01.000Z",
+      completed_at: running ? null : "2026-11-20T10:00:04.000Z",
+      metrics: running ? {} : { predict_time: 2.7, total_time: 4.0 },
+      urls: {
+        get: `https://api.replicate.com/v1/predictions/${id}`,
+        cancel: `https://api.replicate.com/v1/predictions/${id}/cancel`,
+        stream: `https://stream.replicate.com/v1/files/${randomBytes(20).toString("hex")}`,
+        web: `https://replicate.com/p/${id}`,
+      },
+    }),
+  );
 }
 
-// Plain JavaScript, evaluated in a worker thread (no TypeScript loader needed there).
-const loadGenerator = `
-const http = require("node:http");
-const { parentPort, workerData } = require("node:worker_threads");
-const { url, items, concurrency } = workerData;
-const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-function send(item) {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const req = http.request(url, { method: "POST", agent, headers: { ...item.headers, "content-length": Buffer.byteLength(item.body) } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - start }));
-    });
-    req.on("error", reject);
-    req.end(item.body);
-  });
+/** Writes `count` signed deliveries for wrk (webhook-id, timestamp, signature, body a line); returns their mean size. */
+async function writeDeliveries(
+  file: string,
+  count: number,
+  bodyAt: (i: number) => string,
+  tag: string,
+): Promise<number> {
+  const out = createWriteStream(file);
+  const timestamp = Math.floor(Date.now() / 1000);
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const body = bodyAt(i);
+    bytes += Buffer.byteLength(body);
+    const id = `msg_${tag}_${i}`;
+    const signature = createHmac("sha256", secretKey).update(`${id}.${timestamp}.${body}`).digest("base64");
+    if (!out.write(`${id}\t${timestamp}\tv1,${signature}\t${body}\n`)) await once(out, "drain");
+  }
+  out.end();
+  await once(out, "finish");
+  return bytes / count;
 }
-(async () => {
-  let next = 0;
-  const latencies = [];
-  let failures = 0;
-  const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < items.length) {
-      const item = items[next++];
-      const r = await send(item);
-      if (r.status !== 200) failures++;
-      latencies.push(r.ms);
+
+/** Every delivery `processing`, each for a prediction of its own. */
+function processingPool(tag: string) {
+  return (i: number) => predictionBody(`p${tag}${i.toString(36).padStart(7, "0")}`, "processing", null);
+}
+
+/**
+ * Groups of ten: three predictions, each ending in `succeeded` (with one PNG output on the
+ * loopback server), after a `starting`, `processing` and logs (`processing` again) for the
+ * first two and a `processing` for the third: 70% non-final, 30% succeeded.
+ */
+function mixedPool(tag: string, outputs: OutputServer) {
+  const pattern: Array<[number, Kind]> = [
+    [0, "starting"],
+    [1, "starting"],
+    [0, "processing"],
+    [2, "processing"],
+    [1, "processing"],
+    [0, "logs"],
+    [1, "logs"],
+    [2, "succeeded"],
+    [0, "succeeded"],
+    [1, "succeeded"],
+  ];
+  return (i: number) => {
+    const [which, kind] = pattern[i % 10]!;
+    const id = `p${tag}${(Math.floor(i / 10) * 3 + which).toString(36).padStart(7, "0")}`;
+    return predictionBody(id, kind, outputs.url(`/png/${id}.png`));
+  };
+}
+
+// --- Processes ---------------------------------------------------------------------------
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startProcess(args: string[], env: NodeJS.ProcessEnv, match: RegExp): Promise<Server> {
+  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    // The receiver logs a line per delivery: keep only the start, for a failure to start.
+    if (stderr.length < 10_000) stderr += chunk.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const found = match.exec(stdout);
+      if (found) resolve(found[1]!);
+    });
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${stderr}`)));
+  });
+  return {
+    child,
+    url,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+function startBare(): Promise<Server> {
+  return startProcess(
+    [path.resolve("bench/webhook-bare.mjs")],
+    { ...process.env, BENCH_SECRET: secret },
+    /^(http:\/\/\S+)$/m,
+  );
+}
+
+function startGenstore(bench: BenchDatabase, outputs: OutputServer, home: string): Promise<Server> {
+  return startProcess(
+    // BENCH_NODE_ARGS: node flags for the receiver (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
+    [...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bin, "serve-webhook", "--port", "0"],
+    cleanEnv({
+      ...bench.env,
+      GENSTORE_HOME: home,
+      REPLICATE_WEBHOOK_SECRET: secret,
+      GENSTORE_OUTPUT_HOSTS: outputs.hostEntry,
+    }),
+    /^(http:\/\/\S+\/api\/webhooks\/replicate)$/m,
+  );
+}
+
+// --- wrk -------------------------------------------------------------------------------
+
+interface WrkResult {
+  requests: number;
+  seconds: number;
+  rate: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  non2xx: number;
+  socketErrors: number;
+  /** When the load stopped (Date.now()). */
+  stoppedAt: number;
+}
+
+async function runWrk(
+  url: string,
+  file: string,
+  options: { seconds: number; rate?: number; onLine?: (line: string) => void },
+): Promise<WrkResult> {
+  const child = spawn(
+    wrkPath(),
+    [
+      "-t1",
+      `-c${CONNECTIONS}`,
+      `-d${options.seconds}s`,
+      "--timeout",
+      "10s",
+      "--latency",
+      "-s",
+      path.resolve("bench/webhook.lua"),
+      url,
+    ],
+    {
+      env: {
+        ...process.env,
+        BENCH_WRK_FILE: file,
+        BENCH_WRK_PATH: new URL(url).pathname,
+        BENCH_WRK_RATE: String(options.rate ?? 0),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  let stdout = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+    if (/Running \d/.test(chunk.toString())) options.onLine?.("running");
+  });
+  const [code] = (await once(child, "exit")) as [number | null];
+  const stoppedAt = Date.now();
+  const json = /^BENCH_JSON (.*)$/m.exec(stdout);
+  if (code !== 0 || !json) throw new Error(`wrk failed (${code}): ${stdout}`);
+  const r = JSON.parse(json[1]!) as Record<string, number>;
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
+  const seconds = r["durationUs"]! / 1e6;
+  return {
+    requests: r["requests"]!,
+    seconds,
+    rate: r["requests"]! / seconds,
+    p50: r["p50Us"]! / 1000,
+    p90: r["p90Us"]! / 1000,
+    p99: r["p99Us"]! / 1000,
+    max: r["maxUs"]! / 1000,
+    non2xx,
+    socketErrors: r["connect"]! + r["read"]! + r["write"]! + r["timeout"]!,
+    stoppedAt,
+  };
+}
+
+// --- The queue, seen from the database ---------------------------------------------------------
+
+async function backlog(bench: BenchDatabase): Promise<number> {
+  const [row] = await bench.db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM "WebhookDelivery" WHERE state IN ('pending', 'processing')`,
+  );
+  return Number(row!.n);
+}
+
+/** Polls until the queue is empty (or the limit); seconds it took, and what was left. */
+async function waitEmpty(bench: BenchDatabase, from: number): Promise<{ seconds: number; left: number }> {
+  for (;;) {
+    const left = await backlog(bench);
+    const seconds = (Date.now() - from) / 1000;
+    if (left === 0 || seconds > DRAIN_LIMIT_S) return { seconds, left };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Samples the backlog every second while the load runs. */
+function watchBacklog(bench: BenchDatabase): { samples: number[]; stop(): Promise<void> } {
+  const samples: number[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      samples.push(await backlog(bench));
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
-  }));
-  const elapsed = performance.now() - started;
-  agent.destroy();
-  parentPort.postMessage({ elapsed, latencies, failures });
-})();
-`;
-
-interface Run {
-  elapsed: number;
-  latencies: number[];
-  failures: number;
+  })();
+  return {
+    samples,
+    stop: async () => {
+      running = false;
+      await done;
+    },
+  };
 }
 
-function load(url: string, items: Signed[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(loadGenerator, { eval: true, workerData: { url, items, concurrency } });
-    worker.once("message", resolve);
-    worker.once("error", reject);
-  });
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const ms = (n: number) => `${n.toFixed(1)} ms`;
+
+function ackLine(name: string, r: WrkResult): string {
+  const problems = r.non2xx + r.socketErrors > 0 ? `   ${r.non2xx} non-2xx, ${r.socketErrors} socket errors!` : "";
+  return `  ${name.padEnd(34)} ${fmt(r.rate).padStart(6)} req/s   p50 ${ms(r.p50).padStart(8)}   p99 ${ms(r.p99).padStart(8)}   (${fmt(r.requests)} requests in ${r.seconds.toFixed(1)} s)${problems}`;
 }
 
-function summarize(name: string, run: Run & { cpuMs: number }): { rate: number; p50: number; p99: number } {
-  const sorted = [...run.latencies].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  const rate = run.latencies.length / (run.elapsed / 1000);
-  const result = { rate, p50: at(0.5), p99: at(0.99) };
-  console.log(
-    `  ${name.padEnd(44)} ${Math.round(rate).toLocaleString("en-US").padStart(6)} acks/s   p50 ${result.p50.toFixed(1).padStart(5)} ms   p99 ${result.p99.toFixed(1).padStart(5)} ms   cpu ${Math.round((run.cpuMs * 1000) / run.latencies.length)} µs/ack${run.failures ? `   ${run.failures} non-200!` : ""}`,
-  );
-  return result;
+interface Drained {
+  line: string;
+  empty: boolean;
+  emptySeconds: number;
 }
 
-async function listen(server: http.Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/webhooks/replicate`;
+/** The worker's figures for one load: done during the load, backlog at its end, time to empty. */
+async function drainFigures(bench: BenchDatabase, r: WrkResult, tag: string): Promise<Drained> {
+  const atStop = await backlog(bench);
+  const accepted = (await stored(bench, tag)).deliveries;
+  const empty = await waitEmpty(bench, r.stoppedAt);
+  const doneDuring = accepted - atStop;
+  const busySeconds = r.seconds + empty.seconds;
+  const overall = (accepted - empty.left) / busySeconds;
+  const after = empty.seconds > 0 ? (atStop - empty.left) / empty.seconds : 0;
+  const line =
+    `  worker: ${fmt(doneDuring / r.seconds)} deliveries/s during the load, ${fmt(atStop)} queued when it stopped; ` +
+    (empty.left === 0
+      ? `queue empty ${empty.seconds.toFixed(1)} s after the load stopped (${fmt(after)}/s then); drain ${fmt(overall)} deliveries/s overall`
+      : `NOT empty after ${DRAIN_LIMIT_S} s: ${fmt(empty.left)} left (${fmt(after)}/s after the load)`);
+  return { line, empty: empty.left === 0, emptySeconds: empty.seconds };
 }
 
-/** A load run, with the CPU time this process spent meanwhile (both servers and the load generator share it). */
-async function measure(url: string, items: Signed[]): Promise<Run & { cpuMs: number }> {
-  const before = process.cpuUsage();
-  const run = await load(url, items);
-  const used = process.cpuUsage(before);
-  return { ...run, cpuMs: (used.user + used.system) / 1000 };
+async function stored(
+  bench: BenchDatabase,
+  tag: string,
+): Promise<{ deliveries: number; failed: number; rows: number }> {
+  const [row] = await bench.db.query<{ deliveries: string; failed: string }>(
+    `SELECT count(*) AS deliveries, count(*) FILTER (WHERE state = 'failed') AS failed FROM "WebhookDelivery" WHERE id LIKE $1`,
+    `msg\\_${tag}\\_%`,
+  );
+  const table = (await bench.db.generations()).name;
+  const [gen] = await bench.db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${table} WHERE "replicateId" LIKE $1`,
+    `p${tag}%`,
+  );
+  return { deliveries: Number(row!.deliveries), failed: Number(row!.failed), rows: Number(gen!.n) };
 }
 
-await withBenchDatabase("webhook", async ({ db }) => {
-  const [server] = await db.query<{ server_version: string }>("SHOW server_version");
-  console.log(
-    `webhook: ${deliveries.toLocaleString("en-US")} signed deliveries, ${concurrency} in flight, keep-alive; worker off (ack path only)`,
-  );
-  console.log(
-    `  command: npm run bench -- webhook (BENCH_DELIVERIES=${deliveries} BENCH_CONCURRENCY=${concurrency}); ${warmup} warm-up deliveries to each server first`,
-  );
-  console.log(
-    `  setup: both servers on this process's main thread, load generator in a worker thread; node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(2)}; PostgreSQL ${server!.server_version} at ${new URL(benchDatabaseUrl).host}`,
-  );
-  console.log(
-    `  cpu: this process's CPU time per ack during the run (servers + load generator; PostgreSQL's own is not counted)`,
-  );
+// --- The run ---------------------------------------------------------------------------
 
-  // The reference: node:http, read the body, verify the signature, 200. Nothing stored.
-  const bare = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const verified = verifyWebhook({ body: Buffer.concat(chunks).toString("utf8"), headers: req.headers, secret });
-      res.writeHead(verified.ok ? 200 : 401, { "content-type": "application/json" }).end('{"ok":true}\n');
-    });
-  });
-  const bareUrl = await listen(bare);
-
-  const queue = createDeliveryQueue(db);
-  const ours = createWebhookServer({ queue, secret });
-  const oursUrl = `${await ours.listen(0, "127.0.0.1")}/api/webhooks/replicate`;
-
-  await load(bareUrl, presign(warmup, "wb"));
-  await load(oursUrl, presign(warmup, "wg"));
-  const reference = summarize("bare node:http, verify only", await measure(bareUrl, presign(deliveries, "b")));
-  const genstore = summarize(
-    "genstore serve-webhook (verify + INSERT)",
-    await measure(oursUrl, presign(deliveries, "g")),
-  );
-
-  const n = (await db.query<{ n: string }>(`SELECT count(*) AS n FROM "WebhookDelivery"`))[0]!.n;
+await withBenchDatabase("webhook", async (bench) => {
+  const wrk = wrkPath();
+  const [server] = await bench.db.query<{ server_version: string }>("SHOW server_version");
+  const outputs = await startOutputServer({ lifetimeMs: 60 * 60_000 });
+  const home = path.join(work, "home");
+  console.log(`webhook: the binary (serve-webhook, worker on, no flags) under wrk, beside a bare verify-only server`);
   console.log(
-    `  stored: ${Number(n).toLocaleString("en-US")} deliveries (expected ${(deliveries + warmup).toLocaleString("en-US")})`,
+    `  command: npm run bench -- webhook (BENCH_SCENARIOS=${scenarios.join(",")} BENCH_BURST_S=${BURST_S} BENCH_SUSTAIN_S=${SUSTAIN_S})`,
   );
-  const ratio = genstore.rate / reference.rate;
   console.log(
-    `  genstore/bare throughput ${(ratio * 100).toFixed(0)}% (target ≥ 50%: ${ratio >= 0.5 ? "met" : "NOT met"}); p99 ${genstore.p99.toFixed(1)} ms (target < 50 ms: ${genstore.p99 < 50 ? "met" : "NOT met"})`,
+    `  setup: ${wrkVersion(wrk)} -t1 -c${CONNECTIONS} --latency; node ${process.version}, ${os.cpus().length} CPUs, ` +
+      `PostgreSQL ${server!.server_version} at ${new URL(benchDatabaseUrl).host}; ${execFileSync("uptime").toString().trim()}`,
   );
-  await ours.close();
-  await new Promise<void>((resolve) => bare.close(() => resolve()));
+  let genstore: Server | undefined;
+  /** What an earlier scenario left queued (past the drain limit) is deleted, with no receiver running. */
+  const clearQueue = async () => {
+    await genstore?.stop();
+    genstore = undefined;
+    const [left] = await bench.db.query<{ n: string }>(
+      `WITH gone AS (DELETE FROM "WebhookDelivery" WHERE state IN ('pending', 'processing') RETURNING 1) SELECT count(*) AS n FROM gone`,
+    );
+    if (Number(left!.n) > 0)
+      console.log(`  (deleted the ${fmt(Number(left!.n))} deliveries left queued, before the next scenario)`);
+  };
+  /** A fresh receiver on an empty queue. */
+  const restart = async () => {
+    await clearQueue();
+    genstore = await startGenstore(bench, outputs, home);
+    return genstore;
+  };
+  try {
+    let burstRate: number | undefined;
+    if (scenarios.includes("burst") || scenarios.includes("sustained")) {
+      const file = path.join(work, "burst.tsv");
+      const pool = Number(process.env.BENCH_BURST_POOL ?? 160_000);
+      const size = await writeDeliveries(file, pool, processingPool("b"), "b");
+      console.log(
+        `\nburst: ${BURST_S} s, every delivery a distinct \`processing\` one (${fmt(size)} bytes) for its own prediction`,
+      );
+      const bare = await startBare();
+      let reference: WrkResult;
+      try {
+        await runWrk(bare.url + "/api/webhooks/replicate", file, { seconds: 2 }); // warm-up
+        reference = await runWrk(bare.url + "/api/webhooks/replicate", file, { seconds: BURST_S });
+      } finally {
+        await bare.stop();
+      }
+      console.log(ackLine("bare node:http, verify only", reference));
+      const ours = await restart();
+      const warm = path.join(work, "warm.tsv");
+      await writeDeliveries(warm, 1_000, processingPool("w"), "w");
+      await runWrk(ours.url, warm, { seconds: 1 });
+      await waitEmpty(bench, Date.now());
+      const r = await runWrk(ours.url, file, { seconds: BURST_S });
+      if (r.requests > pool) console.log(`  (the pool of ${fmt(pool)} ran out: later requests were duplicates)`);
+      console.log(ackLine("genstore serve-webhook", r));
+      const drained = await drainFigures(bench, r, "b");
+      console.log(drained.line);
+      const kept = await stored(bench, "b");
+      console.log(
+        `  stored: ${fmt(kept.deliveries)} deliveries (${fmt(kept.failed)} failed), ${fmt(kept.rows)} generation rows`,
+      );
+      const ratio = r.rate / reference.rate;
+      console.log(
+        `  targets: ack ${(ratio * 100).toFixed(0)}% of bare (≥ 50%: ${ratio >= 0.5 ? "met" : "NOT met"}); p99 ${ms(r.p99)} (< 50 ms: ${r.p99 < 50 ? "met" : "NOT met"})`,
+      );
+      burstRate = r.rate;
+    }
+
+    if (scenarios.includes("sustained")) {
+      const rate = Number(process.env.BENCH_SUSTAIN_RATE ?? Math.round(0.8 * (burstRate ?? 2_000)));
+      const file = path.join(work, "sustained.tsv");
+      const pool = Math.ceil(rate * SUSTAIN_S * 1.1);
+      await writeDeliveries(file, pool, processingPool("s"), "s");
+      console.log(
+        `\nsustained: ${SUSTAIN_S} s paced at ${fmt(rate)} deliveries/s (80% of the burst's ack rate), distinct \`processing\` deliveries`,
+      );
+      const ours = await restart();
+      const watch = watchBacklog(bench);
+      const r = await runWrk(ours.url, file, { seconds: SUSTAIN_S, rate });
+      await watch.stop();
+      console.log(ackLine("genstore serve-webhook", r));
+      const every = Math.max(1, Math.round(watch.samples.length / 12));
+      console.log(
+        `  queued during the load (every ${every} s): ${watch.samples
+          .filter((_, i) => i % every === 0)
+          .map(fmt)
+          .join(" ")}`,
+      );
+      const drained = await drainFigures(bench, r, "s");
+      console.log(drained.line);
+      console.log(
+        `  targets: p99 ${ms(r.p99)} (< 50 ms: ${r.p99 < 50 ? "met" : "NOT met"}); empty within 10 s (${drained.empty && drained.emptySeconds <= 10 ? "met" : "NOT met"})`,
+      );
+    }
+
+    if (scenarios.includes("drain")) {
+      const count = Number(process.env.BENCH_DRAIN_BACKLOG ?? 40_000);
+      await clearQueue();
+      const body = processingPool("d");
+      for (let start = 0; start < count; start += 5_000) {
+        const ids = Array.from({ length: Math.min(5_000, count - start) }, (_, i) => start + i);
+        await bench.db.query(
+          `INSERT INTO "WebhookDelivery" (id, "predictionId", state, body, query, attempts, "receivedAt", "updatedAt")
+           SELECT 'msg_d_' || (d->>'i'), d->'b'->>'id', 'pending', d->'b', '{}'::jsonb, 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+             FROM jsonb_array_elements($1::jsonb) AS d`,
+          JSON.stringify(ids.map((i) => ({ i, b: JSON.parse(body(i)) as unknown }))),
+        );
+      }
+      console.log(`\ndrain: ${fmt(count)} distinct \`processing\` deliveries queued, then a receiver starts (no load)`);
+      genstore = await startGenstore(bench, outputs, home);
+      const started = Date.now();
+      const empty = await waitEmpty(bench, started);
+      const kept = await stored(bench, "d");
+      console.log(
+        empty.left === 0
+          ? `  worker: queue empty ${empty.seconds.toFixed(1)} s after the receiver was ready: ${fmt(count / empty.seconds)} deliveries/s; ${fmt(kept.rows)} generation rows`
+          : `  worker: NOT empty after ${DRAIN_LIMIT_S} s: ${fmt(empty.left)} left (${fmt((count - empty.left) / empty.seconds)} deliveries/s)`,
+      );
+      console.log(
+        `  target: ≥ 2,000 deliveries/s (${empty.left === 0 && count / empty.seconds >= 2_000 ? "met" : "NOT met"})`,
+      );
+    }
+
+    if (scenarios.includes("mixed")) {
+      const file = path.join(work, "mixed.tsv");
+      const pool = Number(process.env.BENCH_MIXED_POOL ?? 100_000);
+      const size = await writeDeliveries(file, pool, mixedPool("m", outputs), "m");
+      console.log(
+        `\nmixed: ${BURST_S} s, 70% starting/processing/logs and 30% succeeded (one 640×480 PNG from loopback, thumbnailed); mean body ${fmt(size)} bytes`,
+      );
+      const ours = await restart();
+      const before = outputs.count("/png/");
+      const r = await runWrk(ours.url, file, { seconds: BURST_S });
+      console.log(ackLine("genstore serve-webhook", r));
+      const drained = await drainFigures(bench, r, "m");
+      console.log(drained.line);
+      const kept = await stored(bench, "m");
+      console.log(
+        `  stored: ${fmt(kept.deliveries)} deliveries (${fmt(kept.failed)} failed), ${fmt(kept.rows)} generation rows, ${fmt(outputs.count("/png/") - before)} downloads`,
+      );
+    }
+  } finally {
+    await genstore?.stop();
+    await outputs.close();
+    rmSync(work, { recursive: true, force: true });
+  }
 });

@@ -3,6 +3,7 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeliveryQueue } from "../src/webhook/queue.ts";
 import { createWebhookServer, type WebhookServer } from "../src/webhook/http-server.ts";
+import { createReceiverMetrics } from "../src/webhook/metrics.ts";
 import { createDeliveryWorker, type DeliveryProcessor } from "../src/webhook/worker.ts";
 import { runServeWebhook } from "../src/webhook/receiver.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
@@ -29,11 +30,12 @@ afterEach(async () => {
 
 async function receiver(
   kind: (typeof databaseKinds)[number],
-  options: { process?: DeliveryProcessor; insecureNoVerify?: boolean } = {},
+  options: { process?: DeliveryProcessor; insecureNoVerify?: boolean; metricsToken?: string } = {},
 ) {
   const { db } = await createTestDatabase(kind);
   const queue = createDeliveryQueue(db);
   const processed: { id: string; predictionId: string; userId: string | null }[] = [];
+  const metrics = createReceiverMetrics();
   const lines: string[] = [];
   const worker = createDeliveryWorker({
     queue,
@@ -52,6 +54,8 @@ async function receiver(
     insecureNoVerify: options.insecureNoVerify,
     onAccepted: () => worker.wake(),
     log: (line) => lines.push(line),
+    metrics,
+    metricsToken: options.metricsToken,
   });
   const base = await server.listen(0, "127.0.0.1");
   worker.start();
@@ -63,7 +67,13 @@ async function receiver(
     db.query<{ id: string; predictionId: string; state: string; query: unknown; body: unknown }>(
       `SELECT id, "predictionId", state, query, body FROM "WebhookDelivery" ORDER BY "receivedAt"`,
     );
-  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, server, processed, lines, rows };
+  return { base, url: `${base}/api/webhooks/replicate`, db, queue, worker, server, processed, lines, rows, metrics };
+}
+
+/** The value of one sample in Prometheus text (`name{labels} value`). */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
@@ -188,12 +198,53 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
       "the delivery to be claimed",
     );
     expect(health.status).toBe(200);
-    expect(health.json).toEqual({ ok: true, pending: 0, processing: 1, failed: 0 });
+    expect(health.json).toEqual({
+      ok: true,
+      pending: 0,
+      processing: 1,
+      failed: 0,
+      oldestPendingSeconds: expect.any(Number),
+    });
+    expect(health.json.oldestPendingSeconds).toBeGreaterThanOrEqual(0);
     expect((await request("GET", `${r.base}/nope`)).status).toBe(404);
     const wrong = await request("GET", r.url);
     expect(wrong.status).toBe(405);
     expect(wrong.headers.allow).toBe("POST");
     expect((await request("POST", `${r.base}/healthz`, "")).status).toBe(405);
+  });
+
+  it("serves /metrics in Prometheus text: answers by status code, the queue's depth and oldest age; a token when set", async () => {
+    const token = "metrics-token-0123456789";
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const r = await receiver(kind, { process: () => held.then(() => "released"), metricsToken: token });
+    closers.push(async () => release());
+    const good = svixSigned(JSON.stringify(samplePrediction()), secret);
+    expect((await post(r.url, good.body, good.headers)).status).toBe(200);
+    expect((await post(r.url, good.body, good.headers)).status).toBe(200);
+    expect((await post(r.url, good.body, { ...good.headers, "webhook-signature": "v1,AAAA" })).status).toBe(401);
+    expect((await post(r.url, "not json", svixSigned("not json", secret).headers)).status).toBe(400);
+
+    expect((await request("GET", `${r.base}/metrics`)).status).toBe(401);
+    expect(
+      (await request("GET", `${r.base}/metrics`, undefined, { authorization: "Bearer wrong-token-0123456789" })).status,
+    ).toBe(401);
+    const reply = await request("GET", `${r.base}/metrics`, undefined, { authorization: `Bearer ${token}` });
+    expect(reply.status).toBe(200);
+    expect(reply.headers["content-type"]).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = reply.body;
+    expect(sample(text, "genstore_webhook_deliveries_received_total")).toBe(4);
+    expect(sample(text, 'genstore_webhook_deliveries_acked_total{duplicate="false"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_deliveries_acked_total{duplicate="true"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_deliveries_rejected_total{code="401"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_deliveries_rejected_total{code="400"}')).toBe(1);
+    expect(sample(text, "genstore_webhook_database_up")).toBe(1);
+    const queued =
+      sample(text, 'genstore_webhook_queue_depth{state="pending"}')! +
+      sample(text, 'genstore_webhook_queue_depth{state="processing"}')!;
+    expect(queued).toBe(1);
+    expect(sample(text, "genstore_webhook_oldest_pending_age_seconds")).toBeGreaterThanOrEqual(0);
+    expect(text).toContain("# TYPE genstore_webhook_ingest_duration_seconds histogram");
   });
 
   it("answers 503 with Retry-After, not a crash, when the database fails, and healthz says so", async () => {
@@ -203,6 +254,7 @@ describe.each(databaseKinds)("the webhook receiver (%s)", (kind) => {
     };
     r.queue.enqueue = down;
     r.queue.counts = down;
+    r.queue.health = down;
     const delivery = svixSigned(JSON.stringify(samplePrediction()), secret);
     const reply = await post(r.url, delivery.body, delivery.headers);
     expect(reply.status).toBe(503);
@@ -298,6 +350,35 @@ describe("closing", () => {
     await expect(
       new Promise((resolve, reject) => net.connect(port, "127.0.0.1").on("connect", resolve).on("error", reject)),
     ).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe("the receiver's metrics", () => {
+  it("count ingest outcomes, download bytes and a cumulative duration histogram per path", () => {
+    const metrics = createReceiverMetrics();
+    metrics.ingested("created", 250);
+    metrics.ingested("superseded", 6);
+    metrics.ingested("ingested");
+    metrics.ingested("retry");
+    metrics.downloaded(1_000);
+    metrics.downloaded(24);
+    metrics.observeIngest("batch", 0.02);
+    metrics.observeIngest("batch", 0.2);
+    metrics.observeIngest("single", 3);
+    const text = metrics.render(undefined);
+    expect(sample(text, 'genstore_webhook_ingest_total{outcome="created"}')).toBe(250);
+    expect(sample(text, 'genstore_webhook_ingest_total{outcome="superseded"}')).toBe(6);
+    expect(sample(text, 'genstore_webhook_ingest_total{outcome="ingested"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_ingest_total{outcome="retry"}')).toBe(1);
+    expect(sample(text, "genstore_webhook_download_bytes_total")).toBe(1_024);
+    expect(sample(text, 'genstore_webhook_ingest_duration_seconds_bucket{path="batch",le="0.025"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_ingest_duration_seconds_bucket{path="batch",le="0.25"}')).toBe(2);
+    expect(sample(text, 'genstore_webhook_ingest_duration_seconds_bucket{path="batch",le="+Inf"}')).toBe(2);
+    expect(sample(text, 'genstore_webhook_ingest_duration_seconds_count{path="single"}')).toBe(1);
+    expect(sample(text, 'genstore_webhook_ingest_duration_seconds_sum{path="single"}')).toBe(3);
+    // The database did not answer the scrape: said so, and no queue gauges made up.
+    expect(sample(text, "genstore_webhook_database_up")).toBe(0);
+    expect(text).not.toContain("genstore_webhook_queue_depth");
   });
 });
 

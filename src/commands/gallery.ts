@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
 import { openBrowser } from "../gallery/open-browser.ts";
-import { isLoopbackHost, runGallery } from "../gallery/run.ts";
+import { isLoopbackHost } from "../core/loopback.ts";
+import { runGallery } from "../gallery/run.ts";
 
 // `gallery`: a local, read-only web page of the generations, with the app's tabs.
 

@@ -31,6 +31,10 @@ export function register(program: Command, signal: AbortSignal): void {
     .option("-u, --user <userId>", "userId for a prediction that has no row and names no user (query string, input)")
     .option("--insecure-no-verify", "accept unsigned deliveries (local experiments only: anyone can post)")
     .option(
+      "--metrics-token <token>",
+      "require this bearer token on GET /metrics (generated and printed once when --host is not loopback)",
+    )
+    .option(
       "--retention <duration>",
       `delete done deliveries older than this, hourly (env ${RETENTION_VARIABLE}, default ${DEFAULT_RETENTION}; failed ones are kept)`,
     )
@@ -59,11 +63,12 @@ export function register(program: Command, signal: AbortSignal): void {
       `
 Needs REPLICATE_WEBHOOK_SECRET (whsec_…, from GET https://api.replicate.com/v1/webhooks/default/secret).
 Register the webhook as https://<your host>/api/webhooks/replicate?userId=<id>; GET /healthz answers
-{"ok":true,"pending":…,"processing":…,"failed":…,"worker":{"ok":true,…}}, or 503 when the database
-fails or the worker makes no progress. Each delivery is logged on stderr; Ctrl-C stops accepting,
-finishes what is in progress and exits 0. Work left by a stopped or crashed receiver is picked up by
-the next one on the same database. With REPLICATE_API_TOKEN, rows stuck in starting/processing are
-polled from Replicate (as recover --pending).
+{"ok":true,"pending":…,"processing":…,"failed":…,"oldestPendingSeconds":…,"worker":{"ok":true,…}}, or 503
+when the database fails or the worker makes no progress; GET /metrics in Prometheus' text format.
+Deliveries are logged on stderr (non-final ones a line per batch); Ctrl-C stops accepting, finishes
+what is in progress and exits 0. Work left by a stopped or crashed receiver is picked up by the next
+one on the same database. With REPLICATE_API_TOKEN, rows stuck in starting/processing are polled
+from Replicate (as recover --pending).
 
 Examples:
   $ genstore serve-webhook
@@ -81,6 +86,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       concurrency: z.coerce.number().int().min(1, "must be between 1 and 64").max(64, "must be between 1 and 64"),
       user: z.string().min(1).optional(),
       insecureNoVerify: z.boolean().optional(),
+      metricsToken: z.string().min(16, "must be at least 16 characters").optional(),
       retention: z.string().optional(),
       retryWindow: z.string().optional(),
       reconcile: z.boolean(),

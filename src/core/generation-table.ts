@@ -292,6 +292,39 @@ export class GenerationTable {
     }
   }
 
+  /**
+   * A field's value as a set-based statement reads it from JSON (valueFromJsonSql): dates
+   * as ISO text, a status in the table's vocabulary, anything else as it is.
+   */
+  jsonValue(field: GenerationField, value: unknown): unknown {
+    if (value instanceof Date) return value.toISOString();
+    if (field === "status" && typeof value === "string" && isKnownStatus(value)) return this.statusValue(value);
+    return value ?? null;
+  }
+
+  /**
+   * The SQL for one field's value read from the jsonb `expr` (written by jsonValue),
+   * converted to the column's type: what valueSql does with a parameter, for statements
+   * that write many rows from one jsonb array.
+   */
+  valueFromJsonSql(field: GenerationField, expr: string): string {
+    switch (FIELD_SPECS[field].kind) {
+      case "jsonb[]":
+        return `ARRAY(SELECT e FROM jsonb_array_elements(coalesce(nullif(${expr}, 'null'::jsonb), '[]'::jsonb)) WITH ORDINALITY AS x(e, i) ORDER BY i)`;
+      case "text[]":
+        return `ARRAY(SELECT e FROM jsonb_array_elements_text(coalesce(nullif(${expr}, 'null'::jsonb), '[]'::jsonb)) WITH ORDINALITY AS x(e, i) ORDER BY i)`;
+      case "jsonb":
+        return `nullif(${expr}, 'null'::jsonb)`;
+      default: {
+        // Text from JSON takes the column's type explicitly: an enum (a status) or a
+        // timestamp has no implicit cast from text in INSERT … SELECT or UPDATE … FROM.
+        const column = this.shape.columns.get(this.mapping.columns[field]);
+        const type = column ? `${quoteIdent(column.udtSchema)}.${quoteIdent(column.udtName)}` : "text";
+        return `(${expr} #>> '{}')::${type}`;
+      }
+    }
+  }
+
   /** The current time as the column stores it (Prisma keeps UTC in timestamp without time zone). */
   nowSql(field: GenerationField): string {
     const column = this.shape.columns.get(this.mapping.columns[field]);
@@ -326,6 +359,34 @@ export class GenerationTable {
     },
     param: (value: unknown) => string,
   ): { columns: string[]; values: string[]; blockers: string[] } {
+    return this.insertList(
+      (field) => param(field === "status" ? this.statusValue(values.status) : values[field as keyof typeof values]),
+      param,
+    );
+  }
+
+  /**
+   * insertColumns for a set-based INSERT … SELECT over a jsonb array: each row's id, userId,
+   * prompt, status and replicateId read from the element `element` (see jsonValue), and the
+   * `more` fields too, where the table has their columns (a whole row in one write).
+   */
+  insertColumnsFromJson(
+    element: string,
+    param: (value: unknown) => string,
+    more: readonly GenerationField[] = [],
+  ): { columns: string[]; values: string[]; blockers: string[] } {
+    return this.insertList(
+      (field) => this.valueFromJsonSql(field, `${element}->${quoteLiteral(field)}`),
+      param,
+      more.filter((f) => this.has(f) && !["id", "userId", "prompt", "status", "replicateId"].includes(f)),
+    );
+  }
+
+  private insertList(
+    valueOf: (field: GenerationField) => string,
+    param: (value: unknown) => string,
+    more: readonly GenerationField[] = [],
+  ): { columns: string[]; values: string[]; blockers: string[] } {
     const columns: string[] = [];
     const sqlValues: string[] = [];
     const add = (column: string, sql: string) => {
@@ -335,11 +396,12 @@ export class GenerationTable {
     const idColumn = this.shape.columns.get(this.mapping.columns.id);
     // A text id is made by genstore (Prisma's cuid() is made by the client, not the database);
     // another type (uuid, serial, identity) is left to the column's default.
-    if (!idColumn || isTextType(idColumn) || !idColumn.hasDefault) add(this.mapping.columns.id, param(values.id));
-    add(this.mapping.columns.userId, param(values.userId));
-    add(this.mapping.columns.prompt, param(values.prompt));
-    add(this.mapping.columns.status, param(this.statusValue(values.status)));
-    add(this.mapping.columns.replicateId, param(values.replicateId));
+    if (!idColumn || isTextType(idColumn) || !idColumn.hasDefault) add(this.mapping.columns.id, valueOf("id"));
+    add(this.mapping.columns.userId, valueOf("userId"));
+    add(this.mapping.columns.prompt, valueOf("prompt"));
+    add(this.mapping.columns.status, valueOf("status"));
+    add(this.mapping.columns.replicateId, valueOf("replicateId"));
+    for (const field of more) add(this.mapping.columns[field], valueOf(field));
     const empty: Partial<Record<GenerationField, string>> = {
       createdAt: this.nowSql("createdAt"),
       updatedAt: this.nowSql("updatedAt"),
@@ -351,7 +413,8 @@ export class GenerationTable {
     for (const [field, sql] of Object.entries(empty) as [GenerationField, string][]) {
       const column = this.shape.columns.get(this.mapping.columns[field]);
       // updatedAt is Prisma's @updatedAt: no database default, the client sets it.
-      if (column && (field === "updatedAt" || !column.hasDefault)) add(this.mapping.columns[field], sql);
+      if (column && (field === "updatedAt" || !column.hasDefault) && !more.includes(field))
+        add(this.mapping.columns[field], sql);
     }
     for (const c of columns) filled.add(c);
     const blockers: string[] = [];

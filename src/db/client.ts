@@ -46,6 +46,13 @@ export interface Database extends Queryable {
   forgetGenerations(): void;
   session(): Promise<Session>;
   /**
+   * Statements on connections of their own, apart from everything else's (PostgreSQL: a pool
+   * of `max`; the embedded database, one connection, answers itself): for work whose latency
+   * must not wait behind the rest, such as the webhook receiver's enqueues behind its worker's
+   * batches. Closed with the database.
+   */
+  separate(max: number): Queryable;
+  /**
    * A driver adapter on one connection of its own, for Prisma's schema engine. The engine
    * takes Prisma's migration advisory lock (session level) and releases it with a later
    * query; through a pool the two can land on different connections and the lock stays
@@ -127,6 +134,7 @@ export async function databaseFromPGlite(
     ...generationsOf(() => db, options),
     // PGlite is one connection: a "session" is the database itself (job locks are kept in memory).
     session: async () => ({ query, lost: new AbortController().signal, release: async () => {} }),
+    separate: () => ({ query }),
     migrationAdapter: async () => {
       const { PrismaPGlite } = await loadPrismaAdapters();
       const base = new PrismaPGlite(pglite);
@@ -182,6 +190,7 @@ async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }
   const boundary = <T>(run: () => Promise<T>) => guard(run, describe);
   const query = <T>(sql: string, ...params: unknown[]) =>
     boundary(async () => (await pool.query(sql, params)).rows as T[]);
+  const separatePools: Pool[] = [];
   const db: Database = {
     kind: "postgres",
     describe,
@@ -206,6 +215,14 @@ async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }
         },
       };
     },
+    separate: (max) => {
+      const own = newPool(max);
+      separatePools.push(own);
+      return {
+        query: <T>(sql: string, ...params: unknown[]) =>
+          boundary(async () => (await own.query(sql, params)).rows as T[]),
+      };
+    },
     migrationAdapter: async () => {
       const { PrismaPg } = await loadPrismaAdapters();
       const single = newPool(1);
@@ -216,7 +233,7 @@ async function openPostgres(config: Extract<DatabaseConfig, { kind: "postgres" }
     },
     close: async () => {
       // node-postgres waits for idle connections otherwise; ending the pool lets the process exit.
-      await pool.end();
+      await Promise.all([pool, ...separatePools.splice(0)].map((p) => p.end()));
     },
   };
   return db;

@@ -4,8 +4,10 @@ import {
   defaultMapping,
   GenerationTable,
   missingRequiredFields,
-  type GenerationField,
+  OPTIONAL_FIELDS,
   quoteIdent,
+  quoteLiteral,
+  type GenerationField,
   type ColumnShape,
   type GenerationMapping,
   type GenerationRecord,
@@ -511,4 +513,171 @@ async function insertRow(
     ...params,
   );
   return rows.length === 1;
+}
+
+// --- Many predictions at once (the webhook worker's non-final deliveries) ---------------------
+
+/** What a batch writes for one prediction: its row's state after every delivery, and which fields changed. */
+export interface BatchRowDecision {
+  replicateId: string;
+  /** The id of the row to create when there is none. */
+  newId: string;
+  /** The row's fields after the batch (a new row: all of them). */
+  next: GenerationWrite;
+  /** The fields that differ from the row as read (a new row: all of them); none: nothing to write. */
+  changed: readonly string[];
+}
+
+export interface BatchWriteResult {
+  /** Predictions whose row was created, updated or found unchanged, with the row's id. */
+  written: Map<string, { id: string; created: boolean; changed: boolean }>;
+  /** Predictions the batch could not write (a row appeared meanwhile, an id taken): for the one-at-a-time path. */
+  skipped: string[];
+}
+
+/**
+ * writeRow for many predictions in one transaction: takes their advisory locks in one
+ * sorted order (a batch never deadlocks with another batch, and takes its turn with single
+ * writers as writeRow does), reads and locks their rows in id order, lets `decide` fold
+ * what each prediction's deliveries change into its row, then writes every new row with one
+ * INSERT and every change with one UPDATE. `also` runs last, in the same transaction (the
+ * queue marks the deliveries done there, so a row change and its delivery's completion
+ * commit together).
+ */
+export async function writeRowsBatch(
+  db: Database,
+  replicateIds: readonly string[],
+  decide: (current: ReadonlyMap<string, GenerationRecord>) => BatchRowDecision[],
+  also?: (tx: Queryable, written: BatchWriteResult) => Promise<void>,
+): Promise<BatchWriteResult> {
+  const t = await db.generations();
+  const sorted = [...new Set(replicateIds)].sort();
+  return db.transaction(async (tx) => {
+    await tx.query(
+      `SELECT pg_advisory_xact_lock(hashtextextended('genstore:prediction:' || k, 0))
+         FROM (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i OFFSET 0) AS locked`,
+      sorted,
+    );
+    const rows = await tx.query(
+      `SELECT ${t.selectList()} FROM ${t.name} WHERE ${t.col("replicateId")} = ANY($1::text[]) ORDER BY ${t.col("id")} FOR UPDATE`,
+      sorted,
+    );
+    // The oldest row of a prediction, as findRow picks it (an app's table may hold several).
+    const current = new Map<string, GenerationRecord>();
+    for (const record of rows.map((row) => t.decode(row)).sort(byAge)) {
+      if (record.replicateId !== null && !current.has(record.replicateId)) current.set(record.replicateId, record);
+    }
+    const decisions = decide(current);
+    const result: BatchWriteResult = { written: new Map(), skipped: [] };
+
+    const fresh = decisions.filter((d) => !current.has(d.replicateId));
+    if (fresh.length > 0) {
+      // New rows are written whole: every field the table has, in the one INSERT.
+      const fields = new Set<GenerationField>();
+      for (const d of fresh) for (const f of Object.keys(d.next)) fields.add(f as GenerationField);
+      for (const f of ["id", "createdAt", "updatedAt", "replicateId"] as const) fields.delete(f);
+      const params: unknown[] = [];
+      const param = (value: unknown) => `$${params.push(value)}`;
+      const element = param(
+        JSON.stringify(
+          fresh.map((d) => {
+            const row: Record<string, unknown> = { ...d.next, metadata: foldMissing(t, d.next, d.next.metadata) };
+            const out: Record<string, unknown> = { id: d.newId, replicateId: d.replicateId };
+            for (const f of fields) out[f] = t.jsonValue(f, row[f]);
+            out["userId"] ??= "";
+            out["prompt"] ??= "";
+            out["status"] ??= t.jsonValue("status", "starting");
+            return out;
+          }),
+        ),
+      );
+      const insert = t.insertColumnsFromJson("d", param, [...fields]);
+      if (insert.blockers.length > 0) {
+        // The one-at-a-time path says which columns block it, delivery by delivery.
+        result.skipped.push(...fresh.map((d) => d.replicateId));
+      } else {
+        const inserted = await tx.query<{ id: string; replicateId: string }>(
+          `INSERT INTO ${t.name} (${insert.columns.join(", ")})
+           SELECT ${insert.values.join(", ")} FROM jsonb_array_elements(${element}::jsonb) AS d
+           ON CONFLICT DO NOTHING
+           RETURNING ${t.col("id")}::text AS id, ${t.col("replicateId")} AS "replicateId"`,
+          ...params,
+        );
+        const ids = new Map(inserted.map((row) => [row.replicateId, row.id]));
+        for (const d of fresh) {
+          const id = ids.get(d.replicateId);
+          if (id === undefined) result.skipped.push(d.replicateId);
+          else result.written.set(d.replicateId, { id, created: true, changed: true });
+          // Written whole by the INSERT: nothing left to update.
+        }
+      }
+    }
+    for (const d of decisions) {
+      const row = current.get(d.replicateId);
+      if (row) result.written.set(d.replicateId, { id: row.id, created: false, changed: d.changed.length > 0 });
+    }
+
+    const updates = decisions.filter((d) => current.has(d.replicateId) && result.written.get(d.replicateId)?.changed);
+    if (updates.length > 0) await updateRows(tx, t, updates, current, result);
+    await also?.(tx, result);
+    return result;
+  });
+}
+
+/** One UPDATE for every changed row: each row gets its state after the batch for every field any row changed. */
+async function updateRows(
+  tx: Queryable,
+  t: GenerationTable,
+  updates: BatchRowDecision[],
+  current: ReadonlyMap<string, GenerationRecord>,
+  result: BatchWriteResult,
+): Promise<void> {
+  const fields = new Set<GenerationField>();
+  for (const d of updates) for (const field of d.changed) fields.add(field as GenerationField);
+  fields.delete("id");
+  fields.delete("updatedAt");
+  fields.delete("replicateId");
+  // A field the table lacks is kept in metadata (as assignments() does it for one row).
+  const folded = [...fields].filter((f) => !t.has(f));
+  for (const f of folded) fields.delete(f);
+  if (folded.some((f) => OPTIONAL_FIELDS.includes(f))) fields.add("metadata");
+  const elements = updates.map((d) => {
+    const row = current.get(d.replicateId);
+    const state = { ...row, ...d.next } as Record<string, unknown>;
+    const element: Record<string, unknown> = { id: result.written.get(d.replicateId)!.id };
+    const metadata = foldMissing(t, pick(state, folded), state["metadata"]);
+    for (const f of fields) element[f] = t.jsonValue(f, f === "metadata" ? metadata : state[f]);
+    return element;
+  });
+  const sets = [...fields].map((f) => `${t.col(f)} = ${t.valueFromJsonSql(f, `d->${quoteLiteral(f)}`)}`);
+  sets.push(`${t.col("updatedAt")} = ${t.nowSql("updatedAt")}`);
+  await tx.query(
+    `UPDATE ${t.name} AS g SET ${sets.join(", ")}
+       FROM jsonb_array_elements($1::jsonb) AS d
+      WHERE g.${t.col("id")}::text = d->>'id'`,
+    JSON.stringify(elements),
+  );
+}
+
+/** metadata with the optional fields the table has no column for (as assignments() keeps them). */
+function foldMissing(t: GenerationTable, state: Record<string, unknown>, metadata: unknown): unknown {
+  let result = metadata;
+  for (const f of OPTIONAL_FIELDS) {
+    if (t.has(f) || !(f in state) || state[f] === undefined) continue;
+    const value = state[f];
+    result = { ...asRecord(result), [f]: value instanceof Date ? value.toISOString() : value };
+  }
+  return result;
+}
+
+function pick(state: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(fields.filter((f) => f in state).map((f) => [f, state[f]]));
+}
+
+function byAge(a: GenerationRecord, b: GenerationRecord): number {
+  return a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }

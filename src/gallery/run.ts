@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isLoopbackHost } from "../core/loopback.ts";
 import type { Database } from "../db/client.ts";
 import type { Storage } from "../storage/types.ts";
 import { createGalleryServer } from "./server.ts";
@@ -20,10 +21,6 @@ export interface GalleryDeps {
   /** The URL to open (with the token, when there is one, which the page trades for a cookie). */
   onListening: (listening: { url: string; tokenGenerated: boolean }) => void;
   log?: (line: string) => void;
-}
-
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 export async function runGallery(input: GalleryInput, deps: GalleryDeps): Promise<void> {

@@ -172,14 +172,14 @@ async function storeOutputs(ctx: Context, plan: IngestPlan): Promise<OutputsRun>
   };
 }
 
-interface Context {
+export interface Context {
   deps: PipelineDeps;
   request: IngestRequest;
   policy: DownloadPolicy;
   placement: Record<string, unknown>;
 }
 
-function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
+export function downloadPolicy(deps: PipelineDeps): DownloadPolicy {
   return { ...deps.download, allowedHosts: deps.config.outputHosts, maxBytes: deps.config.maxOutputBytes };
 }
 
@@ -203,11 +203,12 @@ function mustPlan(request: IngestRequest, row: GenerationRecord | null, newId: s
 }
 
 /** Where the row's owner and id came from: written only when the row is created or adopted. */
-function placementOf(plan: IngestPlan, idFromQuery: boolean): Record<string, unknown> {
+export function placementOf(plan: IngestPlan, idFromQuery: boolean): Record<string, unknown> {
   return { userIdSource: plan.userIdSource, ...(idFromQuery ? { generationIdSource: "webhook-query" } : {}) };
 }
 
-function deliveryOf(
+/** What one run of a prediction brings to its row (mergeGeneration's input). */
+export function deliveryOf(
   ctx: Context,
   plan: IngestPlan,
   run: {

@@ -24,12 +24,22 @@ export function serveWebhookLog(output: Output): (line: string, level: ServerLog
 
 export function reportListening(
   output: Output,
-  where: { webhookUrl: string; url: string; database: string; storage: string },
+  where: {
+    webhookUrl: string;
+    url: string;
+    database: string;
+    storage: string;
+    metricsToken?: { token: string; generated: boolean };
+  },
 ): void {
   output.print(where.webhookUrl);
   output.success(
-    `Ready. Receiving Replicate webhooks at ${where.webhookUrl} (health: ${where.url}/healthz; ${where.database}; storage ${where.storage}). Ctrl-C to stop.`,
+    `Ready. Receiving Replicate webhooks at ${where.webhookUrl} (health: ${where.url}/healthz; metrics: ${where.url}/metrics; ${where.database}; storage ${where.storage}). Ctrl-C to stop.`,
   );
+  if (where.metricsToken?.generated)
+    output.warn(
+      `Listening beyond this machine: GET /metrics needs "Authorization: Bearer ${where.metricsToken.token}" (generated for this run; pass --metrics-token to choose one).`,
+    );
 }
 
 /** Whether serve-webhook polls Replicate for stuck rows, and why not. */

@@ -1,5 +1,5 @@
-// The HTTP side of `serve-webhook`: POST /api/webhooks/replicate and GET /healthz on
-// node:http. It reads the body with a limit, hands it to acceptDelivery (verify, parse,
+// The HTTP side of `serve-webhook`: POST /api/webhooks/replicate, GET /healthz and GET
+// /metrics (Prometheus; behind a bearer token beyond loopback) on node:http. It reads the body with a limit, hands it to acceptDelivery (verify, parse,
 // enqueue durably) and answers; the worker does the slow part after the 2xx.
 //
 // A sender without the secret must not be able to make the receiver hold memory: what the
@@ -9,9 +9,11 @@
 // sent before the whole body arrived closes the connection the way RFC 9112 §9.6 asks: the
 // response, then a half-close, then the rest of the body read and dropped until the client
 // closes (or LINGER_MS), so that the client reads the answer instead of a reset.
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
+import type { ReceiverMetrics } from "./metrics.ts";
 import type { DeliveryQueue } from "./queue.ts";
 import type { WorkerHealth } from "./worker.ts";
 import {
@@ -45,6 +47,10 @@ export interface WebhookServerOptions {
   /** One line per request refused (warn), duplicate (info) or accepted (debug: the worker logs the outcome). */
   log?: (line: string, level: ServerLogLevel) => void;
   now?: () => Date;
+  /** Counts requests and answers; GET /metrics serves it (without it, /metrics is a 404). */
+  metrics?: ReceiverMetrics;
+  /** When set, GET /metrics needs `Authorization: Bearer <token>` (a server beyond loopback). */
+  metricsToken?: string;
 }
 
 export interface WebhookServer {
@@ -80,19 +86,44 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
   server.requestTimeout = 60_000;
   server.headersTimeout = 30_000;
 
+  const metrics = options.metrics;
+  const tokenDigest = options.metricsToken === undefined ? undefined : sha256(options.metricsToken);
+  /** The answer to a webhook POST, counted. */
+  const answered = (status: number, duplicate?: boolean) => metrics?.answered(status, duplicate);
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://receiver.invalid");
     if (url.pathname === "/healthz") {
       if (req.method !== "GET" && req.method !== "HEAD")
         return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
       try {
-        const counts = await options.queue.counts();
+        const health = await options.queue.health();
         const worker = options.workerHealth?.();
-        if (worker && !worker.ok) return send(res, 503, { ok: false, ...counts, worker });
-        return send(res, 200, { ok: true, ...counts, ...(worker ? { worker } : {}) });
+        if (worker && !worker.ok) return send(res, 503, { ok: false, ...health, worker });
+        return send(res, 200, { ok: true, ...health, ...(worker ? { worker } : {}) });
       } catch (error) {
         return send(res, 503, { ok: false, error: `database unavailable: ${oneLine(error)}` });
       }
+    }
+    if (url.pathname === "/metrics" && metrics) {
+      if (req.method !== "GET" && req.method !== "HEAD")
+        return send(res, 405, { error: "use GET" }, { allow: "GET, HEAD" });
+      if (tokenDigest !== undefined && !bearerMatches(req.headers.authorization, tokenDigest))
+        return send(
+          res,
+          401,
+          { error: "GET /metrics needs Authorization: Bearer <token>" },
+          {
+            "www-authenticate": 'Bearer realm="genstore metrics"',
+          },
+        );
+      const queue = await options.queue.health().catch(() => undefined);
+      const text = metrics.render(queue);
+      res.writeHead(200, {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        "content-length": Buffer.byteLength(text),
+      });
+      return void res.end(req.method === "HEAD" ? undefined : text);
     }
     if (url.pathname !== WEBHOOK_PATH) {
       log(`404 ${req.method} ${url.pathname}`, "warn");
@@ -103,6 +134,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
       return send(res, 405, { error: "use POST" }, { allow: "POST" });
     }
 
+    metrics?.received();
     const declared = declaredLength(req);
     const early = precheckDelivery({
       headers: req.headers,
@@ -114,6 +146,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
     });
     if (early) {
       log(early.line, "warn");
+      answered(early.status);
       return answerBeforeBody(req, res, early.status, early.body);
     }
     const held = budget.reserve(declared ?? 0);
@@ -125,6 +158,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
       reserved += body.extraReserved;
       if (body.outcome === "too-large") {
         log(`413 body over ${formatBytes(maxBodyBytes)}`, "warn");
+        answered(413);
         return answerBeforeBody(req, res, 413, { error: `body over ${formatBytes(maxBodyBytes)}` });
       }
       if (body.outcome === "busy") return busy(req, res);
@@ -150,6 +184,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
             ? "error"
             : "warn",
       );
+      answered(result.status, result.accepted?.duplicate);
       send(res, result.status, result.body, result.status === 503 ? { "retry-after": "5" } : {});
       if (result.accepted) options.onAccepted?.(result.accepted);
     } finally {
@@ -159,6 +194,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
 
   function busy(req: http.IncomingMessage, res: http.ServerResponse): void {
     log(`503 over ${formatBytes(budget.limit)} of bodies in memory: try again later`, "warn");
+    answered(503);
     answerBeforeBody(
       req,
       res,
@@ -321,6 +357,16 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
     ...headers,
   });
   res.end(res.req.method === "HEAD" ? undefined : text);
+}
+
+/** A bearer token compared in constant time (by digest, so lengths do not leak either). */
+function bearerMatches(header: string | undefined, digest: Buffer): boolean {
+  const given = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
+  return given !== undefined && timingSafeEqual(sha256(given), digest);
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
 }
 
 function oneLine(error: unknown): string {

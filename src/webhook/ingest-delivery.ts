@@ -1,11 +1,13 @@
 // Turns a queued delivery into an ingestion-pipeline call, and its result into the words
-// of the delivery's log line.
+// of the delivery's log line; and many non-final deliveries into one batch write.
+import { planDeliveryBatch } from "../core/delivery-batch.ts";
 import { givenUpWrite } from "../core/generation-merge.ts";
-import { parsePrediction } from "../core/prediction.ts";
+import { parsePrediction, type Prediction } from "../core/prediction.ts";
 import type { Database } from "../db/client.ts";
 import { updateExistingRow } from "../db/generations.ts";
+import { ingestBatch } from "../pipeline/ingest-batch.ts";
 import type { IngestFunction, IngestResult, PipelineDeps } from "../pipeline/types.ts";
-import type { ClaimedDelivery } from "./queue.ts";
+import { completeClaims, searchParamsFrom, type ClaimedDelivery } from "./queue.ts";
 import type { DeliveryProcessor } from "./worker.ts";
 
 export function createIngestProcessor(
@@ -69,6 +71,94 @@ export function describeIngestResult(result: IngestResult): string {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** Handles many claimed deliveries at once; returns those left for the one-at-a-time processor. */
+export type DeliveryBatchProcessor = (deliveries: ClaimedDelivery[]) => Promise<DeliveryBatchResult>;
+
+export interface DeliveryBatchResult {
+  /** Deliveries for the one-at-a-time processor (final states, anything the batch does not write), oldest first. */
+  single: ClaimedDelivery[];
+  /** Deliveries marked done by the batch, by outcome: created, updated, unchanged, superseded. */
+  outcomes: Record<"created" | "updated" | "unchanged" | "superseded", number>;
+  /** Done deliveries whose claim had been lost (another worker repeats them: harmless). */
+  lost: number;
+  /** The batch's log line. */
+  line: string;
+}
+
+/**
+ * The worker's batch step (planDeliveryBatch, then ingestBatch): non-final deliveries are
+ * folded into their rows and marked done in one transaction; the ones a final delivery of the
+ * same prediction makes no-ops are marked done with them; the rest is handed back.
+ */
+export function createBatchIngestProcessor(
+  deps: PipelineDeps,
+  options: { user?: string } = {},
+): DeliveryBatchProcessor {
+  return async (deliveries) => {
+    const started = Date.now();
+    const byId = new Map<string, { delivery: ClaimedDelivery; prediction?: Prediction }>();
+    for (const delivery of deliveries) {
+      const parsed = parsePrediction(delivery.body);
+      byId.set(delivery.id, { delivery, prediction: parsed.ok ? parsed.prediction : undefined });
+    }
+    const plan = planDeliveryBatch(
+      deliveries.map((d) => {
+        const prediction = byId.get(d.id)!.prediction;
+        return {
+          id: d.id,
+          predictionId: prediction?.id ?? d.predictionId,
+          status: prediction?.status ?? null,
+          receivedAt: d.receivedAt.getTime(),
+        };
+      }),
+    );
+    const claimOf = (id: string) => byId.get(id)!.delivery;
+    const superseded = plan.superseded.map(claimOf);
+    let completed = new Set<string>();
+    const outcomes: DeliveryBatchResult["outcomes"] = { created: 0, updated: 0, unchanged: 0, superseded: 0 };
+    let single = plan.single;
+    if (plan.apply.length === 0) {
+      completed = await completeClaims(deps.db, superseded);
+    } else {
+      const groups = plan.apply.map((group) => ({
+        predictionId: group.predictionId,
+        items: group.deliveryIds.map((id) => ({
+          key: id,
+          prediction: byId.get(id)!.prediction!,
+          query: searchParamsFrom(claimOf(id).query),
+        })),
+      }));
+      const result = await ingestBatch(deps, groups, {
+        via: "webhook",
+        user: options.user,
+        also: async (tx, doneKeys) => {
+          completed = await completeClaims(tx, [...doneKeys.map(claimOf), ...superseded]);
+        },
+      });
+      for (const done of result.done.values()) outcomes[done.outcome] += 1;
+      single = [...single, ...result.single];
+    }
+    outcomes.superseded = superseded.length;
+    const handled = deliveries.length - single.length;
+    const lost = handled - completed.size;
+    const rest = single.map(claimOf).sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
+    const parts = [
+      `${outcomes.created} rows created`,
+      `${outcomes.updated} updated`,
+      `${outcomes.unchanged} unchanged`,
+      ...(outcomes.superseded > 0 ? [`${outcomes.superseded} superseded by a final delivery`] : []),
+      ...(rest.length > 0 ? [`${rest.length} to the pipeline`] : []),
+      ...(lost > 0 ? [`${lost} whose lease ran out meanwhile`] : []),
+    ];
+    return {
+      single: rest,
+      outcomes,
+      lost,
+      line: `batch of ${deliveries.length} deliveries → ${parts.join(", ")} (${Date.now() - started} ms)`,
+    };
+  };
 }
 
 /** Writes on the prediction's row (when it has one) why its delivery was given up; true when written. */

@@ -63,14 +63,21 @@ export interface FailedDelivery {
   receivedAt: Date;
 }
 
+export interface QueueHealth extends QueueCounts {
+  /** Seconds since the oldest delivery not yet done (pending or processing) was received; null when none. */
+  oldestPendingSeconds: number | null;
+}
+
 export interface DeliveryQueue {
   /** Inserts a delivery; a webhook-id seen before changes nothing and answers duplicate. */
   enqueue(delivery: NewDelivery): Promise<{ duplicate: boolean }>;
   /**
    * Claims up to `limit` deliveries that are pending and due, or processing with an expired
    * lease (a crashed worker's), oldest first, skipping rows another worker is claiming.
+   * With `statuses`, only deliveries whose prediction has one of them (the worker takes
+   * non-final ones only while its downloads are busy).
    */
-  claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]>;
+  claim(limit: number, leaseMs: number, options?: { statuses?: readonly string[] }): Promise<ClaimedDelivery[]>;
   /**
    * Claims one delivery by id when nobody holds it (pending, even before its backoff is
    * over, or processing with an expired lease): a redelivery is a good moment to retry.
@@ -80,6 +87,8 @@ export interface DeliveryQueue {
   renew(delivery: Pick<ClaimedDelivery, "id" | "attempt">, leaseMs: number): Promise<boolean>;
   /** Marks a claimed delivery done; false when the claim was lost meanwhile. */
   complete(delivery: Pick<ClaimedDelivery, "id" | "attempt">): Promise<boolean>;
+  /** complete() for many, in one statement; the ids whose claim still held. */
+  completeMany(deliveries: ReadonlyArray<Pick<ClaimedDelivery, "id" | "attempt">>): Promise<Set<string>>;
   /**
    * Records a failed attempt: back to pending after a backoff, or failed once its retry window
    * has passed (src/core/delivery-retry.ts), or at once when `final` (an error that no retry can fix).
@@ -102,6 +111,8 @@ export interface DeliveryQueue {
    * attempts; lastError is kept until the next attempt), for a worker to take; returns how many.
    */
   retryFailed(ids: readonly string[]): Promise<number>;
+  /** counts(), and the age of the oldest delivery not yet done (in the database's clock). */
+  health(): Promise<QueueHealth>;
   /**
    * The moment `ageMs` before the database's clock, as the table stores times (UTC): the
    * cut-off of a retention run, fixed once so that its batches agree.
@@ -125,6 +136,8 @@ export interface DeliveryQueue {
 export interface DeliveryQueueOptions {
   /** How long after the prediction's completed_at a retryable failure is still retried (default 1 h). */
   retryWindowMs?: number;
+  /** Runs the enqueues (default db): connections of their own keep acks from waiting behind the worker's statements. */
+  enqueueDb?: Pick<Database, "query">;
 }
 
 /** The queue over db; a failed attempt is retried after `backoff`'s waits, until its retry window has passed. */
@@ -138,18 +151,20 @@ export function createDeliveryQueue(
   // that crashes the receiver): past the attempts its window allows, it is not claimed again.
   const policy: BackoffPolicy = { ...backoff, maxAttempts: maxDeliveryAttempts(backoff, retryWindowMs) };
   return {
-    enqueue: createEnqueueBatcher(db),
+    enqueue: createEnqueueBatcher(options.enqueueDb ?? db),
 
-    async claim(limit, leaseMs) {
+    async claim(limit, leaseMs, options = {}) {
       if (limit <= 0) return [];
+      const statuses = options.statuses;
       const rows = await db.query<ClaimRow>(
         `UPDATE "WebhookDelivery"
             SET state = 'processing', attempts = attempts + 1,
                 "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
           WHERE id IN (
             SELECT id FROM "WebhookDelivery"
-             WHERE (state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
-                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3)
+             WHERE ((state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
+                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3))
+               ${statuses ? `AND body->>'status' = ANY($4::text[])` : ""}
              ORDER BY "receivedAt"
              LIMIT $1
              FOR UPDATE SKIP LOCKED)
@@ -157,6 +172,7 @@ export function createDeliveryQueue(
         limit,
         leaseMs,
         policy.maxAttempts,
+        ...(statuses ? [statuses] : []),
       );
       return rows.map(claimedFrom).sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime());
     },
@@ -197,6 +213,8 @@ export function createDeliveryQueue(
       );
       return rows.length > 0;
     },
+
+    completeMany: (deliveries) => completeClaims(db, deliveries),
 
     async fail(delivery, error, options = {}) {
       const decision = decideDeliveryRetry(policy, retryWindowMs, {
@@ -295,6 +313,23 @@ export function createDeliveryQueue(
       return rows.length;
     },
 
+    async health() {
+      const rows = await db.query<{ state: string; n: number | string; age: number | string | null }>(
+        `SELECT state, count(*) AS n, extract(epoch FROM ${NOW} - min("receivedAt")) AS age
+           FROM "WebhookDelivery" WHERE state IN ('pending', 'processing', 'failed') GROUP BY state`,
+      );
+      const health: QueueHealth = { pending: 0, processing: 0, failed: 0, oldestPendingSeconds: null };
+      for (const row of rows) {
+        if (!(row.state in health)) continue;
+        health[row.state as keyof QueueCounts] = Number(row.n);
+        if (row.state !== "failed" && row.age !== null)
+          health.oldestPendingSeconds = Math.max(health.oldestPendingSeconds ?? 0, Math.max(0, Number(row.age)));
+      }
+      if (health.oldestPendingSeconds !== null)
+        health.oldestPendingSeconds = Math.round(health.oldestPendingSeconds * 1000) / 1000;
+      return health;
+    },
+
     async releaseWaiting(limit) {
       const [row] = await db.query<{ n: number | string }>(
         `WITH released AS (
@@ -322,6 +357,29 @@ export function createDeliveryQueue(
       return counts;
     },
   };
+}
+
+/**
+ * Marks claimed deliveries done in one statement, on db or inside a caller's transaction (the
+ * batch writes rows and completes their deliveries in one commit). A claim that was lost (its
+ * lease ran out and another worker took it: another attempt number) is left alone, as
+ * complete() does. Returns the ids marked done.
+ */
+export async function completeClaims(
+  db: Pick<Database, "query">,
+  deliveries: ReadonlyArray<Pick<ClaimedDelivery, "id" | "attempt">>,
+): Promise<Set<string>> {
+  if (deliveries.length === 0) return new Set();
+  const rows = await db.query<{ id: string }>(
+    `UPDATE "WebhookDelivery" AS w
+        SET state = 'done', "doneAt" = ${NOW}, "lockedUntil" = NULL, "updatedAt" = ${NOW}
+       FROM unnest($1::text[], $2::int[]) AS c(id, attempt)
+      WHERE w.id = c.id AND w.attempts = c.attempt AND w.state = 'processing'
+    RETURNING w.id`,
+    deliveries.map((d) => d.id),
+    deliveries.map((d) => d.attempt),
+  );
+  return new Set(rows.map((row) => row.id));
 }
 
 /**

@@ -1,16 +1,19 @@
 // `serve-webhook` without the CLI: the HTTP receiver, the worker and the queue's retention
 // on one database, until the signal aborts; then stop accepting, finish what is in flight,
 // and return.
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleepFor } from "node:timers/promises";
+import { isLoopbackHost } from "../core/loopback.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import { ConfigError, DatabaseError, ExitCode, UserError } from "../errors.ts";
 import { runPrune } from "../jobs/prune.ts";
 import type { Storage } from "../storage/types.ts";
 import type { IngestFunction } from "../pipeline/types.ts";
-import { createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
+import { createBatchIngestProcessor, createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
+import { createReceiverMetrics, type IngestOutcome } from "./metrics.ts";
 import { createDeliveryQueue } from "./queue.ts";
 import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
@@ -19,6 +22,9 @@ import { createDeliveryWorker, type DeliveryProcessor } from "./worker.ts";
 import { createOutageWatch } from "./outage.ts";
 import { pollStuckRows } from "./poller.ts";
 import type { ReplicateApi } from "../replicate/client.ts";
+
+/** Connections for enqueues: the group commit has one statement in flight at a time (queue.ts). */
+const ENQUEUE_CONNECTIONS = 1;
 
 export interface ServeWebhookInput {
   port: number;
@@ -47,6 +53,8 @@ export interface ServeWebhookInput {
   retentionEveryMs?: number;
   /** Rows per retention statement and the pause between them (tests). */
   retentionBatch?: { batchSize?: number; pauseMs?: number };
+  /** Required by GET /metrics; generated when host is not a loopback address and none is given. */
+  metricsToken?: string;
   /** Poll Replicate for rows stuck in starting/processing (needs deps.replicate); undefined: no polling. */
   stuckPoll?: { untouchedForMs: number; everyMs: number };
 }
@@ -58,7 +66,11 @@ export interface ServeWebhookDeps {
   ingest: IngestFunction;
   signal: AbortSignal;
   log: (line: string, level: ServerLogLevel) => void;
-  onListening?: (info: { url: string; webhookUrl: string }) => void;
+  onListening?: (info: {
+    url: string;
+    webhookUrl: string;
+    metricsToken?: { token: string; generated: boolean };
+  }) => void;
   /** Replaces the pipeline (tests and benchmarks). */
   process?: DeliveryProcessor;
   /** The Replicate API, for polling stuck rows (absent: no REPLICATE_API_TOKEN, no polling). */
@@ -91,7 +103,14 @@ export function checkServeWebhookInput(input: Pick<ServeWebhookInput, "secret" |
 }
 
 export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebhookDeps): Promise<ServeWebhookResult> {
-  const queue = createDeliveryQueue(deps.db, input.retry, { retryWindowMs: input.retryWindowMs });
+  // Beyond loopback, /metrics needs a token, as the gallery does; one is made for the run when none is given.
+  const generated = input.metricsToken === undefined && !isLoopbackHost(input.host);
+  const metricsToken = generated ? randomBytes(24).toString("base64url") : input.metricsToken;
+  // Enqueues (the acks) on connections of their own: a worker's batch never makes one wait for a connection.
+  const queue = createDeliveryQueue(deps.db, input.retry, {
+    retryWindowMs: input.retryWindowMs,
+    enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS),
+  });
   const outage = createOutageWatch({
     queue,
     probe: () => deps.storage.check(),
@@ -99,21 +118,34 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     wake: () => worker.wake(),
     log: deps.log,
   });
+  const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
+  const metrics = createReceiverMetrics();
+  const ingest: IngestFunction = async (pipelineDeps, request) => {
+    const result = await deps.ingest(pipelineDeps, request);
+    metrics.downloaded(result.stored.reduce((sum, o) => sum + (o.kind === "output" ? o.size : 0), 0));
+    return result;
+  };
   const worker = createDeliveryWorker({
     queue,
+    // Non-final deliveries are written many at a time; a replaced pipeline (tests) sees every delivery.
+    batch: deps.process ? undefined : createBatchIngestProcessor(pipeline, { user: input.user }),
+    events: {
+      single(outcome, seconds) {
+        metrics.ingested(outcome === "done" ? "ingested" : outcome);
+        metrics.observeIngest("single", seconds);
+      },
+      batch(result, _size, seconds) {
+        metrics.observeIngest("batch", seconds);
+        for (const [outcome, count] of Object.entries(result?.outcomes ?? {}))
+          metrics.ingested(outcome as IngestOutcome, count);
+      },
+    },
     concurrency: input.concurrency,
     leaseMs: input.leaseMs,
     pollIntervalMs: input.pollIntervalMs,
     stallMs: input.stallMs,
     // In-flight work is not aborted on shutdown: it finishes (a second Ctrl-C exits at once).
-    process: outage.watch(
-      deps.process ??
-        createIngestProcessor(
-          deps.ingest,
-          { db: deps.db, storage: deps.storage, config: deps.config },
-          { user: input.user },
-        ),
-    ),
+    process: outage.watch(deps.process ?? createIngestProcessor(ingest, pipeline, { user: input.user })),
     log: deps.log,
     onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
@@ -124,6 +156,8 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     onAccepted: () => worker.wake(),
     workerHealth: () => worker.health(),
     log: deps.log,
+    metrics,
+    metricsToken,
   });
 
   // Ready means ready: a receiver that acks deliveries it cannot store, or cannot queue, is worse than none.
@@ -147,14 +181,18 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
           { ...input.stuckPoll, user: input.user },
           {
             replicate: deps.replicate,
-            ingest: deps.ingest,
-            pipeline: { db: deps.db, storage: deps.storage, config: deps.config },
+            ingest,
+            pipeline,
             log: deps.log,
             signal: background.signal,
           },
         )
       : undefined;
-  deps.onListening?.({ url, webhookUrl: `${url}${WEBHOOK_PATH}` });
+  deps.onListening?.({
+    url,
+    webhookUrl: `${url}${WEBHOOK_PATH}`,
+    ...(metricsToken !== undefined ? { metricsToken: { token: metricsToken, generated } } : {}),
+  });
   // In the background: a large storage folder takes a while to walk, and nothing waits for it.
   const sweeping = deps.storage.removeStaleTemps?.().then(
     (removed) => {

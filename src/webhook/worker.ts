@@ -2,6 +2,15 @@
 // (woken at once after an enqueue, and polling for work left by other receivers or by a
 // crashed process), runs each through a processor (the ingestion pipeline) with a lease it
 // keeps renewing, and marks it done, or failed for a later retry.
+//
+// With a batch processor (serve-webhook), it claims up to `batchSize` deliveries a round
+// trip and hands them to it first: non-final ones are written together in one transaction,
+// and only the rest (final states, with their downloads) go to the one-at-a-time processor,
+// `concurrency` at a time. While those are all busy, the next claims take only non-final
+// deliveries, so a slow download never holds up the cheap ones, and a receiver never hoards
+// more downloads than it can start soon (other receivers on the database take them).
+import pLimit from "p-limit";
+import type { DeliveryBatchProcessor } from "./ingest-delivery.ts";
 import { searchParamsFrom, type ClaimedDelivery, type DeliveryQueue } from "./queue.ts";
 
 /** Processes one delivery; returns a short summary for the log line ("succeeded → stored 2 objects"). */
@@ -9,16 +18,31 @@ export type DeliveryProcessor = (delivery: ClaimedDelivery & { params: URLSearch
 
 export type WorkerLogLevel = "info" | "warn" | "error";
 
+/** What the worker reports as it goes (metrics). */
+export interface WorkerEvents {
+  /** A delivery of the one-at-a-time processor finished: done, retry, failed or lost; and how long it took. */
+  single?(outcome: "done" | "retry" | "failed" | "lost", seconds: number): void;
+  /** A batch finished (or failed: then every delivery goes one at a time). */
+  batch?(result: Awaited<ReturnType<DeliveryBatchProcessor>> | undefined, size: number, seconds: number): void;
+}
+
 export interface DeliveryWorkerOptions {
   queue: DeliveryQueue;
   process: DeliveryProcessor;
-  /** Deliveries processed at the same time (default 4). */
+  /** Writes many deliveries at once (see above); without it, every delivery goes through process. */
+  batch?: DeliveryBatchProcessor;
+  /** Deliveries claimed a round trip when batching (default 256). */
+  batchSize?: number;
+  /** After a batch that was not full, how long the next one gathers before it is claimed (default 50 ms). */
+  batchLingerMs?: number;
+  /** Deliveries processed one at a time, at the same time (default 4). */
   concurrency?: number;
   /** How often the queue is polled when nothing woke the worker (default 1 s). */
   pollIntervalMs?: number;
   /** How long a claim lasts without renewal; renewed every third of it (default 60 s). */
   leaseMs?: number;
   log?: (line: string, level: WorkerLogLevel) => void;
+  events?: WorkerEvents;
   /** With deliveries in progress, no attempt ending for this long makes health() unhealthy (default 10 min). */
   stallMs?: number;
   /** Called when a retryable failure is given up (its retry window passed): records why on the row. */
@@ -36,6 +60,12 @@ export interface DeliveryWorker {
   /** Whether the worker makes progress (GET /healthz). */
   health(): WorkerHealth;
 }
+
+/** Batches written at once: one in its transaction while the next is claimed and folded. */
+const BATCHES_IN_FLIGHT = 2;
+
+/** The statuses a batch writes without downloading: what the worker claims while its downloads are busy. */
+const NON_FINAL = ["starting", "processing"] as const;
 
 export interface WorkerHealth {
   ok: boolean;
@@ -55,10 +85,16 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const leaseMs = options.leaseMs ?? 60_000;
   const log = options.log ?? (() => {});
+  const batchSize = Math.max(1, options.batchSize ?? 256);
+  const batchLingerMs = options.batchLingerMs ?? 50;
+  const limit = pLimit(concurrency);
+  /** One-at-a-time deliveries held (running or waiting for a slot) before claims take non-final ones only. */
+  const holdAtMost = concurrency * 2;
 
   let running = false;
   let loopDone: Promise<void> = Promise.resolve();
   const inFlight = new Set<Promise<void>>();
+  const batches = new Set<Promise<void>>();
   let woken = false;
   let wakeUp: (() => void) | undefined;
   const idleWaiters: (() => void)[] = [];
@@ -90,9 +126,13 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     while (running) {
       woken = false;
       lastTurn = Date.now();
-      const free = concurrency - inFlight.size;
+      if (batches.size >= BATCHES_IN_FLIGHT) {
+        await Promise.race(batches);
+        continue;
+      }
+      const want = options.batch ? batchSize : concurrency - inFlight.size;
       let claimed: ClaimedDelivery[] = [];
-      if (free > 0) {
+      if (want > 0) {
         try {
           if (Date.now() - lastSweep >= pollIntervalMs) {
             lastSweep = Date.now();
@@ -103,7 +143,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
                 "error",
               );
           }
-          claimed = await queue.claim(free, leaseMs);
+          const busy = options.batch !== undefined && inFlight.size >= holdAtMost;
+          claimed = await queue.claim(want, leaseMs, busy ? { statuses: NON_FINAL } : undefined);
         } catch (error) {
           // The database is down: say so once a minute, keep polling.
           if (Date.now() - lastDatabaseError > 60_000)
@@ -111,14 +152,62 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
           lastDatabaseError = Date.now();
         }
       }
-      for (const delivery of claimed) track(runOne(delivery));
-      if (claimed.length === 0 && inFlight.size === 0) {
+      if (claimed.length > 0 && options.batch) {
+        // The next claim goes out while this batch is written: two batches of the same
+        // prediction take turns on its lock, the later one seeing what the first wrote.
+        const batch = runBatch(options.batch, claimed).then((single) => single.forEach(schedule));
+        batches.add(batch);
+        void batch.finally(() => {
+          batches.delete(batch);
+          wake();
+        });
+      } else {
+        for (const delivery of claimed) schedule(delivery);
+      }
+      if (claimed.length === 0 && inFlight.size === 0 && batches.size === 0) {
         for (const resolve of idleWaiters.splice(0)) resolve();
       }
       // A full claim may have left more due work; otherwise wait for a wake-up or the next poll.
-      if (claimed.length > 0 && claimed.length === free) continue;
+      if (claimed.length > 0 && claimed.length === want) continue;
+      if (options.batch && claimed.length > 0) {
+        // Under load, a moment lets the next batch gather: each costs a transaction and a
+        // commit whatever its size, and every one the worker saves leaves the database and
+        // this process more time for acks. Wake-ups (every enqueue) do not cut it short.
+        await new Promise((resolve) => setTimeout(resolve, batchLingerMs));
+        continue;
+      }
       await sleep(pollIntervalMs);
     }
+  }
+
+  /** The batch step; what it hands back (or everything, when it fails) goes one at a time. */
+  async function runBatch(batch: DeliveryBatchProcessor, claimed: ClaimedDelivery[]): Promise<ClaimedDelivery[]> {
+    const started = Date.now();
+    try {
+      const result = await batch(claimed);
+      options.events?.batch?.(result, claimed.length, (Date.now() - started) / 1000);
+      if (result.single.length < claimed.length) log(`200 ${result.line}`, "info");
+      return result.single;
+    } catch (error) {
+      options.events?.batch?.(undefined, claimed.length, (Date.now() - started) / 1000);
+      log(
+        `batch of ${claimed.length} deliveries could not be written (${message(error)}); trying them one at a time`,
+        "warn",
+      );
+      return claimed;
+    }
+  }
+
+  /** Runs a delivery when a slot is free; its lease is renewed from now on, while it waits too. */
+  function schedule(delivery: ClaimedDelivery): void {
+    const renewal = setInterval(
+      () => {
+        queue.renew(delivery, leaseMs).catch(() => {});
+      },
+      Math.max(leaseMs / 3, 50),
+    );
+    renewal.unref();
+    track(limit(() => runOne(delivery)).finally(() => clearInterval(renewal)));
   }
 
   function track(promise: Promise<void>): void {
@@ -133,13 +222,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
 
   async function runOne(delivery: ClaimedDelivery): Promise<void> {
     const started = Date.now();
-    const renewal = setInterval(
-      () => {
-        queue.renew(delivery, leaseMs).catch(() => {});
-      },
-      Math.max(leaseMs / 3, 50),
-    );
-    renewal.unref();
+    const seconds = () => (Date.now() - started) / 1000;
     const who = `${delivery.id} ${delivery.predictionId}`;
     try {
       let summary: string;
@@ -149,6 +232,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
         // The pipeline's errors say whether a later attempt can succeed (an expired or refused output cannot).
         const final = (error as { retryable?: unknown } | null)?.retryable === false;
         const outcome = await queue.fail(delivery, message(error), { final });
+        options.events?.single?.(outcome.state, seconds());
         if (outcome.state === "retry") {
           const seconds = Math.round((outcome.retryAt!.getTime() - Date.now()) / 1000);
           log(`200 ${who} → attempt ${delivery.attempt} failed, retrying in ${seconds}s: ${message(error)}`, "warn");
@@ -170,7 +254,8 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
         return;
       }
       const completed = await queue.complete(delivery);
-      const took = `${((Date.now() - started) / 1000).toFixed(1)}s`;
+      options.events?.single?.(completed ? "done" : "lost", seconds());
+      const took = `${seconds().toFixed(1)}s`;
       log(
         `200 ${who} ${summary} (${took}${completed ? "" : "; its lease ran out meanwhile, another worker may repeat it"})`,
         "info",
@@ -178,8 +263,6 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
     } catch (error) {
       // The database failed while recording the outcome: the lease runs out and the work is retried.
       log(`200 ${who} → could not record the outcome: ${message(error)}; it will be retried`, "error");
-    } finally {
-      clearInterval(renewal);
     }
   }
 
@@ -194,6 +277,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions): DeliveryWo
       running = false;
       wake();
       await loopDone;
+      await Promise.allSettled([...batches]);
       await Promise.allSettled([...inFlight]);
     },
     health() {

@@ -2,7 +2,7 @@ import { onTestFinished } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { ingestPrediction } from "../../src/pipeline/ingest.ts";
 import type { Storage } from "../../src/storage/types.ts";
-import { createIngestProcessor } from "../../src/webhook/ingest-delivery.ts";
+import { createBatchIngestProcessor, createIngestProcessor } from "../../src/webhook/ingest-delivery.ts";
 import { createDeliveryQueue } from "../../src/webhook/queue.ts";
 import { createWebhookServer } from "../../src/webhook/http-server.ts";
 import { createDeliveryWorker } from "../../src/webhook/worker.ts";
@@ -20,11 +20,14 @@ export async function startReceiver(
 ) {
   const queue = createDeliveryQueue(db);
   const lines: string[] = [];
+  const deps = pipelineDeps(db, storage, outputHosts);
   const worker = createDeliveryWorker({
     queue,
     concurrency: options.concurrency ?? 4,
     pollIntervalMs: 100,
-    process: createIngestProcessor(ingestPrediction, pipelineDeps(db, storage, outputHosts)),
+    // As serve-webhook runs it: non-final deliveries in batches, the rest through the pipeline.
+    batch: createBatchIngestProcessor(deps),
+    process: createIngestProcessor(ingestPrediction, deps),
     log: (line) => lines.push(line),
   });
   const server = createWebhookServer({
