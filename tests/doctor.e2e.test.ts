@@ -1,17 +1,14 @@
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { FINDING_KINDS, type Finding, type FindingKind } from "../src/core/doctor.ts";
 import type { Database } from "../src/db/client.ts";
 import { runDoctor, type DoctorInput, type RepairOutcome } from "../src/jobs/doctor.ts";
 import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
-import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv, databaseKinds } from "./support/db.ts";
@@ -19,7 +16,13 @@ import { insertAgedDeliveries } from "./support/delivery-rows.ts";
 import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
 import { generation, insertGenerations } from "./support/generations.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
-import { pipelineDeps, storageKinds, testStorage, type StorageKind } from "./support/pipeline-fixtures.ts";
+import {
+  pipelineDeps,
+  storageKinds,
+  testS3Bucket,
+  testStorage,
+  type StorageKind,
+} from "./support/pipeline-fixtures.ts";
 import { waitFor } from "./support/wait.ts";
 
 // doctor end to end: every class of finding seeded on purpose, on both storages and both
@@ -245,18 +248,7 @@ describe("the binary", () => {
 
   it.runIf(process.env.TEST_DATABASE_URL)("scans PostgreSQL and the S3 server", async () => {
     const { db, config } = await createTestDatabase("postgres");
-    const s3: S3StorageConfig = {
-      provider: "aws",
-      bucket: `genstore-doctor-${randomBytes(6).toString("hex")}`,
-      region: "us-east-1",
-      endpoint: inject("s3Endpoint"),
-      forcePathStyle: true,
-      checksums: "WHEN_REQUIRED",
-    };
-    const client = createS3Client(s3, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
-    onTestFinished(() => client.destroy());
-    await client.send(new CreateBucketCommand({ Bucket: s3.bucket }));
-    const storage = createS3Storage(s3, client);
+    const { config: s3, storage } = await testS3Bucket("genstore-doctor-");
     await storage.put("videos/u1/gv.mp4", Buffer.from("video"));
     await insertGenerations(db, [
       { id: "gv", status: "succeeded", operationType: "video", storageKeys: [{ key: "videos/u1/gv.mp4", size: 5 }] },

@@ -1,18 +1,16 @@
-import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
-import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { createLocalStorage } from "../src/storage/local.ts";
-import { createS3Client, createS3Storage, type S3StorageConfig } from "../src/storage/s3.ts";
 import { bin, cleanEnv, genstore } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv, pgliteTemplate } from "./support/db.ts";
 import { freePort } from "./support/moto.ts";
 import { bucketContents, insertRows, putObjects, type Row } from "./support/migrate-keys-fixtures.ts";
 import { generations, keyMoves } from "./support/generations.ts";
+import { testS3Bucket } from "./support/pipeline-fixtures.ts";
 
 // genstore migrate-keys through the real binary, as an operator runs it.
 
@@ -133,18 +131,7 @@ describe("genstore migrate-keys (the binary)", () => {
   it.runIf(process.env.TEST_DATABASE_URL)("moves on PostgreSQL and the S3 server", async () => {
     const { config, db } = await createTestDatabase("postgres");
     await insertRows(db, rows);
-    const s3: S3StorageConfig = {
-      provider: "aws",
-      bucket: `genstore-mk-${randomBytes(6).toString("hex")}`,
-      region: "us-east-1",
-      endpoint: inject("s3Endpoint"),
-      forcePathStyle: true,
-      checksums: "WHEN_REQUIRED",
-    };
-    const client = createS3Client(s3, { credentials: { accessKeyId: "test", secretAccessKey: "test" } });
-    onTestFinished(() => client.destroy());
-    await client.send(new CreateBucketCommand({ Bucket: s3.bucket }));
-    const storage = createS3Storage(s3, client);
+    const { config: s3, storage } = await testS3Bucket("genstore-mk-");
     await putObjects(storage, objects);
     const env = {
       ...databaseEnv(config),

@@ -43,9 +43,23 @@ export async function createTestStorage(
       cleanup: () => fs.rm(dir, { recursive: true, force: true }),
     };
   }
+  const { storage, cleanup } = await createS3Bucket("genstore-pipeline-");
+  return { storage, cleanup };
+}
+
+/** A fresh bucket on the run's S3 server: its config (for a binary's environment) and a storage on it; closed when the test ends. */
+export async function testS3Bucket(prefix: string): Promise<{ config: S3StorageConfig; storage: Storage }> {
+  const { config, storage, cleanup } = await createS3Bucket(prefix);
+  onTestFinished(cleanup);
+  return { config, storage };
+}
+
+async function createS3Bucket(
+  prefix: string,
+): Promise<{ config: S3StorageConfig; storage: Storage; cleanup: () => Promise<void> }> {
   const config: S3StorageConfig = {
     provider: "aws",
-    bucket: `genstore-pipeline-${randomBytes(6).toString("hex")}`,
+    bucket: `${prefix}${randomBytes(6).toString("hex")}`,
     region: "us-east-1",
     endpoint: inject("s3Endpoint"),
     forcePathStyle: true,
@@ -60,7 +74,8 @@ export async function createTestStorage(
     { connectMs: 120_000, firstByteMs: 120_000, idleMs: 120_000 },
   );
   await client.send(new CreateBucketCommand({ Bucket: config.bucket }));
-  return { storage: createS3Storage(config, client, { partSize: 5 * MiB }), cleanup: async () => client.destroy() };
+  const storage = createS3Storage(config, client, { partSize: 5 * MiB });
+  return { config, storage, cleanup: async () => client.destroy() };
 }
 
 /** A prediction as Replicate sends it; `overrides` replace top-level fields. */
