@@ -50,6 +50,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("serve-webhook polls Replicate f
     expect(api.polls("stuck1")).toBe(0);
 
     const receiver = await startBinary({ ...env, REPLICATE_API_TOKEN: api.token }, polling);
+    // The URL (stdout) can arrive before the start-up lines (stderr): wait for the line.
+    await waitFor(() => /Polling Replicate every/.test(receiver.stderr()), undefined, "the polling line");
     expect(receiver.stderr()).toMatch(
       /Polling Replicate every 200ms for rows starting\/processing untouched for 1s \(as recover --pending; --no-reconcile turns it off\)\./,
     );
