@@ -248,7 +248,7 @@ describe("the binary", () => {
 
   it.runIf(process.env.TEST_DATABASE_URL)("scans PostgreSQL and the S3 server", async () => {
     const { db, config } = await createTestDatabase("postgres");
-    const { config: s3, storage } = await testS3Bucket("genstore-doctor-");
+    const { storage, env: s3Env } = await testS3Bucket("genstore-doctor-");
     await storage.put("videos/u1/gv.mp4", Buffer.from("video"));
     await insertGenerations(db, [
       { id: "gv", status: "succeeded", operationType: "video", storageKeys: [{ key: "videos/u1/gv.mp4", size: 5 }] },
@@ -262,12 +262,7 @@ describe("the binary", () => {
     ]);
     const env = {
       ...databaseEnv(config),
-      GENSTORE_STORAGE: "aws",
-      S3_BUCKET: s3.bucket,
-      AWS_ENDPOINT_URL_S3: s3.endpoint!,
-      AWS_ACCESS_KEY_ID: "test",
-      AWS_SECRET_ACCESS_KEY: "test",
-      AWS_REGION: "us-east-1",
+      ...s3Env,
     };
     const result = await genstore(["doctor", "--ndjson"], env);
     expect(result.code).toBe(10);

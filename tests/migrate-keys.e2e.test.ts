@@ -131,16 +131,11 @@ describe("genstore migrate-keys (the binary)", () => {
   it.runIf(process.env.TEST_DATABASE_URL)("moves on PostgreSQL and the S3 server", async () => {
     const { config, db } = await createTestDatabase("postgres");
     await insertRows(db, rows);
-    const { config: s3, storage } = await testS3Bucket("genstore-mk-");
+    const { storage, env: s3Env } = await testS3Bucket("genstore-mk-");
     await putObjects(storage, objects);
     const env = {
       ...databaseEnv(config),
-      GENSTORE_STORAGE: "aws",
-      S3_BUCKET: s3.bucket,
-      AWS_ENDPOINT_URL_S3: s3.endpoint!,
-      AWS_ACCESS_KEY_ID: "test",
-      AWS_SECRET_ACCESS_KEY: "test",
-      AWS_REGION: "us-east-1",
+      ...s3Env,
     };
     const result = await genstore(["migrate-keys", "--json", "--concurrency", "4"], env);
     expect(result.code).toBe(0);

@@ -47,11 +47,21 @@ export async function createTestStorage(
   return { storage, cleanup };
 }
 
-/** A fresh bucket on the run's S3 server: its config (for a binary's environment) and a storage on it; closed when the test ends. */
-export async function testS3Bucket(prefix: string): Promise<{ config: S3StorageConfig; storage: Storage }> {
+/** A fresh bucket on the run's S3 server: a storage on it and the environment that points a binary at it; closed when the test ends. */
+export async function testS3Bucket(
+  prefix: string,
+): Promise<{ config: S3StorageConfig; storage: Storage; env: Record<string, string> }> {
   const { config, storage, cleanup } = await createS3Bucket(prefix);
   onTestFinished(cleanup);
-  return { config, storage };
+  const env = {
+    GENSTORE_STORAGE: "aws",
+    S3_BUCKET: config.bucket,
+    AWS_ENDPOINT_URL_S3: config.endpoint!,
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_REGION: "us-east-1",
+  };
+  return { config, storage, env };
 }
 
 async function createS3Bucket(
