@@ -18,16 +18,12 @@ async function tempHome(): Promise<string> {
   return home;
 }
 
-/** serve-webhook on the embedded database of home; resolves once it printed its URL (Ready). */
-async function serveWebhook(home: string, args: string[] = []) {
-  const child = spawn(
-    process.execPath,
-    [bin, "serve-webhook", ...(args.includes("--port") ? [] : ["--port", "0"]), ...args],
-    {
-      env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: newSecret() }),
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+/** serve-webhook (or another server) on the embedded database of home. */
+async function serveWebhook(home: string, args: string[] = [], command = "serve-webhook") {
+  const child = spawn(process.execPath, [bin, command, ...(args.includes("--port") ? [] : ["--port", "0"]), ...args], {
+    env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: newSecret() }),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -69,26 +65,31 @@ describe("clear errors, not exit 1 (the binary)", () => {
     expect(result.stderr).toMatch(/not writable/);
   });
 
-  it("serve-webhook on a port in use is a configuration error (3)", async () => {
+  // Found before the database opens (no db/ folder is made): seconds sooner on the embedded one.
+  it.each(["serve-webhook", "gallery"])("%s on a port in use is a configuration error (3)", async (command) => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     onTestFinished(() => new Promise<void>((resolve) => taken.close(() => resolve())));
     const port = (taken.address() as net.AddressInfo).port;
-    const receiver = await serveWebhook(await tempHome(), ["--port", String(port)]);
+    const home = await tempHome();
+    const receiver = await serveWebhook(home, ["--port", String(port)], command);
     const result = { code: await receiver.exited, stderr: receiver.stderr() };
-    expect(result.code).toBe(3);
+    expect(result.code, result.stderr).toBe(3);
     expect(result.stderr).toMatch(
       new RegExp(`^error: Cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use\\.`),
     );
+    expect(existsSync(path.join(home, "db"))).toBe(false);
   });
 
-  it("serve-webhook --host nosuch.invalid is a configuration error (3)", async () => {
-    const receiver = await serveWebhook(await tempHome(), ["--host", "nosuch.invalid"]);
+  it.each(["serve-webhook", "gallery"])("%s --host nosuch.invalid is a configuration error (3)", async (command) => {
+    const home = await tempHome();
+    const receiver = await serveWebhook(home, ["--host", "nosuch.invalid"], command);
     const result = { code: await receiver.exited, stderr: receiver.stderr() };
-    expect(result.code).toBe(3);
+    expect(result.code, result.stderr).toBe(3);
     expect(result.stderr).toMatch(
       /^error: Cannot listen on nosuch\.invalid:0: the host nosuch\.invalid does not resolve/,
     );
+    expect(existsSync(path.join(home, "db"))).toBe(false);
   });
 
   it("migrate-keys --prefix ../ is refused as unsafe (8), before storage is touched", async () => {

@@ -3,6 +3,7 @@ import { withContext, type Context } from "../app.ts";
 import { openBrowser } from "../gallery/open-browser.ts";
 import { isLoopbackHost } from "../core/loopback.ts";
 import { runGallery } from "../gallery/run.ts";
+import { checkCanListen } from "../listen.ts";
 
 // `gallery`: a local, read-only web page of the generations, with the app's tabs.
 
@@ -43,6 +44,7 @@ async function galleryAction(options: Record<string, unknown>, context: Context)
     }),
   );
   const output = context.output();
+  await checkCanListen(input.port, input.host);
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
   await runGallery(input, {
     db,

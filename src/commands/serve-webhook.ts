@@ -5,6 +5,7 @@ import { parseDuration } from "../core/dates.ts";
 import { DEFAULT_RETRY_WINDOW } from "../core/delivery-retry.ts";
 import { replicateClientFromConfig } from "../replicate/client.ts";
 import { DEFAULT_RETENTION, RETENTION_VARIABLE, retentionMs as retentionFor } from "../jobs/prune.ts";
+import { checkCanListen } from "../listen.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
 import {
   renderStopped,
@@ -113,6 +114,7 @@ async function serveWebhookAction(options: Record<string, unknown>, context: Con
       : { on: true, every: input.reconcileEvery, after: input.reconcileAfter };
   const replicate = polling.on ? replicateClientFromConfig(config) : undefined;
 
+  await checkCanListen(input.port, input.host);
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
   const result = await runServeWebhook(
     {

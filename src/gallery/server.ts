@@ -13,6 +13,7 @@ import pLimit from "p-limit";
 import { contentTypeFor } from "../core/keys.ts";
 import type { Database } from "../db/client.ts";
 import { StorageError, UserError } from "../errors.ts";
+import { listen } from "../listen.ts";
 import type { GenerationRecord as Generation } from "../core/generation-table.ts";
 import { countByContext, findGeneration, runList } from "../jobs/list.ts";
 import { ObjectNotFoundError } from "../storage/errors.ts";
@@ -265,21 +266,17 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
 
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        const onError = (error: Error) => reject(error);
-        server.once("error", onError);
-        server.listen(port, host, () => {
-          server.off("error", onError);
-          const address = server.address() as AddressInfo;
-          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-          if (options.token === undefined)
-            allowedHosts = new Set(
-              ["127.0.0.1", "localhost", "[::1]", shown].map((name) => `${name}:${address.port}`.toLowerCase()),
-            );
-          resolve(`http://${shown}:${address.port}`);
-        });
-      });
+    async listen(port, host) {
+      const base = await listen(server, port, host);
+      if (options.token === undefined) {
+        // Host headers a browser on this machine sends (DNS rebinding gets none of them).
+        const { port: bound } = server.address() as AddressInfo;
+        const shown = base.slice("http://".length, base.lastIndexOf(":"));
+        allowedHosts = new Set(
+          ["127.0.0.1", "localhost", "[::1]", shown].map((name) => `${name}:${bound}`.toLowerCase()),
+        );
+      }
+      return base;
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -11,7 +11,8 @@
 // closes (or LINGER_MS), so that the client reads the answer instead of a reset.
 import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { listen } from "../listen.ts";
 import { StringDecoder } from "node:string_decoder";
 import type { ReceiverMetrics } from "./metrics.ts";
 import type { DeliveryQueue } from "./queue.ts";
@@ -206,18 +207,7 @@ export function createWebhookServer(options: WebhookServerOptions): WebhookServe
 
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        const onError = (error: Error) => reject(error);
-        server.once("error", onError);
-        server.listen(port, host, () => {
-          server.off("error", onError);
-          const address = server.address() as AddressInfo;
-          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-          resolve(`http://${shown}:${address.port}`);
-        });
-      });
-    },
+    listen: (port, host) => listen(server, port, host),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

@@ -169,9 +169,7 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
       error,
     );
   });
-  const url = await server.listen(input.port, input.host).catch((error: unknown) => {
-    throw listenError(error, input.port, input.host);
-  });
+  const url = await server.listen(input.port, input.host);
   worker.start();
   const background = new AbortController();
   const retaining = keepRetention(input, deps, background.signal);
@@ -214,33 +212,6 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
   await sweeping;
   const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
   return { pending: counts.pending + counts.processing };
-}
-
-/** A server that cannot listen is the operator's to fix (--port, --host), not a bug. */
-function listenError(error: unknown, port: number, host: string): Error {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  const where = `${host}:${port}`;
-  if (code === "EADDRINUSE")
-    return new ConfigError(
-      `Cannot listen on ${where}: the port is in use.`,
-      "Stop what uses it, or pass another --port (0 picks a free one).",
-    );
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME")
-    return new ConfigError(
-      `Cannot listen on ${where}: the host ${host} does not resolve.`,
-      "Pass --host an address of this machine, such as 127.0.0.1 or 0.0.0.0.",
-    );
-  if (code === "EADDRNOTAVAIL")
-    return new ConfigError(
-      `Cannot listen on ${where}: that address is not one of this machine's.`,
-      "Pass --host an address of this machine, such as 127.0.0.1 or 0.0.0.0.",
-    );
-  if (code === "EACCES" || code === "EPERM")
-    return new ConfigError(
-      `Cannot listen on ${where}: permission denied.`,
-      "Ports below 1024 need privileges: pass a --port above 1023.",
-    );
-  return error as Error;
 }
 
 function oneLine(error: unknown): string {
