@@ -283,13 +283,14 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
 
   it("deletes sources in several batches; a crash after one batch's deletes is finished by a rerun", async () => {
     const env = await setup(crashKind as never, crashProvider);
-    const keys = Array.from({ length: 620 }, (_, i) => `u7/img${String(i).padStart(4, "0")}.png`);
+    // 62 sources in one listing page, deleted 25 a request: two whole batches, then the rest.
+    const keys = Array.from({ length: 62 }, (_, i) => `u7/img${String(i).padStart(4, "0")}.png`);
     await putObjects(env.storage, keys);
-    const victim = keys[300]!;
+    const victim = keys[30]!;
     const crash = new Error("crash after a delete batch");
     await expect(
       env.run(
-        { orphansTo: "generated", concurrency: 8 },
+        { orphansTo: "generated", concurrency: 8, deleteBatchSize: 25 },
         {
           afterStep: (s, key) => {
             if (s === "delete" && key === victim) throw crash;
@@ -297,7 +298,10 @@ describe.each(crashCombos)("migrate-keys after a crash (%s, %s storage)", (crash
         },
       ),
     ).rejects.toBe(crash);
-    const rerun = await env.run({ orphansTo: "generated" });
+    // The crash came after a whole batch of 25 was deleted, none larger.
+    expect(env.deleteRequests).toContain(25);
+    expect(Math.max(...env.deleteRequests)).toBe(25);
+    const rerun = await env.run({ orphansTo: "generated", deleteBatchSize: 25 });
     expect(rerun.failed).toBe(0);
     const bucket = await bucketContents(env.storage);
     expect(Object.keys(bucket).sort()).toEqual(keys.map((key) => `generated/${key}`).sort());

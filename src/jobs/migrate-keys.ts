@@ -28,7 +28,7 @@ import type { JournalEntry } from "./key-move-journal.ts";
 // journal the moves, then move each object with bounded concurrency by the journal's
 // decision table (nextKeyMoveStep): copy server-side, verify, update the row and the
 // journal in one statement, and only then delete the source (sources whose moves are
-// recorded are deleted together, up to DELETE_BATCH a request). Never prints: progress and
+// recorded are deleted together, up to deleteBatchSize a request). Never prints: progress and
 // per-object events go through callbacks, and the result is returned.
 //
 // What a rerun relies on: every journal write happens after the storage action it
@@ -53,6 +53,8 @@ export interface MigrateKeysInput {
   countFirst?: boolean;
   /** Keys per listing page and per database lookup (default 1,000). */
   batchSize?: number;
+  /** Sources deleted per request (default 250; DeleteObjects takes up to 1,000). */
+  deleteBatchSize?: number;
 }
 
 export type MigrateKeysEvent =
@@ -116,8 +118,7 @@ export interface MigrateKeysResult {
 
 export const DEFAULT_CONCURRENCY = 16;
 export const DEFAULT_BATCH_SIZE = 1_000;
-/** Sources deleted per request (DeleteObjects takes up to 1,000). */
-const DELETE_BATCH = 250;
+const DEFAULT_DELETE_BATCH = 250;
 const LISTED_SAMPLES = 100;
 
 /** Refuses input that cannot run, before anything is opened: a prefix no storage key can start with (../, a dot-folder). */
@@ -384,7 +385,8 @@ class MigrateKeysRun {
       if (outcome === "delete") {
         deferred = true;
         deletes.push({ work, state });
-        if (deletes.length >= DELETE_BATCH) await this.deleteSources(deletes.splice(0), done);
+        if (deletes.length >= (this.input.deleteBatchSize ?? DEFAULT_DELETE_BATCH))
+          await this.deleteSources(deletes.splice(0), done);
         return;
       }
       this.settle(work, outcome);

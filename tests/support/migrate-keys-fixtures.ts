@@ -33,6 +33,8 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
   const copies = new Map<string, number>();
   /** Keys deleteMany reports it could not delete (as S3's DeleteObjects does per key). */
   const refusedDeletes = new Set<string>();
+  /** How many keys each deleteMany request carried, in order. */
+  const deleteRequests: number[] = [];
   // Counts server-side copies per source key, to check that reruns copy nothing twice.
   const counted: Storage = {
     provider: storage.provider,
@@ -47,6 +49,7 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
     downloadUrl: (key, options) => storage.downloadUrl(key, options),
     delete: (key) => storage.delete(key),
     deleteMany: async (keys) => {
+      deleteRequests.push(keys.length);
       const refused = keys.filter((key) => refusedDeletes.has(key));
       const failures = await storage.deleteMany(keys.filter((key) => !refusedDeletes.has(key)));
       return [
@@ -60,7 +63,7 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
   };
   const run = (input: MigrateKeysInput = {}, extra: Partial<MigrateKeysDeps> = {}) =>
     runMigrateKeys(input, { db, storage: counted, ...extra });
-  return { db, config, storage, copies, refusedDeletes, run };
+  return { db, config, storage, copies, refusedDeletes, deleteRequests, run };
 }
 
 export async function putObjects(storage: Storage, keys: string[]): Promise<void> {
