@@ -5,7 +5,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { bin, cleanEnv, genstore } from "./support/cli.ts";
+import { bin, cleanEnv, genstore, migratedHome } from "./support/cli.ts";
 import { newSecret } from "./support/webhook-deliveries.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -101,7 +101,7 @@ describe("clear errors, not exit 1 (the binary)", () => {
 
 describe("serve-webhook starts only when it can store (the binary)", () => {
   it("exits 5 with a clear error, before Ready, when storage is not writable", async () => {
-    const home = await tempHome();
+    const home = await migratedHome();
     await writeFile(path.join(home, "storage"), "a file where the storage folder should be");
     const receiver = await serveWebhook(home);
     expect(await receiver.exited).toBe(5);
@@ -111,7 +111,7 @@ describe("serve-webhook starts only when it can store (the binary)", () => {
   });
 
   it("removes temp files left by a killed write (older than any write in flight), and only those", async () => {
-    const home = await tempHome();
+    const home = await migratedHome();
     const folder = path.join(home, "storage", "generated", "user_1");
     await mkdir(folder, { recursive: true });
     const stale = path.join(folder, ".g1_0.png.0123456789abcdef.partial");

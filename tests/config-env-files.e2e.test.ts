@@ -1,15 +1,18 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { genstore } from "./support/cli.ts";
+import { copyMigratedDatabase, genstore } from "./support/cli.ts";
 import { tempDir } from "./support/pipeline-fixtures.ts";
 
 // The CLI run in a Next.js app's folder reads the app's .env files as Next does, and says
 // which database and storage it is about to use before `db migrate` touches anything.
 
+/** An app's folder with these files, and a migrated embedded database in each home they name. */
 async function appFolder(files: Record<string, string>): Promise<string> {
   const dir = await tempDir("genstore-envfiles-");
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  const homes = Object.values(files).flatMap((text) => [...text.matchAll(/^GENSTORE_HOME=(.*)$/gm)].map((m) => m[1]!));
+  for (const home of new Set(homes)) await copyMigratedDatabase(path.join(dir, home));
   return dir;
 }
 
@@ -21,7 +24,6 @@ describe("the .env files of the working directory", () => {
       ".env.local": "GENSTORE_HOME=from-env-local\n",
       ".env.development.local": "",
     });
-    // A fresh embedded database: status says it is not migrated (exit 4), after saying which one it is.
     const { stderr } = await genstore(["db", "status"], { NODE_ENV: "development" }, { cwd: dir });
     expect(stderr).toContain(
       `Using the embedded database in ${path.join(dir, "from-env-local", "db")}, local storage in ${path.join(dir, "outputs-from-env")}; settings from .env.development.local, .env.local, .env.development, .env.`,

@@ -1,6 +1,4 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { FINDING_KINDS, type Finding, type FindingKind } from "../src/core/doctor.ts";
@@ -10,7 +8,7 @@ import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
 import type { Storage } from "../src/storage/types.ts";
-import { bin, cleanEnv, genstore } from "./support/cli.ts";
+import { bin, cleanEnv, genstore, migratedHome } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv, databaseKinds } from "./support/db.ts";
 import { insertAgedDeliveries } from "./support/delivery-rows.ts";
 import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
@@ -199,11 +197,7 @@ describe.each(cases)("doctor on %s with %s storage", (dbKind, storageKind: Stora
 });
 
 describe("the binary", () => {
-  async function home(): Promise<string> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-doctor-"));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
-    return dir;
-  }
+  const home = () => migratedHome("genstore-doctor-");
 
   it("prints a table, --json, --ndjson, narrows the scan, and exits 10 while problems remain, 0 once none do", async () => {
     const dir = await home();

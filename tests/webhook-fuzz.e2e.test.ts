@@ -1,11 +1,8 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
-import os from "node:os";
-import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { bin, cleanEnv } from "./support/cli.ts";
+import { bin, cleanEnv, migratedHome } from "./support/cli.ts";
 import { newSecret, request, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -95,8 +92,7 @@ describe("the receiver under a fuzz of malformed deliveries (the binary)", () =>
       timeout: 400_000,
     },
     async () => {
-      const home = await mkdtemp(path.join(os.tmpdir(), "genstore-fuzz-"));
-      onTestFinished(() => rm(home, { recursive: true, force: true }));
+      const home = await migratedHome("genstore-fuzz-");
       const secret = newSecret();
       const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", "--concurrency", "1"], {
         env: cleanEnv({ GENSTORE_HOME: home, REPLICATE_WEBHOOK_SECRET: secret }),

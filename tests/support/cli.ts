@@ -1,7 +1,10 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+// eslint-disable-next-line n/no-unsupported-features/node-builtins -- fs.cp works on Node 20 (tests only)
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { onTestFinished } from "vitest";
+import { inject, onTestFinished } from "vitest";
 import { waitFor } from "./wait.ts";
 
 // The real binary, run as an operator runs it: colour off, and none of the developer's own
@@ -17,6 +20,23 @@ export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
     Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|GENSTORE_|S3_|AWS_|REPLICATE_)/.test(k)),
   );
   return { ...clean, NO_COLOR: "1", ...env };
+}
+
+/**
+ * A GENSTORE_HOME whose embedded database is made and migrated already: a copy of one made
+ * once per run (the binary's initdb and migrations take seconds, more on a busy machine).
+ * Removed when the test ends.
+ */
+export async function migratedHome(prefix = "genstore-home-"): Promise<string> {
+  const home = await mkdtemp(path.join(os.tmpdir(), prefix));
+  onTestFinished(() => rm(home, { recursive: true, force: true }));
+  await copyMigratedDatabase(home);
+  return home;
+}
+
+/** Puts the migrated embedded database into home/db (home need not exist). */
+export async function copyMigratedDatabase(home: string): Promise<void> {
+  await cp(inject("embeddedHomeDb"), path.join(home, "db"), { recursive: true });
 }
 
 /** Runs `genstore <args>` to the end; a non-zero exit is returned as its code, not thrown. */

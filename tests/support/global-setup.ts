@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
@@ -15,6 +15,8 @@ declare module "vitest" {
     pgliteTemplate: string;
     /** A PGlite data folder straight after initdb, nothing of genstore's in it. */
     pgliteBlankTemplate: string;
+    /** The migrated database as a folder, to copy into a GENSTORE_HOME as its db/ (tests/support/cli.ts). */
+    embeddedHomeDb: string;
   }
 }
 
@@ -26,6 +28,7 @@ export async function setup(project: TestProject) {
   const [templates] = await Promise.all([makePgliteTemplates(tempDir), startMoto(project), buildCli()]);
   project.provide("pgliteTemplate", templates.migrated);
   project.provide("pgliteBlankTemplate", templates.blank);
+  project.provide("embeddedHomeDb", templates.folder);
 }
 
 /** Rebuilds dist/ so tests that spawn bin/genstore run the current sources, not an old bundle. */
@@ -44,7 +47,7 @@ function buildCli(): Promise<void> {
 }
 
 /** initdb takes seconds: each test starts from a copy of one of these instead. */
-async function makePgliteTemplates(dir: string): Promise<{ migrated: string; blank: string }> {
+async function makePgliteTemplates(dir: string): Promise<{ migrated: string; blank: string; folder: string }> {
   const { PGlite } = await import("@electric-sql/pglite");
   const { databaseFromPGlite } = await import("../../src/db/client.ts");
   const { applyMigrations } = await import("../../src/db/migrations.ts");
@@ -59,7 +62,11 @@ async function makePgliteTemplates(dir: string): Promise<{ migrated: string; bla
   await applyMigrations(db);
   const migrated = await dump("pglite-template.tar");
   await db.close();
-  return { migrated, blank };
+  // The binary opens a folder: the same database, written out once (PGlite loads a tarball into a folder).
+  const folder = path.join(dir, "home-db");
+  const copy = await PGlite.create({ dataDir: folder, loadDataDir: new Blob([await readFile(migrated)]) });
+  await copy.close();
+  return { migrated, blank, folder };
 }
 
 async function startMoto(project: TestProject) {
