@@ -124,9 +124,15 @@ describe("serve-webhook starts only when it can store (the binary)", () => {
 
     const receiver = await serveWebhook(home);
     await waitFor(() => /Ready\./.test(receiver.stderr()), 100_000, "serve-webhook to be ready");
-    await waitFor(() => !existsSync(stale) && !existsSync(staleSidecar), 30_000, "the stale temp files to go");
+    // The line comes once the sweep is over (the files go first).
+    await waitFor(
+      () => /removed 2 temp files left by interrupted writes/.test(receiver.stderr()),
+      undefined,
+      "the sweep's line",
+    );
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(staleSidecar)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
     expect(existsSync(object)).toBe(true);
-    expect(receiver.stderr()).toMatch(/removed 2 temp files left by interrupted writes/);
   });
 });
