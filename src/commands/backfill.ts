@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { parseDateInput } from "../core/dates.ts";
 import { DEFAULT_BATCH_SIZE, runBackfill, summaryLine } from "../jobs/backfill.ts";
 import { formatRate } from "../ui/output.ts";
@@ -47,11 +48,7 @@ async function backfillAction(options: Record<string, unknown>, context: Context
         .string()
         .optional()
         .refine((v) => v === undefined || parseDateInput(v), "must be an ISO date or a duration such as 24h or 7d"),
-      batchSize: z.coerce
-        .number()
-        .int("must be a whole number")
-        .min(1, "must be at least 1")
-        .max(1_000_000, "must be at most 1,000,000"),
+      batchSize: wholeNumber(z, 1, 1_000_000),
       force: z.boolean().optional(),
       dryRun: z.boolean().optional(),
       json: z.boolean().optional(),

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { parseDateInput, parseDuration } from "../core/dates.ts";
 import { DEFAULT_STUCK_AFTER_MS } from "../core/doctor.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
@@ -67,11 +68,7 @@ async function doctorAction(options: Record<string, unknown>, context: Context):
         dryRun: z.boolean().optional(),
         adopt: z.boolean().optional(),
         retryFailed: z.boolean().optional(),
-        concurrency: z.coerce
-          .number()
-          .int("must be a whole number")
-          .min(1, "must be between 1 and 32")
-          .max(32, "must be between 1 and 32"),
+        concurrency: wholeNumber(z, 1, 32),
         json: z.boolean().optional(),
         ndjson: z.boolean().optional(),
       })

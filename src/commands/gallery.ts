@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { openBrowser } from "../gallery/open-browser.ts";
 import { isLoopbackHost } from "../core/loopback.ts";
 import { runGallery } from "../gallery/run.ts";
@@ -33,11 +34,7 @@ Examples:
 async function galleryAction(options: Record<string, unknown>, context: Context): Promise<void> {
   const input = context.parse(options, (z) =>
     z.object({
-      port: z.coerce
-        .number()
-        .int()
-        .min(0, "must be a port number (0-65535)")
-        .max(65535, "must be a port number (0-65535)"),
+      port: wholeNumber(z, 0, 65535),
       host: z.string().min(1),
       token: z.string().min(16, "must be at least 16 characters").optional(),
       open: z.boolean().optional(),

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { parseDateInput } from "../core/dates.ts";
 import { STORAGE_CONTEXTS } from "../core/operation.ts";
 import { STATUSES } from "../core/status.ts";
@@ -49,7 +50,7 @@ async function listAction(options: Record<string, unknown>, context: Context): P
         .string()
         .optional()
         .refine((v) => v === undefined || date(v), "must be an ISO date or a duration such as 24h or 7d"),
-      limit: z.coerce.number().int().min(1, "must be between 1 and 1000").max(1000, "must be between 1 and 1000"),
+      limit: wholeNumber(z, 1, 1000),
       after: z.string().min(1).optional(),
       json: z.boolean().optional(),
     }),

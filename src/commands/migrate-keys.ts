@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { STORAGE_CONTEXTS } from "../core/operation.ts";
 import { checkMigrateKeysInput, runMigrateKeys } from "../jobs/migrate-keys.ts";
 import { migrateKeysView } from "../ui/migrate-keys-render.ts";
@@ -45,11 +46,7 @@ async function migrateKeysAction(options: Record<string, unknown>, context: Cont
       dryRun: z.boolean().optional(),
       prefix: z.string().min(1).optional(),
       orphansTo: z.enum(STORAGE_CONTEXTS).optional(),
-      concurrency: z.coerce
-        .number()
-        .int("must be a whole number")
-        .min(1, "must be at least 1")
-        .max(1024, "must be at most 1024"),
+      concurrency: wholeNumber(z, 1, 1024),
       keepSource: z.boolean().optional(),
       json: z.boolean().optional(),
     }),

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { parseDateInput, parseDuration } from "../core/dates.ts";
 import { checkRecoverInput, runRecover } from "../jobs/recover.ts";
 import { ingestPrediction } from "../pipeline/ingest.ts";
@@ -56,11 +57,7 @@ async function recoverAction(options: Record<string, unknown>, context: Context)
         interval: z.string().refine((v) => duration(v) > 0, "must be a duration such as 5s, 500ms or 1m"),
         dryRun: z.boolean().optional(),
         user: z.string().optional(),
-        concurrency: z.coerce
-          .number()
-          .int("must be a whole number")
-          .min(1, "must be between 1 and 32")
-          .max(32, "must be between 1 and 32"),
+        concurrency: wholeNumber(z, 1, 32),
         json: z.boolean().optional(),
       })
       .transform(({ args, since, interval, ...rest }) => ({

@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 import { withContext, type Context } from "../app.ts";
+import { wholeNumber } from "./option-rules.ts";
 import { RETRY_WINDOW_VARIABLE, retryWindowMs as retryWindowFor } from "../config.ts";
 import { parseDuration } from "../core/dates.ts";
 import { DEFAULT_RETRY_WINDOW } from "../core/delivery-retry.ts";
@@ -82,9 +83,9 @@ Examples:
 async function serveWebhookAction(options: Record<string, unknown>, context: Context): Promise<void> {
   const input = context.parse(options, (z) =>
     z.object({
-      port: z.coerce.number().int().min(0, "must be a port (0-65535)").max(65535, "must be a port (0-65535)"),
+      port: wholeNumber(z, 0, 65535),
       host: z.string().min(1),
-      concurrency: z.coerce.number().int().min(1, "must be between 1 and 64").max(64, "must be between 1 and 64"),
+      concurrency: wholeNumber(z, 1, 64),
       user: z.string().min(1).optional(),
       insecureNoVerify: z.boolean().optional(),
       metricsToken: z.string().min(16, "must be at least 16 characters").optional(),
