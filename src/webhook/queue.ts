@@ -156,18 +156,28 @@ export function createDeliveryQueue(
     async claim(limit, leaseMs, options = {}) {
       if (limit <= 0) return [];
       const statuses = options.statuses;
+      const ofStatus = statuses ? `AND body->>'status' = ANY($4::text[])` : "";
+      // Due pending deliveries and expired leases, oldest first: each read in the order of the
+      // (state, receivedAt) index, so that a claim reads about as many rows as it takes. One
+      // condition with OR read every pending row and sorted them, at each claim (a 40,000
+      // backlog drained at ~500/s). A row the outer LIMIT leaves is unlocked as the statement ends.
       const rows = await db.query<ClaimRow>(
-        `UPDATE "WebhookDelivery"
+        `WITH pending AS (
+           SELECT id, "receivedAt" FROM "WebhookDelivery"
+            WHERE state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}) ${ofStatus}
+            ORDER BY "receivedAt" LIMIT $1 FOR UPDATE SKIP LOCKED
+         ), expired AS (
+           SELECT id, "receivedAt" FROM "WebhookDelivery"
+            WHERE state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3 ${ofStatus}
+            ORDER BY "receivedAt" LIMIT $1 FOR UPDATE SKIP LOCKED
+         ), due AS (
+           SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS both_kinds
+            ORDER BY "receivedAt" LIMIT $1
+         )
+         UPDATE "WebhookDelivery"
             SET state = 'processing', attempts = attempts + 1,
                 "lockedUntil" = ${NOW} + $2 * interval '1 millisecond', "updatedAt" = ${NOW}
-          WHERE id IN (
-            SELECT id FROM "WebhookDelivery"
-             WHERE ((state = 'pending' AND ("lockedUntil" IS NULL OR "lockedUntil" <= ${NOW}))
-                OR (state = 'processing' AND "lockedUntil" < ${NOW} AND attempts < $3))
-               ${statuses ? `AND body->>'status' = ANY($4::text[])` : ""}
-             ORDER BY "receivedAt"
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED)
+          WHERE id IN (SELECT id FROM due)
         RETURNING id, "predictionId", body, query, attempts, "receivedAt"`,
         limit,
         leaseMs,
