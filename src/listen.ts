@@ -12,11 +12,16 @@ export function listen(server: net.Server, port: number, host: string): Promise<
     server.once("error", onError);
     server.listen(port, host, () => {
       server.off("error", onError);
-      const address = server.address() as AddressInfo;
-      const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-      resolve(`http://${shown}:${address.port}`);
+      const bound = boundAddress(server);
+      resolve(`http://${bound.host}:${bound.port}`);
     });
   });
+}
+
+/** Where a listening server is: its host as a URL writes it (IPv6 in brackets) and its port. */
+export function boundAddress(server: net.Server): { host: string; port: number } {
+  const address = server.address() as AddressInfo;
+  return { host: address.family === "IPv6" ? `[${address.address}]` : address.address, port: address.port };
 }
 
 /** Fails as listen() would, now: a probe listens on the address and lets it go at once. */

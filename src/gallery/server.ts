@@ -5,7 +5,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pipeline } from "node:stream/promises";
@@ -13,7 +12,7 @@ import pLimit from "p-limit";
 import { contentTypeFor } from "../core/keys.ts";
 import type { Database } from "../db/client.ts";
 import { StorageError, UserError } from "../errors.ts";
-import { listen } from "../listen.ts";
+import { boundAddress, listen } from "../listen.ts";
 import type { GenerationRecord as Generation } from "../core/generation-table.ts";
 import { countByContext, findGeneration, runList } from "../jobs/list.ts";
 import { ObjectNotFoundError } from "../storage/errors.ts";
@@ -270,10 +269,9 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
       const base = await listen(server, port, host);
       if (options.token === undefined) {
         // Host headers a browser on this machine sends (DNS rebinding gets none of them).
-        const { port: bound } = server.address() as AddressInfo;
-        const shown = base.slice("http://".length, base.lastIndexOf(":"));
+        const bound = boundAddress(server);
         allowedHosts = new Set(
-          ["127.0.0.1", "localhost", "[::1]", shown].map((name) => `${name}:${bound}`.toLowerCase()),
+          ["127.0.0.1", "localhost", "[::1]", bound.host].map((name) => `${name}:${bound.port}`.toLowerCase()),
         );
       }
       return base;
