@@ -1,8 +1,7 @@
 import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { describe, expect, it, onTestFinished } from "vitest";
@@ -10,11 +9,11 @@ import { ingestPrediction } from "../src/pipeline/ingest.ts";
 import { runRecover, type RecoverInput } from "../src/jobs/recover.ts";
 import { createReplicateClient } from "../src/replicate/client.ts";
 import { createLocalStorage } from "../src/storage/local.ts";
-import { bin, cleanEnv, genstore } from "./support/cli.ts";
-import { createTestDatabase, databaseKinds, databaseEnv, pgliteTemplate, type DatabaseKind } from "./support/db.ts";
+import { bin, cleanEnv, genstore, migratedHome } from "./support/cli.ts";
+import { createTestDatabase, databaseKinds, databaseEnv, type DatabaseKind } from "./support/db.ts";
 import { fakePrediction, startFakeReplicate, type FakeReplicate } from "./support/fake-replicate.ts";
 import { startOutputServer, type OutputServer } from "./support/output-server.ts";
-import { pipelineDeps } from "./support/pipeline-fixtures.ts";
+import { pipelineDeps, tempDir } from "./support/pipeline-fixtures.ts";
 import { countGenerations, generation, generations, insertGeneration } from "./support/generations.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -27,12 +26,6 @@ async function servers(): Promise<{ api: FakeReplicate; files: OutputServer }> {
     await Promise.all([api.close(), files.close()]);
   });
   return { api, files };
-}
-
-async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** Every file under root, relative, without the local provider's hidden metadata. */
@@ -220,13 +213,7 @@ describe.each(databaseKinds)("recover through the real pipeline on %s", (kind: D
 
 // The binary, as an operator runs it.
 
-/** A GENSTORE_HOME whose embedded database is already migrated. */
-async function home(): Promise<string> {
-  const dir = await tempDir("genstore-home-");
-  const pglite = await PGlite.create({ dataDir: path.join(dir, "db"), loadDataDir: await pgliteTemplate() });
-  await pglite.close();
-  return dir;
-}
+const home = () => migratedHome();
 
 // Each binary run starts Node, opens the database and migrates it: seconds each on a busy machine.
 describe("genstore recover (the binary)", () => {

@@ -1,10 +1,10 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 // eslint-disable-next-line n/no-unsupported-features/node-builtins -- fs.cp works on Node 20 (tests only)
-import { cp, mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
+import { cp } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { inject, onTestFinished } from "vitest";
+import { tempDir } from "./pipeline-fixtures.ts";
 import { waitFor } from "./wait.ts";
 
 // The real binary, run as an operator runs it: colour off, and none of the developer's own
@@ -28,8 +28,7 @@ export function cleanEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
  * Removed when the test ends.
  */
 export async function migratedHome(prefix = "genstore-home-"): Promise<string> {
-  const home = await mkdtemp(path.join(os.tmpdir(), prefix));
-  onTestFinished(() => rm(home, { recursive: true, force: true }));
+  const home = await tempDir(prefix);
   await copyMigratedDatabase(home);
   return home;
 }
