@@ -1,22 +1,18 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, utimes, writeFile } from "node:fs/promises";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { bin, cleanEnv, genstore, migratedHome } from "./support/cli.ts";
+import { tempDir } from "./support/pipeline-fixtures.ts";
 import { newSecret } from "./support/webhook-deliveries.ts";
 import { waitFor } from "./support/wait.ts";
 
 // Where the README promises a clear error and a documented exit code, the binary gives one
 // (exit 1 means "this is a bug"); serve-webhook says Ready only once it can store.
 
-async function tempHome(): Promise<string> {
-  const home = await mkdtemp(path.join(os.tmpdir(), "genstore-cli-hardening-"));
-  onTestFinished(() => rm(home, { recursive: true, force: true }));
-  return home;
-}
+const tempHome = () => tempDir("genstore-cli-hardening-");
 
 /** serve-webhook (or another server) on the embedded database of home. */
 async function serveWebhook(home: string, args: string[] = [], command = "serve-webhook") {
