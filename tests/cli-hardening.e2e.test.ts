@@ -39,6 +39,13 @@ describe("clear errors, not exit 1 (the binary)", () => {
     expect(result.stderr).toMatch(/^error: Invalid option: --since must be an ISO date or a duration/);
   });
 
+  it("gallery --counts-max-age soon is a usage error (2), before anything opens", async () => {
+    const home = await tempHome();
+    const result = await genstore(["gallery", "--port", "0", "--counts-max-age", "soon"], { GENSTORE_HOME: home });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^error: Invalid option: --counts-max-age must be a duration such as 10s/);
+  });
+
   it("GENSTORE_HOME under a file is a database error (4) naming the folder", async () => {
     const home = await tempHome();
     await writeFile(path.join(home, "a-file"), "");

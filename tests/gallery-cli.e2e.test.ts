@@ -57,7 +57,7 @@ describe("genstore gallery", () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain("genstore gallery");
     const counts = await fetch(new URL("/api/counts", url));
-    expect(await counts.json()).toEqual({ all: 0, generated: 0, edited: 0, upscaled: 0, videos: 0 });
+    expect(await counts.json()).toMatchObject({ all: 0, generated: 0, edited: 0, upscaled: 0, videos: 0 });
     await expect.poll(() => gallery.stderr()).toMatch(/Read-only\. Ctrl-C to stop\./);
 
     gallery.child.kill("SIGINT");

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { withContext, type Context } from "../app.ts";
 import { wholeNumber } from "./option-rules.ts";
+import { parseDuration } from "../core/dates.ts";
 import { openBrowser } from "../gallery/open-browser.ts";
 import { isLoopbackHost } from "../core/loopback.ts";
 import { runGallery } from "../gallery/run.ts";
@@ -16,11 +17,18 @@ export function register(program: Command, signal: AbortSignal): void {
     .option("--host <host>", "address to listen on; anything but loopback needs a token", "127.0.0.1")
     .option("--token <token>", "require this token (generated and printed once when --host is not loopback)")
     .option("--open", "open the page in the default browser")
+    .option(
+      "--counts-max-age <duration>",
+      "how old the counts per tab may be before they are counted again (0s: always)",
+      "10s",
+    )
     .addHelpText(
       "after",
       `
 The URL goes to stdout; Ctrl-C stops the server. Nothing is written: the server answers
-GET and HEAD only. Local storage is streamed (ranges, so videos seek); S3 objects are
+GET and HEAD only. The counts per tab read every matching row, so each filter's counts are
+kept for --counts-max-age (older ones are shown, with the time they were counted, while new
+ones are counted). Local storage is streamed (ranges, so videos seek); S3 objects are
 served through presigned URLs valid for 15 minutes.
 
 Examples:
@@ -38,31 +46,38 @@ async function galleryAction(options: Record<string, unknown>, context: Context)
       host: z.string().min(1),
       token: z.string().min(16, "must be at least 16 characters").optional(),
       open: z.boolean().optional(),
+      countsMaxAge: z
+        .string()
+        .transform((v) => parseDuration(v))
+        .refine((v) => v !== undefined, "must be a duration such as 10s, 1m or 0s"),
     }),
   );
   const output = context.output();
   await checkCanListen(input.port, input.host);
   const [db, storage] = await Promise.all([context.database(), context.storage()]);
-  await runGallery(input, {
-    db,
-    storage,
-    signal: context.signal,
-    log: (line) => output.warn(line),
-    onListening: ({ url, tokenGenerated }) => {
-      output.print(url);
-      if (tokenGenerated)
-        output.warn(
-          `Listening on ${input.host}, beyond this machine: the URL above carries a token generated for this run (shown once).`,
+  await runGallery(
+    { ...input, countsMaxAgeMs: input.countsMaxAge },
+    {
+      db,
+      storage,
+      signal: context.signal,
+      log: (line) => output.warn(line),
+      onListening: ({ url, tokenGenerated }) => {
+        output.print(url);
+        if (tokenGenerated)
+          output.warn(
+            `Listening on ${input.host}, beyond this machine: the URL above carries a token generated for this run (shown once).`,
+          );
+        else if (!isLoopbackHost(input.host)) output.warn(`Listening on ${input.host}: every request needs the token.`);
+        output.success(
+          `Gallery of ${db.describe}, storage ${storage.provider} ${storage.bucket}. Read-only. Ctrl-C to stop.`,
         );
-      else if (!isLoopbackHost(input.host)) output.warn(`Listening on ${input.host}: every request needs the token.`);
-      output.success(
-        `Gallery of ${db.describe}, storage ${storage.provider} ${storage.bucket}. Read-only. Ctrl-C to stop.`,
-      );
-      if (input.open)
-        openBrowser(url).catch((error: unknown) =>
-          output.warn(`Could not open a browser: ${String(error)}. Open the URL above.`),
-        );
+        if (input.open)
+          openBrowser(url).catch((error: unknown) =>
+            output.warn(`Could not open a browser: ${String(error)}. Open the URL above.`),
+          );
+      },
     },
-  });
+  );
   output.info("Stopped.");
 }

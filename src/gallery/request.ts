@@ -11,6 +11,7 @@ export type GalleryFilters = Omit<ListFilters, "limit" | "after" | "context">;
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
 
 const DAY_MS = 86_400_000;
+const FILTER_NAMES = ["user", "status", "since", "until"] as const;
 const MAX_TEXT = 500;
 
 /** user, status, since, until: the filters shared by a page and its counts. */
@@ -35,6 +36,16 @@ export function parseFilters(query: URLSearchParams, now = new Date()): Parsed<G
     filters[name] = name === "until" && /^\d{4}-\d{2}-\d{2}$/.test(text) ? new Date(date.getTime() + DAY_MS) : date;
   }
   return { ok: true, value: filters };
+}
+
+/** The filters as typed, in one order: which counts a query asks for. */
+export function countsKey(query: URLSearchParams): string {
+  const key = new URLSearchParams();
+  for (const name of FILTER_NAMES) {
+    const value = query.get(name)?.trim();
+    if (value) key.set(name, value);
+  }
+  return key.toString();
 }
 
 export function parseTab(query: URLSearchParams): Parsed<StorageContext | undefined> {

@@ -12,6 +12,8 @@ export interface GalleryInput {
   /** Required by every request; generated when host is not a loopback address and none is given. */
   token?: string;
   pageSize?: number;
+  /** How old the counts per tab may be (ms); see createGalleryServer. */
+  countsMaxAgeMs?: number;
 }
 
 export interface GalleryDeps {
@@ -31,6 +33,7 @@ export async function runGallery(input: GalleryInput, deps: GalleryDeps): Promis
     storage: deps.storage,
     token,
     pageSize: input.pageSize,
+    countsMaxAgeMs: input.countsMaxAgeMs,
     log: deps.log,
   });
   const base = await gallery.listen(input.port, input.host);

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/keys.ts";
+import { createStaleCache } from "../core/stale-cache.ts";
 import type { Database } from "../db/client.ts";
 import { StorageError, UserError } from "../errors.ts";
 import { boundAddress, listen } from "../listen.ts";
@@ -17,7 +18,7 @@ import type { GenerationRecord as Generation } from "../core/generation-table.ts
 import { countByContext, findGeneration, runList } from "../jobs/list.ts";
 import { ObjectNotFoundError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
-import { decideRange, parseFilters, parseMediaPath, parseTab } from "./request.ts";
+import { countsKey, decideRange, parseFilters, parseMediaPath, parseTab } from "./request.ts";
 import { mediaKindOf, storedKeysOf, toGenerationDetailView, toGenerationView } from "./view.ts";
 
 export interface GalleryServerOptions {
@@ -29,6 +30,11 @@ export interface GalleryServerOptions {
   pageSize?: number;
   /** How long a presigned URL (S3) stays valid. */
   presignSeconds?: number;
+  /**
+   * How old the counts per tab may be before they are counted again (ms). Older ones, up to
+   * five minutes, are still answered at once while a new count runs; 0 counts at every ask.
+   */
+  countsMaxAgeMs?: number;
   /** One line per failed request (5xx). */
   log?: (line: string) => void;
 }
@@ -41,6 +47,11 @@ export interface GalleryServer {
 }
 
 export const DEFAULT_PAGE_SIZE = 60;
+export const DEFAULT_COUNTS_MAX_AGE_MS = 10_000;
+/** Counts older than this are never answered: the ask waits for a new count. */
+const COUNTS_MAX_STALE_MS = 5 * 60_000;
+/** Filter sets whose counts are kept. */
+const COUNTS_KEPT = 200;
 const TOKEN_COOKIE = "genstore_gallery_token";
 /** Stored objects checked at once when a page tells which keys are missing. */
 const PARALLEL_HEADS = 16;
@@ -63,6 +74,23 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
   const presignSeconds = options.presignSeconds ?? 900;
   const log = options.log ?? (() => {});
   const files = await loadStaticFiles();
+  // Exact counts read every matching row (a second or more at a million rows), so they are
+  // kept per filter set for a while, and say when they were counted. The key is the filters
+  // as typed: a relative date ("24h") is measured again at each count.
+  const countsMaxAgeMs = options.countsMaxAgeMs ?? DEFAULT_COUNTS_MAX_AGE_MS;
+  const counts = createStaleCache(
+    (key) => {
+      const filters = parseFilters(new URLSearchParams(key));
+      if (!filters.ok) throw new Error(`bad counts key ${key}: ${filters.message}`);
+      return countByContext(filters.value, { db });
+    },
+    {
+      freshMs: countsMaxAgeMs,
+      maxStaleMs: countsMaxAgeMs === 0 ? 0 : COUNTS_MAX_STALE_MS,
+      maxEntries: COUNTS_KEPT,
+      onBackgroundError: (key, error) => log(`counting ${key || "all rows"} failed: ${oneLine(error)}`),
+    },
+  );
   // Presigned URLs point at the S3 endpoint: the page may load images and videos from there, nothing else.
   const probe = await storage.downloadUrl("genstore-gallery-csp-probe", { expiresInSeconds: 60 });
   const mediaSources = ["'self'", ...(probe ? [new URL(probe).origin] : [])].join(" ");
@@ -178,9 +206,10 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
     const filters = parseFilters(query);
     if (!filters.ok) return sendJson(res, 400, { error: filters.message });
     const started = performance.now();
-    const counts = await countByContext(filters.value, { db });
-    res.setHeader("server-timing", `db;dur=${(performance.now() - started).toFixed(1)}`);
-    sendJson(res, 200, counts);
+    const cached = await counts.get(countsKey(query));
+    res.setHeader("server-timing", `db;dur=${(performance.now() - started).toFixed(1)}, cache;desc=${cached.source}`);
+    const ageSeconds = Math.max(0, Math.floor((Date.now() - cached.computedAt) / 1000));
+    sendJson(res, 200, { ...cached.value, asOf: new Date(cached.computedAt).toISOString(), ageSeconds });
   }
 
   async function apiDetail(res: http.ServerResponse, id: string): Promise<void> {
@@ -267,6 +296,10 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
     server,
     async listen(port, host) {
       const base = await listen(server, port, host);
+      // The first page asks for the counts of every row: they start now, not at its first ask.
+      counts
+        .get(countsKey(new URLSearchParams()))
+        .catch((error: unknown) => log(`counting all rows failed: ${oneLine(error)}`));
       if (options.token === undefined) {
         // Host headers a browser on this machine sends (DNS rebinding gets none of them).
         const bound = boundAddress(server);
@@ -280,6 +313,7 @@ export async function createGalleryServer(options: GalleryServerOptions): Promis
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await Promise.allSettled([...inFlight]);
+      await counts.idle();
       // Video players keep connections open; nothing in flight is worth waiting for.
       server.closeAllConnections();
       await closed;

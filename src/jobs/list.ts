@@ -63,7 +63,8 @@ export async function countByContext(
     const counts: ContextCounts = { all: 0, generated: 0, edited: 0, upscaled: 0, videos: 0 };
     let byPrompt = 0;
     const byColumn = await tx.query<{ op: string | null; n: number }>(
-      `SELECT ${op}::text AS op, count(*)::int AS n FROM ${t.name} ${whereSql([])} GROUP BY 1`,
+      // Grouped by the column itself (its index's order); the cast to text comes after.
+      `SELECT op::text AS op, n FROM (SELECT ${op} AS op, count(*)::int AS n FROM ${t.name} ${whereSql([])} GROUP BY 1) AS c`,
       ...params,
     );
     for (const { op: value, n } of byColumn) {

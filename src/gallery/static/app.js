@@ -134,10 +134,13 @@ function updateSummary() {
   const { tab } = readState();
   const total = view.counts?.[tab];
   const of = total === undefined ? "" : ` of ${total.toLocaleString("en-US")}`;
+  // Counts over many rows are kept for a few seconds by the server: say when they are older.
+  const age = view.counts?.ageSeconds ?? 0;
+  const asOf = age >= 2 ? `; counts as of ${new Date(view.counts.asOf).toLocaleTimeString("en-GB")}` : "";
   summary.textContent =
     view.shown === 0 && view.listQuery !== null
       ? "No generations match."
-      : `Showing ${view.shown.toLocaleString("en-US")}${of}, newest first.`;
+      : `Showing ${view.shown.toLocaleString("en-US")}${of}, newest first${asOf}.`;
 }
 
 // --- controls -------------------------------------------------------------------------
