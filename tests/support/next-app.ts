@@ -53,6 +53,17 @@ export async function installExample(tarball: string): Promise<string> {
   return app;
 }
 
+/** A copy of an installed app (its node_modules too, not its build), to build beside it. */
+export async function copyApp(app: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "genstore-nextjs-"));
+  await cp(app, dir, {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: (source) => !/[\\/]\.next$/.test(source),
+  });
+  return dir;
+}
+
 export async function npm(cwd: string, args: string[]): Promise<string> {
   const { stdout } = await run("npm", args, { cwd, env: childEnv(), maxBuffer: 64 * 1024 * 1024 });
   return stdout;
