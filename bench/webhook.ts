@@ -17,7 +17,8 @@
 //              640×480 PNG) is downloaded from a server on loopback, then thumbnailed.
 // The queue is watched in the deliveries table; waiting for it to empty stops after
 // BENCH_DRAIN_LIMIT_S (default 180 s), and what is left is reported.
-// BENCH_DATABASE_URL selects the PostgreSQL server (default: the local one, database test).
+// BENCH_DATABASE_URL selects the PostgreSQL server (default: the local one, database test);
+// BENCH_CONNECTIONS wrk's connections (default 32), for both servers.
 // Needs `npm run build` (the binary runs dist/) and wrk (installed with apt-get when missing).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
@@ -30,7 +31,8 @@ import { startOutputServer, type OutputServer } from "../tests/support/output-se
 import { samplePrediction } from "../tests/support/webhook-deliveries.ts";
 import { benchDatabaseUrl, withBenchDatabase, type BenchDatabase } from "./support.ts";
 
-const CONNECTIONS = 32;
+/** wrk's connections (BENCH_CONNECTIONS): requests in flight at once. */
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const BURST_S = Number(process.env.BENCH_BURST_S ?? 8);
 const SUSTAIN_S = Number(process.env.BENCH_SUSTAIN_S ?? 60);
 const DRAIN_LIMIT_S = Number(process.env.BENCH_DRAIN_LIMIT_S ?? 180);
