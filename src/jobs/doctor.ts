@@ -201,21 +201,19 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   const keysPass = async () => {
     const prefixes = listingPrefixes(scope);
     const objectsStarted = Date.now();
-    async function* listed(): AsyncGenerator<ListedObject> {
+    async function* listed(): AsyncGenerator<ListedObject[]> {
       for (const prefix of prefixes) {
-        for await (const object of storage.list(prefix, { etags: false })) {
-          summary.objects += 1;
-          yield { key: object.key, size: object.size };
+        for await (const page of storage.listPages(prefix, { etags: false })) {
+          summary.objects += page.length;
+          yield page;
         }
       }
     }
-    async function* expected(): AsyncGenerator<ExpectedKey> {
+    async function* expected(): AsyncGenerator<ExpectedKey[]> {
       for await (const batch of scanStoredKeys(db, scope)) {
         checkInterrupted();
-        for (const r of batch) {
-          summary.keys += 1;
-          yield { ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) };
-        }
+        summary.keys += batch.length;
+        yield batch.map((r) => ({ ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) }));
         progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted });
       }
     }
@@ -231,27 +229,29 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
       for (const candidate of candidates) if (!listedSomewhere.has(candidate.key!)) report(candidate);
       candidates = [];
     };
-    for await (const event of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
-      if (event.type === "outside") {
-        // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
-        const object = await storage.head(event.expected.key);
-        const finding = findingOfMerge(
-          object
-            ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
-            : { type: "missing", expected: event.expected },
-        );
-        if (finding) report(finding);
-        continue;
-      }
-      const finding = findingOfMerge(event);
-      if (finding === undefined) continue;
-      if (finding.kind !== "unreferenced-object") report(finding);
-      else if (!reportUnreferenced) continue;
-      else if (!narrowed) report(finding);
-      else {
-        // A narrowed scan read only some rows: another row may list the object.
-        candidates.push(finding);
-        if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
+    for await (const events of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
+      for (const event of events) {
+        if (event.type === "outside") {
+          // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
+          const object = await storage.head(event.expected.key);
+          const finding = findingOfMerge(
+            object
+              ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
+              : { type: "missing", expected: event.expected },
+          );
+          if (finding) report(finding);
+          continue;
+        }
+        const finding = findingOfMerge(event);
+        if (finding === undefined) continue;
+        if (finding.kind !== "unreferenced-object") report(finding);
+        else if (!reportUnreferenced) continue;
+        else if (!narrowed) report(finding);
+        else {
+          // A narrowed scan read only some rows: another row may list the object.
+          candidates.push(finding);
+          if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
+        }
       }
     }
     if (candidates.length > 0) await confirmCandidates();
