@@ -23,6 +23,15 @@ import type { DeleteFailure, GetOptions, ListOptions, ObjectInfo, PutOptions, St
 // Names starting with "." belong to the provider (sidecars, ".partial" temp files), so
 // keys may not have segments starting with "." and list never shows such files.
 
+/** A folder being walked: its entries as keys, sorted, and the index of the next one. */
+interface Folder {
+  folder: string;
+  /** Its path on disk, with a trailing separator. */
+  path: string;
+  names: string[];
+  next: number;
+}
+
 interface Sidecar {
   etag: string;
   size: number;
@@ -326,6 +335,31 @@ class LocalStorage implements Storage {
     etags: boolean,
     pageSize: number,
   ): AsyncGenerator<ObjectInfo[]> {
+    const wantedFolder = (name: string) =>
+      (name.startsWith(prefix) || prefix.startsWith(name)) &&
+      (startAfter === undefined || compareKeys(name, startAfter) >= 0 || startAfter.startsWith(name));
+    // The next folder is read while this one's files are stat'ed: readdir goes through the
+    // thread pool, and waiting for each in turn left the walk idle a good part of the time.
+    let ahead: { name: string; frame: Promise<Folder> } | undefined;
+    const open = (name: string): Promise<Folder> => {
+      const frame = ahead?.name === name ? ahead.frame : this.readFolder(name);
+      ahead = undefined;
+      return frame;
+    };
+    // The folder the walk opens next: the first one left in the deepest folder that has one.
+    const readAhead = () => {
+      for (let depth = stack.length - 1; depth >= 0; depth--) {
+        const frame = stack[depth]!;
+        for (let i = frame.next; i < frame.names.length; i++) {
+          const name = frame.names[i]!;
+          if (!name.endsWith("/") || !wantedFolder(name)) continue;
+          const next = this.readFolder(name);
+          next.catch(() => {}); // awaited when the walk gets there, or dropped when the caller stops early
+          ahead = { name, frame: next };
+          return;
+        }
+      }
+    };
     const stack = [await this.readFolder(folder)];
     let page: ObjectInfo[] = [];
     while (stack.length > 0) {
@@ -336,9 +370,9 @@ class LocalStorage implements Storage {
       }
       const name = frame.names[frame.next++]!;
       if (name.endsWith("/")) {
-        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
-        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
-        stack.push(await this.readFolder(name));
+        if (!wantedFolder(name)) continue;
+        stack.push(await open(name));
+        readAhead();
         continue;
       }
       if (!name.startsWith(prefix)) continue;
@@ -350,7 +384,7 @@ class LocalStorage implements Storage {
         info = found && infoOf(name, found.sidecar, found.stat);
       } else {
         const stat = this.statObjectNow(name, file);
-        info = stat && { key: name, size: stat.size, etag: "", lastModified: stat.mtime };
+        info = stat && { key: name, size: stat.size, etag: "" };
       }
       if (info === undefined) continue; // deleted meanwhile
       page.push(info);
@@ -366,7 +400,7 @@ class LocalStorage implements Storage {
    * A folder's entries as keys, sorted: a folder sorts as "name/", which puts its keys
    * exactly where S3's key order has them ("a-b" < "a/c" because "-" < "/").
    */
-  private async readFolder(folder: string): Promise<{ folder: string; path: string; names: string[]; next: number }> {
+  private async readFolder(folder: string): Promise<Folder> {
     const dir = path.join(this.bucket, ...folder.split("/"));
     const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error) => {
       if (isMissing(error)) return [];

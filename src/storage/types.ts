@@ -46,7 +46,7 @@ export interface ListOptions {
   startAfter?: string;
   /**
    * false: keys and sizes are enough (doctor). The local provider then reads no sidecar and
-   * hashes nothing, and etag is ""; S3 lists ETags anyway.
+   * hashes nothing, etag is "" and lastModified absent; S3 lists both anyway.
    */
   etags?: boolean;
 }
