@@ -182,7 +182,12 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   };
   const progress = throttled(deps.onProgress);
 
-  const totals = await countScope(db, scope);
+  // The counts only give the progress line its total: on PostgreSQL they are counted while
+  // the scan runs (a whole-table read before it, otherwise); the embedded database counts first.
+  const totals: { rows?: number; keys?: number } = {};
+  const counting = countScope(db, scope).then((counted) => Object.assign(totals, counted));
+  counting.catch(() => {}); // awaited after the passes, which then throw it
+  if (db.kind !== "postgres") await counting;
 
   // 1. The rows, one by one.
   const rowsPass = async () => {
@@ -263,7 +268,7 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   // connection, which one cursor at a time holds.
   if (db.kind === "postgres") {
     // Both end before an error is thrown: no cursor is left reading behind it.
-    const passes = await Promise.allSettled([rowsPass(), keysPass()]);
+    const passes = await Promise.allSettled([rowsPass(), keysPass(), counting]);
     for (const pass of passes) if (pass.status === "rejected") throw pass.reason;
   } else {
     await rowsPass();
