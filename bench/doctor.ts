@@ -7,6 +7,8 @@
 //
 //   npm run bench -- doctor
 //   BENCH_SIZES=100000 BENCH_S3_OBJECTS=0 npx tsx bench/doctor.ts     (quick look)
+//   BENCH_PROFILE=/tmp/prof ...   also runs each doctor once more under --cpu-prof, its
+//                                 profile written to that folder (the timed run is not profiled)
 //
 // Needs PostgreSQL (BENCH_DATABASE_URL); moto_server for the S3 part.
 import { CreateBucketCommand, PutObjectCommand, S3Client, paginateListObjectsV2 } from "@aws-sdk/client-s3";
@@ -73,6 +75,8 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process
   return { seconds, rssMiB: rss / 1024, stdout };
 }
 
+const profileDir = process.env.BENCH_PROFILE;
+
 function doctor(env: NodeJS.ProcessEnv, count: number, label: string): void {
   const run = timed(process.execPath, [bin, "doctor", "--json"], env);
   const result = JSON.parse(run.stdout) as { rows: number; objects: number; remaining: number };
@@ -82,6 +86,11 @@ function doctor(env: NodeJS.ProcessEnv, count: number, label: string): void {
     `  genstore doctor (${label})`.padEnd(44) +
       `${run.seconds.toFixed(1).padStart(6)} s  ${n(count / run.seconds).padStart(9)} objects/s  ${run.rssMiB.toFixed(0).padStart(4)} MiB peak RSS`,
   );
+  if (profileDir) {
+    const dir = path.resolve(profileDir, label.replace(/\W+/g, "-"), String(count));
+    timed(process.execPath, ["--cpu-prof", "--cpu-prof-dir", dir, bin, "doctor", "--json"], env);
+    console.log(`  (profile of another run in ${dir})`);
+  }
 }
 
 await withBenchDatabase("doctor", async ({ db, env: dbEnv }) => {

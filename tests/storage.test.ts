@@ -324,6 +324,13 @@ describe.each(providers)("$name storage", ({ make }) => {
         (o) => o.key,
       ),
     ).toEqual(["generated/u1/sub/deep_0.png", "generated/u10/i_0.png", "generated/u2/h_0.png"]);
+    // A page at a time (doctor): the same objects, at most pageSize a page, no empty page.
+    for (const etags of [true, false]) {
+      const pages = await collect(storage.listPages("generated/", { pageSize: 2, etags }));
+      expect(pages.flat().map((o) => [o.key, o.size])).toEqual(generated.map((o) => [o.key, o.size]));
+      expect(pages.map((page) => page.length)).toEqual([2, 2, 1]);
+    }
+    expect(await collect(storage.listPages("nothing/"))).toEqual([]);
   });
 
   it("passes check() when the storage is usable", async () => {

@@ -276,52 +276,93 @@ export class UnsortedStreamError extends Error {
 }
 
 /**
- * Walks both sorted streams once. Several rows may list one key: each is matched against
- * the same object. `covers` says which keys the listing can contain (a narrowed scan lists
- * some prefixes only); an expected key outside it is passed on as "outside".
+ * Walks both sorted streams once, a page at a time: the events of each page of expected
+ * keys come as one array (a promise per page, not per key: doctor goes through millions).
+ * Several rows may list one key: each is matched against the same object. `covers` says
+ * which keys the listing can contain (a narrowed scan lists some prefixes only); an
+ * expected key outside it is passed on as "outside".
  */
 export async function* mergeKeys(
-  expected: AsyncIterable<ExpectedKey>,
-  listed: AsyncIterable<ListedObject>,
+  expected: AsyncIterable<readonly ExpectedKey[]>,
+  listed: AsyncIterable<readonly ListedObject[]>,
   covers: (key: string) => boolean = () => true,
-): AsyncGenerator<MergeEvent> {
-  const objects = listed[Symbol.asyncIterator]();
-  let object: ListedObject | undefined;
+): AsyncGenerator<MergeEvent[]> {
+  const pages = listed[Symbol.asyncIterator]();
+  let objects: readonly ListedObject[] = [];
+  let at = 0; // objects[at] is the current object; none once at === objects.length
   let matched = false;
-  const nextObject = async () => {
-    const previous = object;
-    const step = await objects.next();
-    object = step.done ? undefined : step.value;
-    matched = false;
-    if (object && previous && compareKeys(previous.key, object.key) >= 0)
-      throw new UnsortedStreamError(
-        `Storage listed ${JSON.stringify(object.key)} after ${JSON.stringify(previous.key)}.`,
-      );
+  let previousObject: string | undefined;
+  let listingDone = false;
+  // The next page when this one is done (the only await on this side), checked for order.
+  const refill = async () => {
+    while (!listingDone) {
+      const step = await pages.next();
+      if (step.done) {
+        listingDone = true;
+        return;
+      }
+      if (step.value.length === 0) continue;
+      objects = step.value;
+      at = 0;
+      checkObjectOrder();
+      return;
+    }
   };
-  await nextObject();
-  let previous: string | undefined;
-  for await (const item of expected) {
-    if (previous !== undefined && compareKeys(previous, item.key) > 0)
+  const checkObjectOrder = () => {
+    const object = objects[at]!;
+    if (previousObject !== undefined && compareKeys(previousObject, object.key) >= 0)
       throw new UnsortedStreamError(
-        `The database listed ${JSON.stringify(item.key)} after ${JSON.stringify(previous)}.`,
+        `Storage listed ${JSON.stringify(object.key)} after ${JSON.stringify(previousObject)}.`,
       );
-    previous = item.key;
-    if (!covers(item.key)) {
-      yield { type: "outside", expected: item };
-      continue;
+    previousObject = object.key;
+  };
+  const advance = () => {
+    at += 1;
+    matched = false;
+    if (at < objects.length) checkObjectOrder();
+  };
+  await refill();
+  let events: MergeEvent[] = [];
+  let previous: string | undefined;
+  for await (const page of expected) {
+    for (const item of page) {
+      if (previous !== undefined && compareKeys(previous, item.key) > 0)
+        throw new UnsortedStreamError(
+          `The database listed ${JSON.stringify(item.key)} after ${JSON.stringify(previous)}.`,
+        );
+      previous = item.key;
+      if (!covers(item.key)) {
+        events.push({ type: "outside", expected: item });
+        continue;
+      }
+      for (;;) {
+        if (at === objects.length && !listingDone) await refill();
+        const object = objects[at];
+        if (object === undefined || compareKeys(object.key, item.key) >= 0) break;
+        if (!matched) events.push({ type: "unlisted", object });
+        advance();
+      }
+      const object = objects[at];
+      if (object !== undefined && object.key === item.key) {
+        matched = true;
+        events.push({ type: "match", expected: item, object });
+      } else events.push({ type: "missing", expected: item });
     }
-    while (object !== undefined && compareKeys(object.key, item.key) < 0) {
-      if (!matched) yield { type: "unlisted", object };
-      await nextObject();
+    if (events.length > 0) {
+      yield events;
+      events = [];
     }
-    if (object !== undefined && object.key === item.key) {
-      matched = true;
-      yield { type: "match", expected: item, object };
-    } else yield { type: "missing", expected: item };
   }
-  while (object !== undefined) {
-    if (!matched) yield { type: "unlisted", object };
-    await nextObject();
+  for (;;) {
+    if (at === objects.length) {
+      if (events.length > 0) yield events;
+      events = [];
+      await refill();
+    }
+    const object = objects[at];
+    if (object === undefined) break;
+    if (!matched) events.push({ type: "unlisted", object });
+    advance();
   }
 }
 

@@ -197,9 +197,15 @@ export class GenerationTable {
    * The select list that reads a row as GenerationRecord's fields: every field under its
    * Prisma name; a field the table lacks reads as NULL (decode takes it from metadata).
    * Arrays and JSON come back as one jsonb value each, the same on both drivers. `fields`
-   * reads only those (decode then leaves the others empty).
+   * reads only those (decode then leaves the others empty). `epochMs` reads timestamps as
+   * milliseconds since the epoch (a float8): cheaper to read than their text, for scans of
+   * millions of rows; decode takes either.
    */
-  selectList(alias?: string, fields: readonly GenerationField[] = GENERATION_FIELDS): string {
+  selectList(
+    alias?: string,
+    fields: readonly GenerationField[] = GENERATION_FIELDS,
+    options: { epochMs?: boolean } = {},
+  ): string {
     return fields
       .map((field) => {
         if (!this.has(field)) return `NULL AS ${quoteIdent(field)}`;
@@ -211,7 +217,9 @@ export class GenerationTable {
             : kind === "status" || kind === "id"
               ? `${col}::text`
               : kind === "timestamp"
-                ? this.utcTimestamp(field, col)
+                ? options.epochMs
+                  ? `(extract(epoch FROM ${this.utcTimestamp(field, col)}) * 1000)::float8`
+                  : this.utcTimestamp(field, col)
                 : col;
         return `${expr} AS ${quoteIdent(field)}`;
       })

@@ -20,6 +20,10 @@ export async function* cursorBatches<T>(
   try {
     await session.query("BEGIN READ ONLY");
     open = true;
+    // A scan's query is costed like an analytic one (unnest is guessed at ten rows a row), so
+    // PostgreSQL would compile it first: 70 ms of JIT for a sort of 100,000 keys that takes
+    // 270 ms, paid on every run and saving nothing.
+    if (db.kind === "postgres") await session.query("SET LOCAL jit = off");
     await session.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, ...params);
     // The next batch is asked for while the caller works on this one.
     const fetch = () => {

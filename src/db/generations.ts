@@ -425,7 +425,7 @@ export async function* scanRows(db: Database, scope: ScanScope, batchSize?: numb
   const t = await db.generations();
   const params: unknown[] = [];
   const where = scopeConditions(t, scope, (value) => `$${params.push(value)}`);
-  const sql = `SELECT ${t.selectList(undefined, SCAN_FIELDS)} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+  const sql = `SELECT ${t.selectList(undefined, SCAN_FIELDS, { epochMs: true })} FROM ${t.name}${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
   for await (const batch of cursorBatches<Record<string, unknown>>(db, sql, params, batchSize))
     yield batch.map((raw) => t.decode(raw));
 }
@@ -450,8 +450,10 @@ export async function* scanStoredKeys(
     FROM ${t.name} g ${storedKeysLateral(t)}
    WHERE k.entry_key IS NOT NULL${where.length > 0 ? ` AND ${where.map((c) => `(${c})`).join(" AND ")}` : ""}
    ORDER BY k.entry_key COLLATE "C"`;
-  for await (const batch of cursorBatches<StoredKeyRow>(db, sql, params, batchSize))
-    yield batch.map((r) => ({ ...r, size: r.size === null ? null : Number(r.size) }));
+  for await (const batch of cursorBatches<StoredKeyRow>(db, sql, params, batchSize)) {
+    for (const r of batch) if (r.size !== null) r.size = Number(r.size);
+    yield batch;
+  }
 }
 
 /** Which of these keys some row (any row, whatever the scope) lists. */

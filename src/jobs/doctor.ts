@@ -182,7 +182,12 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   };
   const progress = throttled(deps.onProgress);
 
-  const totals = await countScope(db, scope);
+  // The counts only give the progress line its total: on PostgreSQL they are counted while
+  // the scan runs (a whole-table read before it, otherwise); the embedded database counts first.
+  const totals: { rows?: number; keys?: number } = {};
+  const counting = countScope(db, scope).then((counted) => Object.assign(totals, counted));
+  counting.catch(() => {}); // awaited after the passes, which then throw it
+  if (db.kind !== "postgres") await counting;
 
   // 1. The rows, one by one.
   const rowsPass = async () => {
@@ -201,21 +206,19 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   const keysPass = async () => {
     const prefixes = listingPrefixes(scope);
     const objectsStarted = Date.now();
-    async function* listed(): AsyncGenerator<ListedObject> {
+    async function* listed(): AsyncGenerator<ListedObject[]> {
       for (const prefix of prefixes) {
-        for await (const object of storage.list(prefix, { etags: false })) {
-          summary.objects += 1;
-          yield { key: object.key, size: object.size };
+        for await (const page of storage.listPages(prefix, { etags: false })) {
+          summary.objects += page.length;
+          yield page;
         }
       }
     }
-    async function* expected(): AsyncGenerator<ExpectedKey> {
+    async function* expected(): AsyncGenerator<ExpectedKey[]> {
       for await (const batch of scanStoredKeys(db, scope)) {
         checkInterrupted();
-        for (const r of batch) {
-          summary.keys += 1;
-          yield { ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) };
-        }
+        summary.keys += batch.length;
+        yield batch.map((r) => ({ ...r, kind: storageEntryKind({ key: r.key, kind: r.kind }) }));
         progress({ phase: "objects", done: summary.keys, total: totals.keys, startedAt: objectsStarted });
       }
     }
@@ -231,27 +234,29 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
       for (const candidate of candidates) if (!listedSomewhere.has(candidate.key!)) report(candidate);
       candidates = [];
     };
-    for await (const event of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
-      if (event.type === "outside") {
-        // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
-        const object = await storage.head(event.expected.key);
-        const finding = findingOfMerge(
-          object
-            ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
-            : { type: "missing", expected: event.expected },
-        );
-        if (finding) report(finding);
-        continue;
-      }
-      const finding = findingOfMerge(event);
-      if (finding === undefined) continue;
-      if (finding.kind !== "unreferenced-object") report(finding);
-      else if (!reportUnreferenced) continue;
-      else if (!narrowed) report(finding);
-      else {
-        // A narrowed scan read only some rows: another row may list the object.
-        candidates.push(finding);
-        if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
+    for await (const events of mergeKeys(expected(), listed(), coveredBy(prefixes))) {
+      for (const event of events) {
+        if (event.type === "outside") {
+          // A key outside the listed folders (a legacy key in a narrowed scan): asked for alone.
+          const object = await storage.head(event.expected.key);
+          const finding = findingOfMerge(
+            object
+              ? { type: "match", expected: event.expected, object: { key: object.key, size: object.size } }
+              : { type: "missing", expected: event.expected },
+          );
+          if (finding) report(finding);
+          continue;
+        }
+        const finding = findingOfMerge(event);
+        if (finding === undefined) continue;
+        if (finding.kind !== "unreferenced-object") report(finding);
+        else if (!reportUnreferenced) continue;
+        else if (!narrowed) report(finding);
+        else {
+          // A narrowed scan read only some rows: another row may list the object.
+          candidates.push(finding);
+          if (candidates.length >= CONFIRM_BATCH) await confirmCandidates();
+        }
       }
     }
     if (candidates.length > 0) await confirmCandidates();
@@ -263,7 +268,7 @@ export async function runDoctor(input: DoctorInput, deps: DoctorDeps): Promise<D
   // connection, which one cursor at a time holds.
   if (db.kind === "postgres") {
     // Both end before an error is thrown: no cursor is left reading behind it.
-    const passes = await Promise.allSettled([rowsPass(), keysPass()]);
+    const passes = await Promise.allSettled([rowsPass(), keysPass(), counting]);
     for (const pass of passes) if (pass.status === "rejected") throw pass.reason;
   } else {
     await rowsPass();

@@ -23,6 +23,15 @@ import type { DeleteFailure, GetOptions, ListOptions, ObjectInfo, PutOptions, St
 // Names starting with "." belong to the provider (sidecars, ".partial" temp files), so
 // keys may not have segments starting with "." and list never shows such files.
 
+/** A folder being walked: its entries as keys, sorted, and the index of the next one. */
+interface Folder {
+  folder: string;
+  /** Its path on disk, with a trailing separator. */
+  path: string;
+  names: string[];
+  next: number;
+}
+
 interface Sidecar {
   etag: string;
   size: number;
@@ -33,8 +42,6 @@ interface Sidecar {
 
 /** A temp file untouched this long belongs to no write in flight (they fail after minutes without progress). */
 export const STALE_TEMP_MS = 60 * 60_000;
-/** Files a listing without etags stats at once. */
-const PARALLEL_STATS = 64;
 /** Files deleteMany removes at once. */
 const PARALLEL_DELETES = 16;
 
@@ -179,12 +186,16 @@ class LocalStorage implements Storage {
   }
 
   async *list(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    for await (const page of this.listPages(prefix, options)) yield* page;
+  }
+
+  async *listPages(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo[]> {
     // Walking starts in the folder holding the prefix; a partial last segment
-    // ("generated/us") is matched against names inside it. pageSize has no use here:
-    // memory holds the sorted entries of the folders on the current path, nothing more.
+    // ("generated/us") is matched against names inside it. Memory holds the sorted entries
+    // of the folders on the current path and one page, nothing more.
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
     if (folder !== "") this.fileFor(folder.slice(0, -1));
-    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false);
+    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false, options.pageSize ?? 1000);
   }
 
   async check(): Promise<void> {
@@ -287,7 +298,7 @@ class LocalStorage implements Storage {
     }
   }
 
-  /** statObject without the thread pool (see walkSizes). */
+  /** statObject without the thread pool (see walk). */
   private statObjectNow(key: string, file: string): Stats | undefined {
     try {
       const stat = statSync(file, { throwIfNoEntry: false });
@@ -309,76 +320,97 @@ class LocalStorage implements Storage {
     return { sidecar, stat };
   }
 
-  /** Yields the objects under folder (a key prefix ending in "/" or ""), in key order. */
+  /**
+   * The objects under folder (a key prefix ending in "/" or ""), in key order, pageSize at a
+   * time: one generator over a stack of folders (a generator per folder would pass each
+   * object up through every level of the path, a promise per level). Without etags a file
+   * is only stat'ed: a stat of a file whose folder was just read is a cached lookup, done
+   * synchronously it costs a few microseconds, where a stat through the thread pool costs
+   * several times that in scheduling (doctor lists millions of files).
+   */
   private async *walk(
     folder: string,
     prefix: string,
     startAfter: string | undefined,
     etags: boolean,
-  ): AsyncGenerator<ObjectInfo> {
-    const entries = await fs.readdir(path.join(this.bucket, folder), { withFileTypes: true }).catch((error) => {
+    pageSize: number,
+  ): AsyncGenerator<ObjectInfo[]> {
+    const wantedFolder = (name: string) =>
+      (name.startsWith(prefix) || prefix.startsWith(name)) &&
+      (startAfter === undefined || compareKeys(name, startAfter) >= 0 || startAfter.startsWith(name));
+    // The next folder is read while this one's files are stat'ed: readdir goes through the
+    // thread pool, and waiting for each in turn left the walk idle a good part of the time.
+    let ahead: { name: string; frame: Promise<Folder> } | undefined;
+    const open = (name: string): Promise<Folder> => {
+      const frame = ahead?.name === name ? ahead.frame : this.readFolder(name);
+      ahead = undefined;
+      return frame;
+    };
+    // The folder the walk opens next: the first one left in the deepest folder that has one.
+    const readAhead = () => {
+      for (let depth = stack.length - 1; depth >= 0; depth--) {
+        const frame = stack[depth]!;
+        for (let i = frame.next; i < frame.names.length; i++) {
+          const name = frame.names[i]!;
+          if (!name.endsWith("/") || !wantedFolder(name)) continue;
+          const next = this.readFolder(name);
+          next.catch(() => {}); // awaited when the walk gets there, or dropped when the caller stops early
+          ahead = { name, frame: next };
+          return;
+        }
+      }
+    };
+    const stack = [await this.readFolder(folder)];
+    let page: ObjectInfo[] = [];
+    while (stack.length > 0) {
+      const frame = stack.at(-1)!;
+      if (frame.next === frame.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = frame.names[frame.next++]!;
+      if (name.endsWith("/")) {
+        if (!wantedFolder(name)) continue;
+        stack.push(await open(name));
+        readAhead();
+        continue;
+      }
+      if (!name.startsWith(prefix)) continue;
+      if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
+      const file = frame.path + name.slice(frame.folder.length);
+      let info: ObjectInfo | undefined;
+      if (etags) {
+        const found = await this.describe(name, file);
+        info = found && infoOf(name, found.sidecar, found.stat);
+      } else {
+        const stat = this.statObjectNow(name, file);
+        info = stat && { key: name, size: stat.size, etag: "" };
+      }
+      if (info === undefined) continue; // deleted meanwhile
+      page.push(info);
+      if (page.length >= pageSize) {
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length > 0) yield page;
+  }
+
+  /**
+   * A folder's entries as keys, sorted: a folder sorts as "name/", which puts its keys
+   * exactly where S3's key order has them ("a-b" < "a/c" because "-" < "/").
+   */
+  private async readFolder(folder: string): Promise<Folder> {
+    const dir = path.join(this.bucket, ...folder.split("/"));
+    const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error) => {
       if (isMissing(error)) return [];
       throw this.fsError("list", folder || "/", error);
     });
-    // A folder sorts as "name/", which puts its keys exactly where S3's key order has them
-    // ("a-b" < "a/c" because "-" < "/").
     const names = entries
       .filter((e) => !e.name.startsWith(".") && (e.isFile() || e.isDirectory()))
       .map((e) => folder + e.name + (e.isDirectory() ? "/" : ""))
       .sort(compareKeys);
-    if (!etags) {
-      yield* this.walkSizes(names, prefix, startAfter);
-      return;
-    }
-    for (const name of names) {
-      if (name.endsWith("/")) {
-        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
-        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
-        yield* this.walk(name, prefix, startAfter, etags);
-      } else {
-        if (!name.startsWith(prefix)) continue;
-        if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
-        const file = path.join(this.bucket, ...name.split("/"));
-        const found = await this.describe(name, file);
-        if (found) yield infoOf(name, found.sidecar, found.stat); // else deleted meanwhile
-      }
-    }
-  }
-
-  /**
-   * walk without etags: keys and sizes only, no sidecar read. A stat of a file whose folder
-   * was just read is a cached lookup: done synchronously, a batch at a time, it costs a few
-   * microseconds, where a stat through the thread pool costs several times that in
-   * scheduling (doctor lists millions of files).
-   */
-  private async *walkSizes(
-    names: string[],
-    prefix: string,
-    startAfter: string | undefined,
-  ): AsyncGenerator<ObjectInfo> {
-    let files: string[] = [];
-    const flush = () => {
-      const batch = files;
-      files = [];
-      return batch.flatMap((key) => {
-        const stat = this.statObjectNow(key, path.join(this.bucket, ...key.split("/")));
-        return stat ? [{ key, size: stat.size, etag: "", lastModified: stat.mtime }] : []; // else deleted meanwhile
-      });
-    };
-    for (const name of names) {
-      if (name.endsWith("/")) {
-        if (!name.startsWith(prefix) && !prefix.startsWith(name)) continue;
-        if (startAfter !== undefined && compareKeys(name, startAfter) < 0 && !startAfter.startsWith(name)) continue;
-        yield* flush();
-        yield* this.walk(name, prefix, startAfter, false);
-      } else {
-        if (!name.startsWith(prefix)) continue;
-        if (startAfter !== undefined && compareKeys(name, startAfter) <= 0) continue;
-        files.push(name);
-        if (files.length >= PARALLEL_STATS) yield* flush();
-      }
-    }
-    yield* flush();
+    return { folder, path: dir + path.sep, names, next: 0 };
   }
 
   /** Removes folders emptied by a delete, up to (not including) root, as S3 has no folders. */

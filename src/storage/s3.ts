@@ -290,21 +290,27 @@ class S3Storage implements Storage {
   }
 
   async *list(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    for await (const page of this.listPages(prefix, options)) yield* page;
+  }
+
+  async *listPages(prefix = "", options: ListOptions = {}): AsyncIterable<ObjectInfo[]> {
     const pages = paginateListObjectsV2(
       { client: this.client, pageSize: options.pageSize ?? 1000 },
       { Bucket: this.bucket, Prefix: prefix || undefined, StartAfter: options.startAfter },
     );
     try {
       for await (const page of pages) {
+        const objects: ObjectInfo[] = [];
         for (const object of page.Contents ?? []) {
           if (object.Key === undefined) continue;
-          yield {
+          objects.push({
             key: object.Key,
             size: object.Size ?? 0,
             etag: unquote(object.ETag),
             lastModified: object.LastModified,
-          };
+          });
         }
+        if (objects.length > 0) yield objects;
       }
     } catch (error) {
       throw this.fail("list", `${prefix}*`, error);

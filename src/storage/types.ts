@@ -46,7 +46,7 @@ export interface ListOptions {
   startAfter?: string;
   /**
    * false: keys and sizes are enough (doctor). The local provider then reads no sidecar and
-   * hashes nothing, and etag is ""; S3 lists ETags anyway.
+   * hashes nothing, etag is "" and lastModified absent; S3 lists both anyway.
    */
   etags?: boolean;
 }
@@ -94,6 +94,11 @@ export interface Storage {
    * page by page (memory stays flat).
    */
   list(prefix?: string, options?: ListOptions): AsyncIterable<ObjectInfo>;
+  /**
+   * list, a page at a time (an S3 page; up to pageSize objects on local; never an empty
+   * one): for callers that go through millions of objects, where a promise per object adds up.
+   */
+  listPages(prefix?: string, options?: ListOptions): AsyncIterable<ObjectInfo[]>;
   /** Checks the storage is reachable and usable; throws StorageError with a clear message. */
   check(): Promise<void>;
   /**

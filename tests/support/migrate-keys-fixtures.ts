@@ -58,6 +58,7 @@ export async function setup(kind: DatabaseKind, provider: ProviderKind) {
       ];
     },
     list: (prefix, options) => storage.list(prefix, options),
+    listPages: (prefix, options) => storage.listPages(prefix, options),
     check: () => storage.check(),
     close: () => storage.close(),
   };
