@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { scanRows, type ScannedRow } from "../src/db/generations.ts";
+import { SCAN_FIELDS, scanRows, type ScannedRow } from "../src/db/generations.ts";
 import type { Database } from "../src/db/client.ts";
 import { createAppDatabase } from "./support/app-database.ts";
 import { createTestDatabase, databaseKinds } from "./support/db.ts";
@@ -16,20 +16,6 @@ async function scanned(db: Database): Promise<ScannedRow[]> {
   return rows;
 }
 
-const FIELDS = [
-  "id",
-  "userId",
-  "prompt",
-  "status",
-  "replicateId",
-  "imageUrls",
-  "storageKeys",
-  "operationType",
-  "storageContext",
-  "metadata",
-  "createdAt",
-] as const;
-
 /** The rows as scanRows reads them, and as the ordinary row read reads them, by id. */
 async function scannedAndRead(db: Database): Promise<{ scanned: ScannedRow[]; read: ScannedRow[] }> {
   await insertGenerations(
@@ -41,7 +27,7 @@ async function scannedAndRead(db: Database): Promise<{ scanned: ScannedRow[]; re
       createdAt: new Date(at),
     })),
   );
-  const pick = (row: ScannedRow) => Object.fromEntries(FIELDS.map((field) => [field, row[field]])) as ScannedRow;
+  const pick = (row: ScannedRow) => Object.fromEntries(SCAN_FIELDS.map((field) => [field, row[field]])) as ScannedRow;
   const rows = (await scanned(db)).sort((a, b) => a.id.localeCompare(b.id));
   const read: ScannedRow[] = [];
   for (const row of rows) read.push(pick(await generation(db, { id: row.id })));

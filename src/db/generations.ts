@@ -405,7 +405,7 @@ export async function countScope(db: Database, scope: ScanScope): Promise<{ rows
 }
 
 /** What scanRows reads of a row (what doctor checks); the others read as empty. */
-const SCAN_FIELDS = [
+export const SCAN_FIELDS = [
   "id",
   "userId",
   "prompt",
