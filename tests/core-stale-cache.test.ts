@@ -128,6 +128,32 @@ describe("createStaleCache", () => {
     expect((await again).value).toBe("ok");
   });
 
+  it("takes a loader that throws as one that rejects", async () => {
+    const errors: string[] = [];
+    let fail = false;
+    let clock = 0;
+    const cache = createStaleCache<string>(
+      (key) => {
+        if (fail) throw new Error(`no ${key}`);
+        return Promise.resolve("ok");
+      },
+      {
+        freshMs: 10,
+        maxStaleMs: 100,
+        maxEntries: 5,
+        now: () => clock,
+        onBackgroundError: (_k, e) => errors.push(String(e)),
+      },
+    );
+    expect((await cache.get("a")).value).toBe("ok");
+    fail = true;
+    clock = 50;
+    expect(await cache.get("a")).toMatchObject({ value: "ok", source: "stale" });
+    await cache.idle();
+    expect(errors).toEqual(["Error: no a"]);
+    await expect(cache.get("b")).rejects.toThrow("no b");
+  });
+
   it("keeps maxEntries keys, dropping the least recently asked", async () => {
     const h = harness({ maxEntries: 2 });
     for (const key of ["a", "b"]) {

@@ -40,7 +40,8 @@ export function createStaleCache<T>(load: (key: string) => Promise<T>, options: 
     const running = loading.get(key);
     if (running) return running;
     const computedAt = now();
-    const loaded = load(key)
+    // A loader that throws instead of rejecting fails its ask (and the background's catch) the same way.
+    const loaded = new Promise<T>((resolve) => resolve(load(key)))
       .then((value) => {
         const entry = { value, computedAt };
         remember(key, entry);
