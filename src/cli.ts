@@ -47,6 +47,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: "Receive Replicate webhooks: verify the signature, store the delivery durably, ingest it",
     load: () => import("./commands/serve-webhook.ts"),
   },
+  worker: {
+    summary: "Ingest the webhook deliveries receivers stored in the database (for serve-webhook --no-worker)",
+    load: () => import("./commands/worker.ts"),
+  },
   trigger: {
     summary: "Send a signed sample prediction webhook to a receiver and print its answer",
     load: () => import("./commands/trigger.ts"),

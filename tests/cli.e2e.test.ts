@@ -41,6 +41,7 @@ describe("genstore (the binary)", () => {
       "doctor",
       "gallery",
       "serve-webhook",
+      "worker",
       "trigger",
       "db",
     ];

@@ -28,14 +28,19 @@ export function reportListening(
     webhookUrl: string;
     url: string;
     database: string;
-    storage: string;
+    /** Undefined: the receiver has no worker (--no-worker). */
+    storage: string | undefined;
     metricsToken?: { token: string; generated: boolean };
   },
 ): void {
   output.print(where.webhookUrl);
   output.success(
-    `Ready. Receiving Replicate webhooks at ${where.webhookUrl} (health: ${where.url}/healthz; metrics: ${where.url}/metrics; ${where.database}; storage ${where.storage}). Ctrl-C to stop.`,
+    `Ready. Receiving Replicate webhooks at ${where.webhookUrl} (health: ${where.url}/healthz; metrics: ${where.url}/metrics; ${where.database}; ${where.storage === undefined ? "no worker" : `storage ${where.storage}`}). Ctrl-C to stop.`,
   );
+  if (where.storage === undefined)
+    output.info(
+      "Worker: off (--no-worker). Deliveries are stored and acked here, and wait in the database for `genstore worker` (or a serve-webhook with its worker) to ingest them.",
+    );
   if (where.metricsToken?.generated)
     output.warn(
       `Listening beyond this machine: GET /metrics needs "Authorization: Bearer ${where.metricsToken.token}" (generated for this run; pass --metrics-token to choose one).`,
@@ -53,8 +58,16 @@ export function reportPolling(output: Output, polling: PollingState): void {
   );
 }
 
-export function renderStopped(result: ServeWebhookResult, output: Output): void {
+export function renderStopped(result: ServeWebhookResult, output: Output, options: { worker: boolean }): void {
+  const queued = result.pending === 1 ? "1 delivery still queued" : `${result.pending} deliveries still queued`;
   output.info(
-    `Stopped.${result.pending > 0 ? ` ${result.pending} deliveries still queued: the next receiver on this database takes them.` : ""}`,
+    `Stopped.${result.pending > 0 ? ` ${queued}: ${options.worker ? "the next receiver or worker" : "genstore worker (or a receiver with its worker)"} on this database takes them.` : ""}`,
+  );
+}
+
+/** `genstore worker`'s line once it runs. */
+export function reportWorking(output: Output, where: { database: string; storage: string; concurrency: number }): void {
+  output.success(
+    `Ready. Ingesting the webhook deliveries queued in ${where.database} into storage ${where.storage} (${where.concurrency} downloads at a time). Ctrl-C to stop.`,
   );
 }

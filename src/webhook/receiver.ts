@@ -1,6 +1,6 @@
 // `serve-webhook` without the CLI: the HTTP receiver, the worker and the queue's retention
 // on one database, until the signal aborts; then stop accepting, finish what is in flight,
-// and return.
+// and return. `genstore worker` is the same without the HTTP receiver.
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleepFor } from "node:timers/promises";
 import { isLoopbackHost } from "../core/loopback.ts";
@@ -13,8 +13,8 @@ import type { IngestFunction } from "../pipeline/types.ts";
 import { createBatchIngestProcessor, createIngestProcessor, recordGivenUp } from "./ingest-delivery.ts";
 import type { BackoffPolicy } from "../core/backoff.ts";
 import { unsafeSegmentReason } from "../core/ids.ts";
-import { createReceiverMetrics, type IngestOutcome } from "./metrics.ts";
-import { createDeliveryQueue } from "./queue.ts";
+import { createReceiverMetrics, type IngestOutcome, type ReceiverMetrics } from "./metrics.ts";
+import { createDeliveryQueue, type DeliveryQueue } from "./queue.ts";
 import { WEBHOOK_PATH } from "./accept-delivery.ts";
 import { createWebhookServer, type ServerLogLevel } from "./http-server.ts";
 import { signWebhook } from "./verify.ts";
@@ -57,11 +57,17 @@ export interface ServeWebhookInput {
   metricsToken?: string;
   /** Poll Replicate for rows stuck in starting/processing (needs deps.replicate); undefined: no polling. */
   stuckPoll?: { untouchedForMs: number; everyMs: number };
+  /**
+   * false: acks only (--no-worker). Deliveries wait in the database for `genstore worker` or a
+   * receiver with its worker; retention, polling and the temp sweep are theirs too.
+   */
+  worker?: boolean;
 }
 
 export interface ServeWebhookDeps {
   db: Database;
-  storage: Storage;
+  /** Needed by the worker only (a receiver started with worker: false never opens it). */
+  storage?: Storage;
   config: Pick<Config, "outputHosts" | "maxOutputBytes">;
   ingest: IngestFunction;
   signal: AbortSignal;
@@ -111,6 +117,111 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     retryWindowMs: input.retryWindowMs,
     enqueueDb: deps.db.separate(ENQUEUE_CONNECTIONS),
   });
+  const metrics = createReceiverMetrics();
+  const work =
+    input.worker === false
+      ? undefined
+      : createIngestWork(input, { ...deps, storage: needStorage(deps) }, queue, metrics);
+  const server = createWebhookServer({
+    queue,
+    secret: input.secret,
+    insecureNoVerify: input.insecureNoVerify,
+    onAccepted: work && (() => work.worker.wake()),
+    workerHealth: work && (() => work.worker.health()),
+    log: deps.log,
+    metrics,
+    metricsToken,
+  });
+
+  // Ready means ready: a receiver that acks deliveries it cannot store, or cannot queue, is worse than none.
+  if (work) await work.storage.check();
+  await checkQueue(queue);
+  const url = await server.listen(input.port, input.host);
+  work?.start();
+  deps.onListening?.({
+    url,
+    webhookUrl: `${url}${WEBHOOK_PATH}`,
+    ...(metricsToken !== undefined ? { metricsToken: { token: metricsToken, generated } } : {}),
+  });
+
+  await untilAborted(deps.signal);
+  deps.log(
+    work
+      ? "shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)"
+      : "shutting down: no new deliveries",
+    "info",
+  );
+  await server.close();
+  await work?.stop();
+  return { pending: await pendingCount(queue) };
+}
+
+/** `genstore worker`'s input: serve-webhook's without the HTTP server. */
+export type DeliveryWorkerInput = Omit<
+  ServeWebhookInput,
+  "port" | "host" | "secret" | "insecureNoVerify" | "metricsToken" | "worker" | "stallMs"
+>;
+
+/**
+ * `genstore worker`: serve-webhook's worker without its HTTP server, draining the deliveries
+ * that receivers started with --no-worker (or any receiver) queued in the same database,
+ * until the signal aborts; then it finishes what is in progress and returns.
+ */
+export async function runDeliveryWorker(
+  input: DeliveryWorkerInput,
+  deps: Omit<ServeWebhookDeps, "onListening" | "storage"> & { storage: Storage; onStarted?: () => void },
+): Promise<ServeWebhookResult> {
+  const queue = createDeliveryQueue(deps.db, input.retry, { retryWindowMs: input.retryWindowMs });
+  const work = createIngestWork(input, deps, queue, createReceiverMetrics());
+  await deps.storage.check();
+  await checkQueue(queue);
+  work.start();
+  deps.onStarted?.();
+  await untilAborted(deps.signal);
+  deps.log("shutting down: finishing the deliveries in progress (Ctrl-C again to stop at once)", "info");
+  await work.stop();
+  return { pending: await pendingCount(queue) };
+}
+
+function needStorage(deps: ServeWebhookDeps): Storage {
+  if (!deps.storage) throw new Error("serve-webhook with its worker needs storage");
+  return deps.storage;
+}
+
+async function checkQueue(queue: DeliveryQueue): Promise<void> {
+  await queue.counts().catch((error: unknown) => {
+    throw new DatabaseError(
+      `The database cannot hold webhook deliveries: ${oneLine(error)}.`,
+      "Check DATABASE_URL and run `genstore db migrate`.",
+      error,
+    );
+  });
+}
+
+async function pendingCount(queue: DeliveryQueue): Promise<number> {
+  const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
+  return counts.pending + counts.processing;
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+/**
+ * The ingesting half of a receiver: the worker that claims deliveries from the queue, the
+ * storage outage watch, retention of done deliveries, polling for stuck rows and the sweep of
+ * temp files. serve-webhook runs it beside its HTTP server (unless --no-worker), `genstore
+ * worker` alone.
+ */
+function createIngestWork(
+  input: DeliveryWorkerInput & Pick<ServeWebhookInput, "stallMs">,
+  deps: Omit<ServeWebhookDeps, "onListening" | "storage"> & { storage: Storage },
+  queue: DeliveryQueue,
+  metrics: ReceiverMetrics,
+) {
   const outage = createOutageWatch({
     queue,
     probe: () => deps.storage.check(),
@@ -119,7 +230,6 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     log: deps.log,
   });
   const pipeline = { db: deps.db, storage: deps.storage, config: deps.config };
-  const metrics = createReceiverMetrics();
   const ingest: IngestFunction = async (pipelineDeps, request) => {
     const result = await deps.ingest(pipelineDeps, request);
     metrics.downloaded(result.stored.reduce((sum, o) => sum + (o.kind === "output" ? o.size : 0), 0));
@@ -149,69 +259,40 @@ export async function runServeWebhook(input: ServeWebhookInput, deps: ServeWebho
     log: deps.log,
     onGivenUp: (delivery, givenUp) => recordGivenUp(deps.db, delivery, givenUp),
   });
-  const server = createWebhookServer({
-    queue,
-    secret: input.secret,
-    insecureNoVerify: input.insecureNoVerify,
-    onAccepted: () => worker.wake(),
-    workerHealth: () => worker.health(),
-    log: deps.log,
-    metrics,
-    metricsToken,
-  });
-
-  // Ready means ready: a receiver that acks deliveries it cannot store, or cannot queue, is worse than none.
-  await deps.storage.check();
-  await queue.counts().catch((error: unknown) => {
-    throw new DatabaseError(
-      `The database cannot hold webhook deliveries: ${oneLine(error)}.`,
-      "Check DATABASE_URL and run `genstore db migrate`.",
-      error,
-    );
-  });
-  const url = await server.listen(input.port, input.host);
-  worker.start();
   const background = new AbortController();
-  const retaining = keepRetention(input, deps, background.signal);
-  const polling =
-    input.stuckPoll && deps.replicate
-      ? pollStuckRows(
-          { ...input.stuckPoll, user: input.user },
-          {
-            replicate: deps.replicate,
-            ingest,
-            pipeline,
-            log: deps.log,
-            signal: background.signal,
-          },
-        )
-      : undefined;
-  deps.onListening?.({
-    url,
-    webhookUrl: `${url}${WEBHOOK_PATH}`,
-    ...(metricsToken !== undefined ? { metricsToken: { token: metricsToken, generated } } : {}),
-  });
-  // In the background: a large storage folder takes a while to walk, and nothing waits for it.
-  const sweeping = deps.storage.removeStaleTemps?.().then(
-    (removed) => {
-      if (removed > 0)
-        deps.log(`storage: removed ${removed} temp file${removed === 1 ? "" : "s"} left by interrupted writes`, "info");
+  let running: Promise<unknown> | undefined;
+  return {
+    worker,
+    storage: deps.storage,
+    start() {
+      worker.start();
+      const retaining = keepRetention(input, deps, background.signal);
+      const polling =
+        input.stuckPoll && deps.replicate
+          ? pollStuckRows(
+              { ...input.stuckPoll, user: input.user },
+              { replicate: deps.replicate, ingest, pipeline, log: deps.log, signal: background.signal },
+            )
+          : undefined;
+      // In the background: a large storage folder takes a while to walk, and nothing waits for it.
+      const sweeping = deps.storage.removeStaleTemps?.().then(
+        (removed) => {
+          if (removed > 0)
+            deps.log(
+              `storage: removed ${removed} temp file${removed === 1 ? "" : "s"} left by interrupted writes`,
+              "info",
+            );
+        },
+        (error: unknown) => deps.log(`storage: could not remove old temp files: ${oneLine(error)}`, "warn"),
+      );
+      running = Promise.all([retaining, polling, sweeping]);
     },
-    (error: unknown) => deps.log(`storage: could not remove old temp files: ${oneLine(error)}`, "warn"),
-  );
-
-  await new Promise<void>((resolve) => {
-    if (deps.signal.aborted) return resolve();
-    deps.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  deps.log("shutting down: no new deliveries; finishing the ones in progress (Ctrl-C again to stop at once)", "info");
-  await server.close();
-  background.abort();
-  outage.stop();
-  await Promise.all([worker.stop(), retaining, polling]);
-  await sweeping;
-  const counts = await queue.counts().catch(() => ({ pending: 0, processing: 0 }));
-  return { pending: counts.pending + counts.processing };
+    async stop() {
+      background.abort();
+      outage.stop();
+      await Promise.all([worker.stop(), running]);
+    },
+  };
 }
 
 function oneLine(error: unknown): string {
@@ -221,7 +302,11 @@ function oneLine(error: unknown): string {
 const RETENTION_EVERY_MS = 60 * 60_000;
 
 /** Deletes old done deliveries now and then every retentionEveryMs, until the signal aborts; never throws. */
-async function keepRetention(input: ServeWebhookInput, deps: ServeWebhookDeps, signal: AbortSignal): Promise<void> {
+async function keepRetention(
+  input: Pick<ServeWebhookInput, "retentionMs" | "retentionBatch" | "retentionEveryMs">,
+  deps: Pick<ServeWebhookDeps, "db" | "log">,
+  signal: AbortSignal,
+): Promise<void> {
   if (input.retentionMs === undefined) return;
   while (!signal.aborted) {
     try {

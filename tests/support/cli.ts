@@ -64,26 +64,45 @@ export interface ServeWebhookProcess {
 
 /** Starts `genstore serve-webhook --port 0 <args>` and waits for its URL; killed when the test ends. */
 export async function startBinary(env: Record<string, string>, args: string[] = []): Promise<ServeWebhookProcess> {
-  const child = spawn(process.execPath, [bin, "serve-webhook", "--port", "0", ...args], {
+  const started = startCommand(
+    env,
+    ["serve-webhook", "--port", "0", ...args],
+    (out) => /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(out.stdout)?.[1],
+  );
+  const { ready, ...rest } = await started;
+  return { ...rest, url: ready };
+}
+
+/** Starts `genstore worker <args>` and waits for its "Ready." line; killed when the test ends. */
+export async function startWorker(env: Record<string, string>, args: string[] = []) {
+  return startCommand(env, ["worker", ...args], (out) => (/^✔ Ready\. /m.test(out.stderr) ? true : undefined));
+}
+
+/** Starts a long-running `genstore <args>` and waits until ready() finds what it prints when ready. */
+async function startCommand<T>(
+  env: Record<string, string>,
+  args: string[],
+  ready: (output: { stdout: string; stderr: string }) => T | undefined,
+) {
+  const child = spawn(process.execPath, [bin, ...args], {
     env: cleanEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const output = { stdout: "", stderr: "" };
+  child.stdout.on("data", (chunk) => (output.stdout += chunk));
+  child.stderr.on("data", (chunk) => (output.stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
-  const url = await waitFor(
+  const found = await waitFor(
     () =>
-      /^(http:\/\/127\.0\.0\.1:\d+\/api\/webhooks\/replicate)$/m.exec(stdout)?.[1] ??
+      ready(output) ??
       (child.exitCode !== null
-        ? Promise.reject(new Error(`serve-webhook exited ${child.exitCode}: ${stderr}`))
+        ? Promise.reject(new Error(`genstore ${args[0]} exited ${child.exitCode}: ${output.stderr}`))
         : undefined),
     undefined,
-    "serve-webhook to listen",
+    `genstore ${args[0]} to be ready`,
   );
-  return { child, url, stderr: () => stderr, exited };
+  return { child, ready: found, stderr: () => output.stderr, exited };
 }
