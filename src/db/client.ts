@@ -4,8 +4,9 @@ import type { Pool, PoolClient } from "pg";
 import type { SqlMigrationAwareDriverAdapterFactory } from "@prisma/driver-adapter-utils";
 import { describeDatabase, type DatabaseConfig, type GenerationsConfig } from "../config.ts";
 import type { GenerationTable } from "../core/generation-table.ts";
-import { DatabaseError } from "../errors.ts";
+import { DatabaseError, UserError } from "../errors.ts";
 import { loadPg, loadPGlite, loadPrismaAdapters } from "../lazy.ts";
+import { lockEmbeddedDatabase } from "./embedded-lock.ts";
 import { databaseError } from "./errors.ts";
 import { resolveGenerationTable } from "./generations.ts";
 
@@ -90,22 +91,43 @@ async function openEmbedded(config: Extract<DatabaseConfig, { kind: "embedded" }
   const PGliteClass = await loadPGlite();
   const describe = describeDatabase(config);
   let pglite: PGlite;
+  // PGlite does not create parent folders.
+  await mkdir(config.dir, { recursive: true }).catch((error: unknown) => {
+    throw cannotOpen(config.dir, error);
+  });
+  const lock = (() => {
+    try {
+      return lockEmbeddedDatabase(config.dir);
+    } catch (error) {
+      throw error instanceof UserError ? error : cannotOpen(config.dir, error);
+    }
+  })();
   try {
-    // PGlite does not create parent folders.
-    await mkdir(config.dir, { recursive: true });
     pglite = await PGliteClass.create({
       dataDir: config.dir,
       startParams: embeddedStartParams(PGliteClass.defaultStartParams),
       parsers: { [TIMESTAMP_OID]: parseUtcTimestamp },
     });
   } catch (error) {
-    throw new DatabaseError(
-      `Cannot open the embedded database in ${config.dir}: ${firstLine(error)}.`,
-      "It may have been made by another PGlite/PostgreSQL version, or the folder is not writable. Move it away (or set GENSTORE_HOME elsewhere) and run again.",
-      error,
-    );
+    lock.release();
+    throw cannotOpen(config.dir, error);
   }
-  return databaseFromPGlite(pglite, describe, { ...options, schema: config.genstoreSchema });
+  try {
+    const db = await databaseFromPGlite(pglite, describe, { ...options, schema: config.genstoreSchema });
+    return { ...db, close: () => db.close().finally(() => lock.release()) };
+  } catch (error) {
+    await pglite.close().catch(() => {});
+    lock.release();
+    throw error;
+  }
+}
+
+function cannotOpen(dir: string, error: unknown): DatabaseError {
+  return new DatabaseError(
+    `Cannot open the embedded database in ${dir}: ${firstLine(error)}.`,
+    "It may have been made by another PGlite/PostgreSQL version, or the folder is not writable. Move it away (or set GENSTORE_HOME elsewhere) and run again.",
+    error,
+  );
 }
 
 /** Wraps an open PGlite (a folder, or in memory for tests) as genstore's Database. */
