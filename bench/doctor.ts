@@ -1,9 +1,10 @@
 // doctor on N rows (PostgreSQL) and N local objects (empty files, 1,000 user folders), at
 // each size of BENCH_SIZES (default 100,000 and 1,000,000): objects checked per second and
 // the whole process's peak RSS (the binary under /usr/bin/time), next to `find` listing the
-// same tree (names only, and names with sizes, as doctor needs) in the same run. Then
-// BENCH_S3_OBJECTS (default 100,000) on a moto_server started here, next to a bare
-// ListObjectsV2 walk of the same bucket.
+// same tree (names only, and names with sizes, as doctor needs) and `rclone lsf -R` (the
+// issue's other reference, from Debian's packages) in the same run. Then BENCH_S3_OBJECTS
+// (default 100,000) on a moto_server started here, next to a bare ListObjectsV2 walk of the
+// same bucket and `rclone lsf -R` on it (with and without --fast-list).
 //
 //   npm run bench -- doctor
 //   BENCH_SIZES=100000 BENCH_S3_OBJECTS=0 npx tsx bench/doctor.ts     (quick look)
@@ -13,7 +14,7 @@
 // Needs PostgreSQL (BENCH_DATABASE_URL); moto_server for the S3 part.
 import { CreateBucketCommand, PutObjectCommand, S3Client, paginateListObjectsV2 } from "@aws-sdk/client-s3";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pLimit from "p-limit";
@@ -77,6 +78,18 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process
 
 const profileDir = process.env.BENCH_PROFILE;
 
+/** rclone from Debian's packages (installed when missing, outside CI), the issue's other reference. */
+function rclonePath(): string {
+  if (existsSync("/usr/bin/rclone")) return "/usr/bin/rclone";
+  if (process.env.CI) throw new Error("rclone is missing: the doctor benchmark does not install it in CI");
+  console.log("  installing rclone (apt-get install rclone)…");
+  execFileSync("apt-get", ["install", "-y", "rclone"], { stdio: "ignore" });
+  return "/usr/bin/rclone";
+}
+const rclone = rclonePath();
+/** No config file, so rclone says nothing about it; remotes come from RCLONE_CONFIG_* variables. */
+const rcloneEnv = { ...process.env, RCLONE_CONFIG: "/dev/null" };
+
 function doctor(env: NodeJS.ProcessEnv, count: number, label: string): void {
   const run = timed(process.execPath, [bin, "doctor", "--json"], env);
   const result = JSON.parse(run.stdout) as { rows: number; objects: number; remaining: number };
@@ -116,6 +129,12 @@ await withBenchDatabase("doctor", async ({ db, env: dbEnv }) => {
       console.log(
         `  find -type f -printf '%s %P' (with sizes)`.padEnd(44) +
           `${findSizes.seconds.toFixed(1).padStart(6)} s  ${n(size / findSizes.seconds).padStart(9)} objects/s`,
+      );
+      const lsf = timed(rclone, ["lsf", "-R", "--files-only", "--format", "sp", root], rcloneEnv);
+      if (lsf.stdout.split("\n").length - 1 !== size) throw new Error("rclone lsf listed another number of objects");
+      console.log(
+        `  rclone lsf -R --format sp (with sizes)`.padEnd(44) +
+          `${lsf.seconds.toFixed(1).padStart(6)} s  ${n(size / lsf.seconds).padStart(9)} objects/s  ${lsf.rssMiB.toFixed(0).padStart(4)} MiB peak RSS`,
       );
       doctor(env, size, "local");
     }
@@ -159,6 +178,34 @@ if (s3Objects > 0) {
       `  ListObjectsV2 pages alone (SDK, in process)`.padEnd(44) +
         `${listSeconds.toFixed(1).padStart(6)} s  ${n(listed / listSeconds).padStart(9)} objects/s`,
     );
+    // rclone's remote from the environment (no config file): moto as an S3 provider.
+    const remote = {
+      ...rcloneEnv,
+      RCLONE_CONFIG_MOTO_TYPE: "s3",
+      RCLONE_CONFIG_MOTO_PROVIDER: "Other",
+      RCLONE_CONFIG_MOTO_ENDPOINT: moto.endpoint,
+      RCLONE_CONFIG_MOTO_ACCESS_KEY_ID: "test",
+      RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY: "test",
+      RCLONE_CONFIG_MOTO_REGION: "us-east-1",
+    };
+    for (const fastList of [false, true]) {
+      const args = [
+        "lsf",
+        "-R",
+        "--files-only",
+        "--format",
+        "sp",
+        ...(fastList ? ["--fast-list"] : []),
+        `moto:${bucket}`,
+      ];
+      const lsf = timed(rclone, args, remote);
+      if (lsf.stdout.split("\n").length - 1 !== s3Objects)
+        throw new Error("rclone lsf listed another number of objects");
+      console.log(
+        `  rclone lsf -R --format sp${fastList ? " --fast-list" : ""}`.padEnd(44) +
+          `${lsf.seconds.toFixed(1).padStart(6)} s  ${n(s3Objects / lsf.seconds).padStart(9)} objects/s  ${lsf.rssMiB.toFixed(0).padStart(4)} MiB peak RSS`,
+      );
+    }
     await withBenchDatabase("doctor_s3", async ({ db, env: dbEnv }) => {
       await seedRows(db, 1, s3Objects, 0);
       const env = cleanEnv({

@@ -8,6 +8,8 @@
 //   burst      8 s as fast as acks come, every delivery a ~1.1 kB `processing` one for its own
 //              prediction (input.user_id): ack req/s, p50/p99 against the bare server, the
 //              worker's drain rate, and the time to empty the queue once the load stops;
+//   split      the burst's load to `serve-webhook --no-worker` (acks only), then `genstore
+//              worker` alone drains what it stored: each half's rate and CPU a delivery;
 //   sustained  60 s (BENCH_SUSTAIN_S) paced at 80% of the burst's ack rate (BENCH_SUSTAIN_RATE
 //              overrides): p99 while the worker works, and whether the queue empties within
 //              10 s of the load stopping;
@@ -18,11 +20,12 @@
 // The queue is watched in the deliveries table; waiting for it to empty stops after
 // BENCH_DRAIN_LIMIT_S (default 180 s), and what is left is reported.
 // BENCH_DATABASE_URL selects the PostgreSQL server (default: the local one, database test);
-// BENCH_CONNECTIONS wrk's connections (default 32), for both servers.
+// BENCH_CONNECTIONS wrk's connections (default 32), for both servers. burst and split also
+// give the CPU each process used a delivery (genstore's, PostgreSQL's, the rest: wrk), from /proc.
 // Needs `npm run build` (the binary runs dist/) and wrk (installed with apt-get when missing).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { once } from "node:events";
@@ -36,7 +39,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const BURST_S = Number(process.env.BENCH_BURST_S ?? 8);
 const SUSTAIN_S = Number(process.env.BENCH_SUSTAIN_S ?? 60);
 const DRAIN_LIMIT_S = Number(process.env.BENCH_DRAIN_LIMIT_S ?? 180);
-const scenarios = (process.env.BENCH_SCENARIOS ?? "burst,sustained,drain,mixed").split(",");
+const scenarios = (process.env.BENCH_SCENARIOS ?? "burst,split,sustained,drain,mixed").split(",");
 /** BENCH_BIN: another build's binary (e.g. main's, for the figures before a change). */
 const bin = path.resolve(process.env.BENCH_BIN ?? "bin/genstore");
 const secret = `whsec_${randomBytes(24).toString("base64")}`;
@@ -168,21 +171,24 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startProcess(args: string[], env: NodeJS.ProcessEnv, match: RegExp): Promise<Server> {
+/** Starts a process and waits for `match` on its stdout (or on stderr, for `genstore worker`'s "Ready."). */
+async function startProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  match: RegExp,
+  on: "stdout" | "stderr" = "stdout",
+): Promise<Server> {
   const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => {
-    // The receiver logs a line per delivery: keep only the start, for a failure to start.
-    if (stderr.length < 10_000) stderr += chunk.toString();
-  });
+  const output = { stdout: "", stderr: "" };
   const url = await new Promise<string>((resolve, reject) => {
-    let stdout = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const found = match.exec(stdout);
-      if (found) resolve(found[1]!);
-    });
-    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${stderr}`)));
+    for (const stream of ["stdout", "stderr"] as const)
+      child[stream].on("data", (chunk: Buffer) => {
+        // The receiver logs a line per delivery: keep only the start, for a failure to start.
+        if (output[stream].length < 10_000) output[stream] += chunk.toString();
+        const found = stream === on && match.exec(output[stream]);
+        if (found) resolve(found[1] ?? found[0]);
+      });
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${output.stderr}`)));
   });
   return {
     child,
@@ -204,18 +210,90 @@ function startBare(): Promise<Server> {
   );
 }
 
-function startGenstore(bench: BenchDatabase, outputs: OutputServer, home: string): Promise<Server> {
+function genstoreEnv(bench: BenchDatabase, outputs: OutputServer, home: string): NodeJS.ProcessEnv {
+  return cleanEnv({
+    ...bench.env,
+    GENSTORE_HOME: home,
+    REPLICATE_WEBHOOK_SECRET: secret,
+    GENSTORE_OUTPUT_HOSTS: outputs.hostEntry,
+  });
+}
+
+/** BENCH_NODE_ARGS: node flags for genstore's processes (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof). */
+const nodeArgs = () => process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+
+function startGenstore(
+  bench: BenchDatabase,
+  outputs: OutputServer,
+  home: string,
+  args: string[] = [],
+): Promise<Server> {
   return startProcess(
-    // BENCH_NODE_ARGS: node flags for the receiver (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
-    [...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bin, "serve-webhook", "--port", "0"],
-    cleanEnv({
-      ...bench.env,
-      GENSTORE_HOME: home,
-      REPLICATE_WEBHOOK_SECRET: secret,
-      GENSTORE_OUTPUT_HOSTS: outputs.hostEntry,
-    }),
+    [...nodeArgs(), bin, "serve-webhook", "--port", "0", ...args],
+    genstoreEnv(bench, outputs, home),
     /^(http:\/\/\S+\/api\/webhooks\/replicate)$/m,
   );
+}
+
+/** `genstore worker` on the same database, ready once it says so. */
+function startWorker(bench: BenchDatabase, outputs: OutputServer, home: string): Promise<Server> {
+  return startProcess([...nodeArgs(), bin, "worker"], genstoreEnv(bench, outputs, home), /^✔ Ready\./m, "stderr");
+}
+
+// --- CPU, from /proc ---------------------------------------------------------------------
+
+const TICK_S = 1 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
+
+/** User + system CPU seconds of a process so far (0 once it is gone). */
+function processCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * TICK_S;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every PostgreSQL process (server, backends, WAL writer, …) so far. */
+function postgresCpu(): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8") === "postgres\n") total += processCpu(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+/** The machine's busy and total CPU seconds so far (all cores), from /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0) * TICK_S;
+  const idle = (fields[3]! + fields[4]!) * TICK_S;
+  return { busy: total - idle, total };
+}
+
+/** Starts counting the CPU genstore's process, PostgreSQL and the machine use; stop() says how much, per delivery. */
+function cpuMeter(pid: number) {
+  const start = { ours: processCpu(pid), pg: postgresCpu(), machine: machineCpu(), at: performance.now() };
+  return (deliveries: number, who: string) => {
+    const machine = machineCpu();
+    const ours = processCpu(pid) - start.ours;
+    const pg = postgresCpu() - start.pg;
+    const wall = (performance.now() - start.at) / 1000;
+    const busy = machine.busy - start.machine.busy;
+    const cores = (machine.total - start.machine.total) / wall;
+    const us = (seconds: number) => `${fmt((seconds / deliveries) * 1e6)} µs`;
+    return (
+      `  CPU over ${wall.toFixed(1)} s: ${who} ${us(ours)} a delivery (${((ours / wall) * 100).toFixed(0)}% of a core), ` +
+      `PostgreSQL ${us(pg)} (${((pg / wall) * 100).toFixed(0)}%), everything else ${us(busy - ours - pg)}; ` +
+      `machine ${((busy / wall / cores) * 100).toFixed(0)}% busy of ${cores.toFixed(0)} cores`
+    );
+  };
 }
 
 // --- wrk -------------------------------------------------------------------------------
@@ -407,6 +485,8 @@ await withBenchDatabase("webhook", async (bench) => {
   };
   try {
     let burstRate: number | undefined;
+    /** The bare verify-only server's req/s in this run (burst's, or split's own when burst did not run). */
+    let referenceRate: number | undefined;
     if (scenarios.includes("burst") || scenarios.includes("sustained")) {
       const file = path.join(work, "burst.tsv");
       const pool = Number(process.env.BENCH_BURST_POOL ?? 160_000);
@@ -428,12 +508,15 @@ await withBenchDatabase("webhook", async (bench) => {
       await writeDeliveries(warm, 1_000, processingPool("w"), "w");
       await runWrk(ours.url, warm, { seconds: 1 });
       await waitEmpty(bench, Date.now());
+      const cpu = cpuMeter(ours.child.pid!);
       const r = await runWrk(ours.url, file, { seconds: BURST_S });
       if (r.requests > pool) console.log(`  (the pool of ${fmt(pool)} ran out: later requests were duplicates)`);
       console.log(ackLine("genstore serve-webhook", r));
       const drained = await drainFigures(bench, r, "b");
       console.log(drained.line);
       const kept = await stored(bench, "b");
+      // From the load's start until the queue is empty: each delivery acked and ingested.
+      console.log(cpu(kept.deliveries, "serve-webhook (ack + ingest)"));
       console.log(
         `  stored: ${fmt(kept.deliveries)} deliveries (${fmt(kept.failed)} failed), ${fmt(kept.rows)} generation rows`,
       );
@@ -442,6 +525,56 @@ await withBenchDatabase("webhook", async (bench) => {
         `  targets: ack ${(ratio * 100).toFixed(0)}% of bare (≥ 50%: ${ratio >= 0.5 ? "met" : "NOT met"}); p99 ${ms(r.p99)} (< 50 ms: ${r.p99 < 50 ? "met" : "NOT met"})`,
       );
       burstRate = r.rate;
+      referenceRate = reference.rate;
+    }
+
+    if (scenarios.includes("split")) {
+      // The same burst to a receiver that only acks, then `genstore worker` alone drains what
+      // it stored: what each half costs, measured apart (the CPU that acks and ingests share).
+      const file = path.join(work, "split.tsv");
+      const pool = Number(process.env.BENCH_BURST_POOL ?? 160_000);
+      await writeDeliveries(file, pool, processingPool("x"), "x");
+      console.log(
+        `\nsplit: the burst's load to serve-webhook --no-worker (acks only), then genstore worker drains what it stored`,
+      );
+      if (referenceRate === undefined) {
+        const bare = await startBare();
+        try {
+          await runWrk(bare.url + "/api/webhooks/replicate", file, { seconds: 2 });
+          const reference = await runWrk(bare.url + "/api/webhooks/replicate", file, { seconds: BURST_S });
+          console.log(ackLine("bare node:http, verify only", reference));
+          referenceRate = reference.rate;
+        } finally {
+          await bare.stop();
+        }
+      }
+      await clearQueue();
+      const receiver = await startGenstore(bench, outputs, home, ["--no-worker"]);
+      genstore = receiver;
+      const warm = path.join(work, "warm-split.tsv");
+      await writeDeliveries(warm, 1_000, processingPool("y"), "y");
+      await runWrk(receiver.url, warm, { seconds: 1 });
+      const acking = cpuMeter(receiver.child.pid!);
+      const r = await runWrk(receiver.url, file, { seconds: BURST_S });
+      const acked = (await stored(bench, "x")).deliveries;
+      console.log(ackLine("genstore serve-webhook --no-worker", r));
+      console.log(acking(acked, "serve-webhook --no-worker (ack)"));
+      const ratio = r.rate / referenceRate;
+      console.log(`  acks alone: ${(ratio * 100).toFixed(0)}% of bare`);
+      await receiver.stop();
+      genstore = undefined;
+      const queued = await backlog(bench);
+      const worker = await startWorker(bench, outputs, home);
+      genstore = worker;
+      const started = Date.now();
+      const ingesting = cpuMeter(worker.child.pid!);
+      const empty = await waitEmpty(bench, started);
+      console.log(
+        empty.left === 0
+          ? `  genstore worker: ${fmt(queued)} queued deliveries ingested in ${empty.seconds.toFixed(1)} s: ${fmt(queued / empty.seconds)} deliveries/s`
+          : `  genstore worker: NOT empty after ${DRAIN_LIMIT_S} s: ${fmt(empty.left)} of ${fmt(queued)} left`,
+      );
+      console.log(ingesting(queued - empty.left, "genstore worker (ingest)"));
     }
 
     if (scenarios.includes("sustained")) {
