@@ -80,8 +80,7 @@ export type WebhookHeadersCheck =
 export function checkWebhookHeaders(
   input: Pick<VerifyWebhookInput, "headers" | "now" | "toleranceSeconds">,
 ): WebhookHeadersCheck {
-  const values = {} as Record<HeaderName, string | undefined>;
-  for (const name of HEADER_NAMES) values[name] = readHeader(input.headers, name);
+  const values = readHeaders(input.headers);
   const missing = HEADER_NAMES.filter((name) => !values[name]);
   if (missing.length > 0) return reject(`missing webhook headers: ${missing.join(", ")}`);
   const id = values["webhook-id"] as string;
@@ -133,20 +132,35 @@ function createWebhook(secret: string): Webhook {
   }
 }
 
-/** Case-insensitive lookup; repeated values are joined (signatures with a space). */
-function readHeader(headers: WebhookHeaders, name: HeaderName): string | undefined {
+/**
+ * The three headers, looked up case-insensitively in one pass over a header record (each
+ * request is checked this way before and after its body is read); repeated values are joined
+ * (signatures with a space).
+ */
+function readHeaders(headers: WebhookHeaders): Record<HeaderName, string | undefined> {
   if (typeof (headers as Headers).get === "function" && typeof (headers as Headers).forEach === "function") {
-    return (headers as Headers).get(name) ?? undefined;
+    const get = (name: HeaderName) => (headers as Headers).get(name) ?? undefined;
+    return {
+      "webhook-id": get("webhook-id"),
+      "webhook-timestamp": get("webhook-timestamp"),
+      "webhook-signature": get("webhook-signature"),
+    };
   }
-  const parts: string[] = [];
+  const parts: Record<HeaderName, string[]> = { "webhook-id": [], "webhook-timestamp": [], "webhook-signature": [] };
   for (const [key, value] of Object.entries(headers as Record<string, string | string[] | undefined>)) {
-    if (key.toLowerCase() !== name || value === undefined) continue;
-    parts.push(...(Array.isArray(value) ? value : [value]));
+    const name = key.toLowerCase();
+    if (!Object.hasOwn(parts, name) || value === undefined) continue;
+    for (const part of Array.isArray(value) ? value : [value])
+      if (part.trim() !== "") parts[name as HeaderName].push(part.trim());
   }
-  const joined = parts.map((part) => part.trim()).filter((part) => part !== "");
-  if (joined.length === 0) return undefined;
-  // Two different ids or timestamps make the delivery ambiguous; joining them makes it fail.
-  return joined.join(name === "webhook-signature" ? " " : ",");
+  const join = (name: HeaderName) =>
+    // Two different ids or timestamps make the delivery ambiguous; joining them makes it fail.
+    parts[name].length === 0 ? undefined : parts[name].join(name === "webhook-signature" ? " " : ",");
+  return {
+    "webhook-id": join("webhook-id"),
+    "webhook-timestamp": join("webhook-timestamp"),
+    "webhook-signature": join("webhook-signature"),
+  };
 }
 
 function reject(reason: string): { ok: false; status: 401; reason: string } {
