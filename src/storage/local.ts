@@ -1,9 +1,11 @@
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { constants, createReadStream, statSync, type Dir, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { StringDecoder } from "node:string_decoder";
 import pLimit from "p-limit";
 import { compareKeys, contentTypeFor, storageKeyProblem } from "../core/keys.ts";
 import { StorageError } from "../errors.ts";
@@ -54,14 +56,38 @@ export function localKeyProblem(key: string): string | undefined {
   return storageKeyProblem(key);
 }
 
-export function createLocalStorage(root: string): Storage {
-  return new LocalStorage(path.resolve(root));
+export function createLocalStorage(root: string, options: { walker?: "find" | "node" } = {}): Storage {
+  return new LocalStorage(path.resolve(root), options.walker);
+}
+
+/** How many listings find and sort finished, and how many the walk in this process did or finished (tests). */
+export const walks = { find: 0, node: 0 };
+
+/** Characters that make a name sort differently as find's line than as a key (see listWithFind). */
+// eslint-disable-next-line no-control-regex -- the point is control characters
+const UNSORTABLE = /[\u0000-\u0009\ufffd]/;
+
+function existsSyncQuiet(file: string): boolean {
+  try {
+    statSync(file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 class LocalStorage implements Storage {
   readonly provider = "local" as const;
 
-  constructor(readonly bucket: string) {}
+  /**
+   * How doctor's listings (keys and sizes, no etags) walk the folders: "find" with the
+   * system's find and sort where they are GNU's (falling back to "node" elsewhere), "node"
+   * always in this process (tests compare the two).
+   */
+  constructor(
+    readonly bucket: string,
+    private readonly walker: "find" | "node" = "find",
+  ) {}
 
   private get where(): string {
     return `local storage ${this.bucket}`;
@@ -195,7 +221,116 @@ class LocalStorage implements Storage {
     // of the folders on the current path and one page, nothing more.
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
     if (folder !== "") this.fileFor(folder.slice(0, -1));
-    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false, options.pageSize ?? 1000);
+    const pageSize = options.pageSize ?? 1000;
+    let startAfter = options.startAfter;
+    // Keys and sizes only (doctor), of whole folders: the system's find and sort list them on
+    // another core, with none of a stat's objects in this process.
+    if (options.etags === false && startAfter === undefined && folder === prefix && this.walker === "find") {
+      const listed = this.listWithFind(folder, pageSize);
+      for await (const page of listed) {
+        if (page === "unavailable") break;
+        yield page;
+        startAfter = page.at(-1)!.key;
+      }
+      if (listed.done) {
+        walks.find += 1;
+        return;
+      }
+    }
+    walks.node += 1;
+    yield* this.walk(folder, prefix, startAfter, options.etags !== false, pageSize);
+  }
+
+  /**
+   * The objects under folder, keys and sizes, in key order, from GNU find piped into
+   * `LC_ALL=C sort -z` (byte order of UTF-8 keys, which is compareKeys'), connected by a
+   * pipe that does not pass through this process. Yields "unavailable" and ends when find
+   * or sort cannot be run or do not understand (no GNU findutils: macOS, Windows) before
+   * anything is listed; stops early, leaving `done` false, at the first key out of order (a
+   * name with a control character or a tab sorts differently as a line, a name that is not
+   * UTF-8 decodes differently): listPages then walks on from the last key it gave.
+   */
+  private listWithFind(
+    folder: string,
+    pageSize: number,
+  ): AsyncGenerator<ObjectInfo[] | "unavailable"> & { done: boolean } {
+    const dir = path.join(this.bucket, ...folder.split("/"));
+    const state = { done: false };
+    const where = this.where;
+    async function* run(): AsyncGenerator<ObjectInfo[] | "unavailable"> {
+      // The same names the walk skips: provider files and folders (".…"), anything but files and folders.
+      const find = spawn(
+        "find",
+        ["-H", dir, "-mindepth", "1", "-name", ".*", "-prune", "-o", "-type", "f", "-printf", "%P\\t%s\\0"],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      // A bounded buffer: beyond it sort spills to temp files, so a million keys never sit in memory.
+      const sort = spawn("sort", ["-z", "-S", "16M"], {
+        stdio: [find.stdout, "pipe", "pipe"],
+        env: { ...process.env, LC_ALL: "C" },
+      });
+      // sort has the pipe's reading end now; this process's copy would keep it open (and find's "close" from coming).
+      find.stdout.destroy();
+      const failed = { find: "", sort: "" };
+      find.stderr.on("data", (chunk: Buffer) => (failed.find += chunk.toString()));
+      sort.stderr.on("data", (chunk: Buffer) => (failed.sort += chunk.toString()));
+      const exits = Promise.all([
+        new Promise<number | null>((resolve) => find.on("exit", resolve).on("error", () => resolve(-1))),
+        new Promise<number | null>((resolve) => sort.on("close", resolve).on("error", () => resolve(-1))),
+      ]);
+      let given = 0;
+      let previous = "";
+      try {
+        const decoder = new StringDecoder("utf8");
+        let rest = "";
+        let page: ObjectInfo[] = [];
+        for await (const chunk of sort.stdout as AsyncIterable<Buffer>) {
+          const lines = (rest + decoder.write(chunk)).split("\0");
+          rest = lines.pop()!;
+          for (const line of lines) {
+            const tab = line.lastIndexOf("\t");
+            const key = folder + line.slice(0, tab);
+            // A name with a character up to a tab sorts differently as a line than as a key,
+            // and one that is not UTF-8 decodes differently: from the first such name (which
+            // the sort put at most too early, never after a key it should precede) the walk
+            // takes over, after the last key given.
+            if (UNSORTABLE.test(key) || (given + page.length > 0 && compareKeys(previous, key) >= 0)) {
+              if (page.length > 0) yield page;
+              return;
+            }
+            previous = key;
+            page.push({ key, size: Number(line.slice(tab + 1)), etag: "" });
+            if (page.length >= pageSize) {
+              given += page.length;
+              yield page;
+              page = [];
+            }
+          }
+        }
+        const [findCode, sortCode] = await exits;
+        if (findCode !== 0 || sortCode !== 0) {
+          if (given + page.length > 0) {
+            const why = (failed.find || failed.sort).trim().split("\n")[0] || `exit ${findCode ?? sortCode}`;
+            throw new StorageError(`Cannot list ${folder || "/"} in ${where}: ${why}`);
+          }
+          // Nothing listed: an absent folder lists nothing (as the walk's); otherwise the walk
+          // lists it (no GNU find, or a folder it cannot read, which the walk then reports).
+          if (existsSyncQuiet(dir)) yield "unavailable";
+          else state.done = true;
+          return;
+        }
+        if (page.length > 0) yield page;
+        state.done = true;
+      } finally {
+        // Stopped early (a caller done, or keys out of order): no process is left behind.
+        find.kill();
+        sort.kill();
+        await exits;
+      }
+    }
+    return Object.defineProperty(run(), "done", { get: () => state.done }) as ReturnType<typeof run> & {
+      done: boolean;
+    };
   }
 
   async check(): Promise<void> {
