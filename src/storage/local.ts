@@ -222,115 +222,96 @@ class LocalStorage implements Storage {
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);
     if (folder !== "") this.fileFor(folder.slice(0, -1));
     const pageSize = options.pageSize ?? 1000;
-    let startAfter = options.startAfter;
     // Keys and sizes only (doctor), of whole folders: the system's find and sort list them on
     // another core, with none of a stat's objects in this process.
-    if (options.etags === false && startAfter === undefined && folder === prefix && this.walker === "find") {
-      const listed = this.listWithFind(folder, pageSize);
-      for await (const page of listed) {
-        if (page === "unavailable") break;
-        yield page;
-        startAfter = page.at(-1)!.key;
-      }
-      if (listed.done) {
-        walks.find += 1;
-        return;
-      }
+    if (options.etags === false && options.startAfter === undefined && folder === prefix && this.walker === "find") {
+      yield* this.listWithFind(folder, pageSize);
+      return;
     }
     walks.node += 1;
-    yield* this.walk(folder, prefix, startAfter, options.etags !== false, pageSize);
+    yield* this.walk(folder, prefix, options.startAfter, options.etags !== false, pageSize);
   }
 
   /**
    * The objects under folder, keys and sizes, in key order, from GNU find piped into
    * `LC_ALL=C sort -z` (byte order of UTF-8 keys, which is compareKeys'), connected by a
-   * pipe that does not pass through this process. Yields "unavailable" and ends when find
-   * or sort cannot be run or do not understand (no GNU findutils: macOS, Windows) before
-   * anything is listed; stops early, leaving `done` false, at the first key out of order (a
-   * name with a control character or a tab sorts differently as a line, a name that is not
-   * UTF-8 decodes differently): listPages then walks on from the last key it gave.
+   * pipe that does not pass through this process. The walk in this process lists instead
+   * when find or sort cannot run or do not understand (no GNU findutils: macOS, Windows),
+   * and takes over after the last key listed at the first name a line sort orders
+   * differently (a control character or a tab; not UTF-8, which decodes differently).
    */
-  private listWithFind(
-    folder: string,
-    pageSize: number,
-  ): AsyncGenerator<ObjectInfo[] | "unavailable"> & { done: boolean } {
+  private async *listWithFind(folder: string, pageSize: number): AsyncGenerator<ObjectInfo[]> {
     const dir = path.join(this.bucket, ...folder.split("/"));
-    const state = { done: false };
-    const where = this.where;
-    async function* run(): AsyncGenerator<ObjectInfo[] | "unavailable"> {
-      // The same names the walk skips: provider files and folders (".…"), anything but files and folders.
-      const find = spawn(
-        "find",
-        ["-H", dir, "-mindepth", "1", "-name", ".*", "-prune", "-o", "-type", "f", "-printf", "%P\\t%s\\0"],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      // A bounded buffer: beyond it sort spills to temp files, so a million keys never sit in memory.
-      const sort = spawn("sort", ["-z", "-S", "16M"], {
-        stdio: [find.stdout, "pipe", "pipe"],
-        env: { ...process.env, LC_ALL: "C" },
-      });
-      // sort has the pipe's reading end now; this process's copy would keep it open (and find's "close" from coming).
-      find.stdout.destroy();
-      const failed = { find: "", sort: "" };
-      find.stderr.on("data", (chunk: Buffer) => (failed.find += chunk.toString()));
-      sort.stderr.on("data", (chunk: Buffer) => (failed.sort += chunk.toString()));
-      const exits = Promise.all([
-        new Promise<number | null>((resolve) => find.on("exit", resolve).on("error", () => resolve(-1))),
-        new Promise<number | null>((resolve) => sort.on("close", resolve).on("error", () => resolve(-1))),
-      ]);
-      let given = 0;
-      let previous = "";
-      try {
-        const decoder = new StringDecoder("utf8");
-        let rest = "";
-        let page: ObjectInfo[] = [];
-        for await (const chunk of sort.stdout as AsyncIterable<Buffer>) {
-          const lines = (rest + decoder.write(chunk)).split("\0");
-          rest = lines.pop()!;
-          for (const line of lines) {
-            const tab = line.lastIndexOf("\t");
-            const key = folder + line.slice(0, tab);
-            // A name with a character up to a tab sorts differently as a line than as a key,
-            // and one that is not UTF-8 decodes differently: from the first such name (which
-            // the sort put at most too early, never after a key it should precede) the walk
-            // takes over, after the last key given.
-            if (UNSORTABLE.test(key) || (given + page.length > 0 && compareKeys(previous, key) >= 0)) {
-              if (page.length > 0) yield page;
-              return;
-            }
-            previous = key;
-            page.push({ key, size: Number(line.slice(tab + 1)), etag: "" });
-            if (page.length >= pageSize) {
-              given += page.length;
-              yield page;
-              page = [];
-            }
+    // The same names the walk skips: provider files and folders (".…"), anything but files and folders.
+    const find = spawn(
+      "find",
+      ["-H", dir, "-mindepth", "1", "-name", ".*", "-prune", "-o", "-type", "f", "-printf", "%P\\t%s\\0"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    // A bounded buffer: beyond it sort spills to temp files, so a million keys never sit in memory.
+    const sort = spawn("sort", ["-z", "-S", "16M"], {
+      stdio: [find.stdout, "pipe", "pipe"],
+      env: { ...process.env, LC_ALL: "C" },
+    });
+    // sort has the pipe's reading end now; this process's copy would keep it open (and find's "close" from coming).
+    find.stdout.destroy();
+    const failed = { find: "", sort: "" };
+    find.stderr.on("data", (chunk: Buffer) => (failed.find += chunk.toString()));
+    sort.stderr.on("data", (chunk: Buffer) => (failed.sort += chunk.toString()));
+    const exits = Promise.all([
+      new Promise<number | null>((resolve) => find.on("exit", resolve).on("error", () => resolve(-1))),
+      new Promise<number | null>((resolve) => sort.on("close", resolve).on("error", () => resolve(-1))),
+    ]);
+    /** The last key listed (the walk starts after it when it takes over). */
+    let last: string | undefined;
+    let page: ObjectInfo[] = [];
+    let handOver = false;
+    try {
+      const decoder = new StringDecoder("utf8");
+      let rest = "";
+      reading: for await (const chunk of sort.stdout as AsyncIterable<Buffer>) {
+        const lines = (rest + decoder.write(chunk)).split("\0");
+        rest = lines.pop()!;
+        for (const line of lines) {
+          const tab = line.lastIndexOf("\t");
+          const key = folder + line.slice(0, tab);
+          // Such a name is one the sort put at most too early, never after a key it should
+          // precede: every key listed before it is in place.
+          if (UNSORTABLE.test(key) || (last !== undefined && compareKeys(last, key) >= 0)) {
+            handOver = true;
+            break reading;
+          }
+          last = key;
+          page.push({ key, size: Number(line.slice(tab + 1)), etag: "" });
+          if (page.length >= pageSize) {
+            yield page;
+            page = [];
           }
         }
-        const [findCode, sortCode] = await exits;
-        if (findCode !== 0 || sortCode !== 0) {
-          if (given + page.length > 0) {
-            const why = (failed.find || failed.sort).trim().split("\n")[0] || `exit ${findCode ?? sortCode}`;
-            throw new StorageError(`Cannot list ${folder || "/"} in ${where}: ${why}`);
-          }
-          // Nothing listed: an absent folder lists nothing (as the walk's); otherwise the walk
-          // lists it (no GNU find, or a folder it cannot read, which the walk then reports).
-          if (existsSyncQuiet(dir)) yield "unavailable";
-          else state.done = true;
-          return;
-        }
-        if (page.length > 0) yield page;
-        state.done = true;
-      } finally {
-        // Stopped early (a caller done, or keys out of order): no process is left behind.
-        find.kill();
-        sort.kill();
-        await exits;
       }
+      const [findCode, sortCode] = handOver ? [0, 0] : await exits;
+      if (findCode !== 0 || sortCode !== 0) {
+        if (last !== undefined) {
+          const why = (failed.find || failed.sort).trim().split("\n")[0] || `exit ${findCode ?? sortCode}`;
+          throw new StorageError(`Cannot list ${folder || "/"} in ${this.where}: ${why}`);
+        }
+        // Nothing listed: an absent folder lists nothing (as the walk's); otherwise the walk
+        // lists it (no GNU find, or a folder it cannot read, which the walk then reports).
+        handOver = existsSyncQuiet(dir);
+      }
+    } finally {
+      // Stopped early (a caller done, or a name handed over): no process is left behind.
+      find.kill();
+      sort.kill();
+      await exits;
     }
-    return Object.defineProperty(run(), "done", { get: () => state.done }) as ReturnType<typeof run> & {
-      done: boolean;
-    };
+    if (page.length > 0) yield page;
+    if (!handOver) {
+      walks.find += 1;
+      return;
+    }
+    walks.node += 1;
+    yield* this.walk(folder, folder, last, false, pageSize);
   }
 
   async check(): Promise<void> {
