@@ -62,17 +62,15 @@ export function lockEmbeddedDatabase(dir: string): EmbeddedLock {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
-    const holder = readHolder(file);
-    if (holder === "starting" || (holder !== "gone" && isAlive(holder.pid) && holder.pid !== process.pid)) {
-      if (attempt < 20 && holder === "starting") {
-        // Written between another process's open and its write: a moment later it names its process.
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-        continue;
-      }
-      throw busy(dir, file, holder === "starting" ? undefined : holder);
-    }
-    // The process that held it is gone (or it is this process's own, left by a database never closed).
     if (attempt >= 20) throw busy(dir, file, undefined);
+    const holder = readHolder(file);
+    if (holder === "starting") {
+      // Made between another process's open and its write: a moment later it names its process.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      continue;
+    }
+    if (holder !== "gone" && holder.pid !== process.pid && isAlive(holder.pid)) throw busy(dir, file, holder);
+    // The process that held it is gone (or it is this process's own, left by a database never closed).
     try {
       unlinkSync(file);
     } catch (error) {
