@@ -1,10 +1,9 @@
-import { existsSync, statSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { startBinary } from "./support/cli.ts";
+import { expectBuiltAfter, startBinary } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { newSecret, post, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
@@ -20,12 +19,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)(
   "serve-webhook killed with SIGKILL after acking (the binary, PostgreSQL, local storage)",
   () => {
     it("stores every acked delivery once a receiver runs again", async () => {
-      // bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate this code.
-      if (existsSync("dist/cli.js"))
-        expect(
-          statSync("dist/cli.js").mtimeMs,
-          "dist/ is older than src/webhook/receiver.ts: run npm run build",
-        ).toBeGreaterThan(statSync("src/webhook/receiver.ts").mtimeMs);
+      expectBuiltAfter("src/webhook/receiver.ts");
       const outputs = await startOutputServer();
       onTestFinished(() => outputs.close());
       const { db, config } = await createTestDatabase("postgres");

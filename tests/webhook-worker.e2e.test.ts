@@ -1,10 +1,10 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { startBinary, startWorker } from "./support/cli.ts";
+import { expectBuiltAfter, startBinary, startWorker } from "./support/cli.ts";
 import { createTestDatabase, databaseEnv } from "./support/db.ts";
 import { startOutputServer } from "./support/output-server.ts";
 import { newSecret, post, request, samplePrediction, svixSigned } from "./support/webhook-deliveries.ts";
@@ -16,12 +16,7 @@ import { waitFor } from "./support/wait.ts";
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("serve-webhook --no-worker beside genstore worker (the binary)", () => {
   it("the receiver only acks; the worker ingests what it stored, then stops cleanly", async () => {
-    // bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate this code.
-    if (existsSync("dist/cli.js"))
-      expect(
-        statSync("dist/cli.js").mtimeMs,
-        "dist/ is older than src/commands/worker.ts: run npm run build",
-      ).toBeGreaterThan(statSync("src/commands/worker.ts").mtimeMs);
+    expectBuiltAfter("src/commands/worker.ts");
     const outputs = await startOutputServer();
     onTestFinished(() => outputs.close());
     const { db, config } = await createTestDatabase("postgres");

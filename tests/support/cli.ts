@@ -1,9 +1,10 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
 // eslint-disable-next-line n/no-unsupported-features/node-builtins -- fs.cp works on Node 20 (tests only)
 import { cp } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { inject, onTestFinished } from "vitest";
+import { expect, inject, onTestFinished } from "vitest";
 import { tempDir } from "./pipeline-fixtures.ts";
 import { waitFor } from "./wait.ts";
 
@@ -11,6 +12,14 @@ import { waitFor } from "./wait.ts";
 // genstore, database, storage or Replicate settings leaking in from the environment.
 
 export const bin = path.resolve("bin/genstore");
+
+/** bin/genstore runs dist/ when it exists (npm ci builds it): it must not predate source, which the test exercises. */
+export function expectBuiltAfter(source: string): void {
+  if (existsSync("dist/cli.js"))
+    expect(statSync("dist/cli.js").mtimeMs, `dist/ is older than ${source}: run npm run build`).toBeGreaterThan(
+      statSync(source).mtimeMs,
+    );
+}
 
 const run = promisify(execFile);
 
